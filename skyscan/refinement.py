@@ -371,3 +371,16 @@ class Refinement:
 
     def progress_dict(self) -> dict[str, dict[str, int]]:
         return {str(n): vars(p).copy() for n, p in sorted(self.progress.items())}
+
+
+def make_strategy(name: str, nsides: str, max_nside: int = 1 << 29, **options: object) -> Strategy:
+    """Build a refinement strategy by name: ``progression`` (nside:extension) or ``contour``."""
+    if name == "progression":
+        if options:
+            raise ValueError(f"the progression strategy takes no options, got {sorted(options)}")
+        return ProgressionStrategy.from_spec(nsides, max_nside)
+    if name == "contour":
+        from skyscan.contour_refinement import ContourStrategy
+
+        return ContourStrategy.from_spec(nsides, max_nside, **options)  # type: ignore[arg-type]
+    raise ValueError(f"unknown refinement strategy {name!r}; known: progression, contour")
