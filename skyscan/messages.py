@@ -28,11 +28,18 @@ def task_id(scan_id: str, nside: int, pixel: int, variation: int) -> str:
 
 
 def queue_names(scan_id: str) -> dict[str, str]:
-    """Per-scan queue names: tasks, results, and the dead-letter queue for poison messages."""
+    """Per-scan queues.
+
+    ``pixels`` (tasks) dead-letters to ``dead`` once a task exceeds the delivery limit; the server
+    consumes ``dead`` and records those pixels as failed. ``results`` dead-letters what the server
+    rejects (malformed or foreign messages) to ``rejected``, kept for inspection until the scan's
+    queues are deleted.
+    """
     return {
         "pixels": f"skydriver.{scan_id}.pixels",
         "results": f"skydriver.{scan_id}.results",
         "dead": f"skydriver.{scan_id}.dead",
+        "rejected": f"skydriver.{scan_id}.rejected",
     }
 
 

@@ -1,0 +1,43 @@
+# SkyDriver developer entry points. `make demo` and `make test` set everything up first
+# (virtualenv, RabbitMQ, the MongoDB-wire server) and are idempotent.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup venv services stop-services demo test test-fast lint bench clean
+
+setup: venv services
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@scripts/ensure-venv.sh "$(PYTHON)" "$(VENV)"
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test,mongo-wire]'
+	@touch $@
+
+services: venv
+	$(PY) scripts/services.py up
+
+stop-services: venv
+	$(PY) scripts/services.py down
+
+demo: setup
+	$(VENV)/bin/skydriver demo --out demo-output
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: venv
+	$(PY) -m pytest -q -m "not integration and not faults"
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(PY) bench/throughput
+
+clean:
+	rm -rf demo-output bench-output .pytest_cache

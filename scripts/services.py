@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Provide the local RabbitMQ and MongoDB-wire server that demos and tests talk to. Idempotent.
+
+* RabbitMQ: reuse one answering at SKYDRIVER_RABBITMQ_URL; else install Debian's
+  ``rabbitmq-server`` when missing (root + apt), start it, wait until it accepts AMQP.
+* MongoDB: reuse SKYDRIVER_MONGODB_URI when set; else a ``mongod`` on PATH; else SecantusDB
+  (``secantusd-py``, MongoDB wire protocol over WiredTiger) on loopback, data in .services/.
+
+Usage: services.py up | down | status
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = ROOT / ".services"
+DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
+DEFAULT_MONGO_PORT = 27017
+
+
+class SetupError(RuntimeError):
+    pass
+
+
+def log(msg: str) -> None:
+    print(f"services: {msg}", flush=True)
+
+
+def amqp_ok(url: str) -> bool:
+    import pika
+
+    try:
+        params = pika.URLParameters(url)
+        params.socket_timeout = 2
+        params.blocked_connection_timeout = 2
+        params.connection_attempts = 1
+        pika.BlockingConnection(params).close()
+        return True
+    except Exception:
+        return False
+
+
+def mongo_ok(uri: str) -> bool:
+    from pymongo import MongoClient
+
+    try:
+        client = MongoClient(uri, serverSelectionTimeoutMS=1500, connectTimeoutMS=1500)
+        client.admin.command("ping")
+        client.close()
+        return True
+    except Exception:
+        return False
+
+
+def wait_for(check, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(delay)
+        delay = min(delay * 1.5, 2.0)
+    raise SetupError(f"{what} did not become ready within {timeout:.0f} s")
+
+
+# --------------------------------------------------------------------------------------------
+def rabbitmq_up() -> None:
+    url = os.environ.get("SKYDRIVER_RABBITMQ_URL", DEFAULT_AMQP)
+    if amqp_ok(url):
+        log("RabbitMQ is answering; reusing it")
+        return
+    host = urlparse(url).hostname or "127.0.0.1"
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise SetupError(f"RabbitMQ at {host} does not answer; start it or fix SKYDRIVER_RABBITMQ_URL")
+    if shutil.which("rabbitmq-server") is None and not Path("/usr/sbin/rabbitmq-server").exists():
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            raise SetupError(
+                "RabbitMQ is not installed and this is not a root Debian machine. Install it "
+                "(Debian: apt-get install rabbitmq-server) or set SKYDRIVER_RABBITMQ_URL to a running broker."
+            )
+        log("installing Debian's rabbitmq-server (apt-get)")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-q", "rabbitmq-server"], check=True, env=env)
+    log("starting rabbitmq-server")
+    if os.geteuid() != 0:
+        raise SetupError("rabbitmq-server is installed but not running; start it (as root: rabbitmq-server -detached)")
+    subprocess.run(["rabbitmq-server", "-detached"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: amqp_ok(url), "RabbitMQ", 120)
+    log("RabbitMQ is up")
+
+
+def rabbitmq_down() -> None:
+    if shutil.which("rabbitmqctl"):
+        subprocess.run(["rabbitmqctl", "stop"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+# --------------------------------------------------------------------------------------------
+def mongo_uri() -> str:
+    return os.environ.get("SKYDRIVER_MONGODB_URI", f"mongodb://127.0.0.1:{DEFAULT_MONGO_PORT}")
+
+
+def mongo_up() -> None:
+    uri = mongo_uri()
+    if mongo_ok(uri):
+        log("MongoDB-wire server is answering; reusing it")
+        return
+    if "SKYDRIVER_MONGODB_URI" in os.environ:
+        raise SetupError(f"SKYDRIVER_MONGODB_URI={uri!r} does not answer; start that server or unset the variable")
+    STATE.mkdir(parents=True, exist_ok=True)
+    logfile = open(STATE / "mongo.log", "ab")  # noqa: SIM115 - handed to the daemon
+    if shutil.which("mongod"):
+        data = STATE / "mongod-data"
+        data.mkdir(exist_ok=True)
+        cmd = ["mongod", "--bind_ip", "127.0.0.1", "--port", str(DEFAULT_MONGO_PORT), "--dbpath", str(data)]
+        what = "mongod"
+    else:
+        server = Path(sys.executable).parent / "secantusd-py"
+        if not server.exists():
+            raise SetupError("no mongod on PATH and SecantusDB is not installed (pip install secantusdb)")
+        cmd = [str(server), "--host", "127.0.0.1", "--port", str(DEFAULT_MONGO_PORT),
+               "--storage-path", str(STATE / "secantus-data"), "--log-level", "WARNING"]
+        what = "SecantusDB"
+    log(f"starting {what} on 127.0.0.1:{DEFAULT_MONGO_PORT}")
+    proc = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True, cwd=STATE)
+    (STATE / "mongo.pid").write_text(str(proc.pid))
+    wait_for(lambda: mongo_ok(uri), what, 60)
+    log(f"{what} is up")
+
+
+def mongo_down() -> None:
+    pidfile = STATE / "mongo.pid"
+    if pidfile.exists():
+        try:
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+        except (ProcessLookupError, ValueError):
+            pass
+        pidfile.unlink()
+
+
+def main(argv: list[str]) -> int:
+    action = argv[1] if len(argv) > 1 else "up"
+    try:
+        if action == "up":
+            rabbitmq_up()
+            mongo_up()
+        elif action == "down":
+            mongo_down()
+            rabbitmq_down()
+        elif action == "status":
+            print("rabbitmq:", "up" if amqp_ok(os.environ.get("SKYDRIVER_RABBITMQ_URL", DEFAULT_AMQP)) else "down")
+            print("mongodb:", "up" if mongo_ok(mongo_uri()) else "down")
+        else:
+            raise SetupError(f"unknown action {action!r}; use up, down or status")
+    except SetupError as err:
+        print(f"services: ERROR: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

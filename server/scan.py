@@ -1,0 +1,409 @@
+"""The per-scan server: drives the refinement state machine over RabbitMQ and MongoDB.
+
+Resumable: on start it reloads every stored pixel result of the scan id and publishes only what is
+missing. Idempotent: each result is upserted under its unique task id, so a redelivered result
+changes nothing. Robust: broker and database outages are retried with backoff; malformed or
+foreign messages are rejected to the dead-letter queue and counted; tasks that exceed the delivery
+limit come back through the dead-letter queue and their pixels are recorded as failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from pymongo import AsyncMongoClient, UpdateOne
+from pymongo.errors import PyMongoError
+
+from server.amqp import AsyncBroker, BrokerLost, Delivery
+from skyscan.event import parse_event
+from skyscan.messages import (
+    Direction,
+    MessageError,
+    PixelResult,
+    PixelTask,
+    Vertex,
+    decode_result,
+    decode_task,
+    encode,
+    queue_names,
+    task_id,
+)
+from skyscan.recos import get_reco
+from skyscan.recos.evaluate import fit_direction
+from skyscan.refinement import Refinement, TaskSpec, VariationResult, make_strategy
+from skyscan.settings import Settings
+from skyscan.skymap import best_fit_summary, build_result
+
+log = logging.getLogger("skydriver.server")
+
+TERMINAL = ("completed", "failed", "aborted")
+T = TypeVar("T")
+
+
+class ScanEnded(Exception):
+    """The scan was aborted or failed from outside; stop without touching its state."""
+
+
+class ScanServer:
+    def __init__(self, settings: Settings, scan_id: str) -> None:
+        self.settings = settings
+        self.scan_id = scan_id
+        self.queues = queue_names(scan_id)
+        self.client: AsyncMongoClient = AsyncMongoClient(
+            settings.mongodb_uri.get_secret_value(), serverSelectionTimeoutMS=5000, tz_aware=True,
+        )
+        self.db = self.client[settings.mongodb_database]
+        self.broker = AsyncBroker(settings.rabbitmq_url.get_secret_value(), settings.rabbitmq_heartbeat_s,
+                                  settings.publish_window)
+        self.outstanding: dict[str, tuple[bytes, float]] = {}  # task id -> (body, last published)
+        self.unpublished: list[tuple[str, bytes]] = []
+        self.counters: dict[str, int] = {"malformed": 0, "foreign": 0, "duplicates": 0, "dead_lettered": 0,
+                                         "republished": 0}
+        self._rate: float | None = None
+        self._rate_mark = (time.monotonic(), 0)
+
+    # -- retries ---------------------------------------------------------------------------------
+    async def db_retry(self, what: str, op: Callable[[], Awaitable[T]], max_wait_s: float = 600.0) -> T:
+        """Retry a database operation with backoff; MongoDB restarts must not lose anything."""
+        delay, waited = 0.2, 0.0
+        while True:
+            try:
+                return await op()
+            except PyMongoError as err:
+                if waited >= max_wait_s:
+                    raise
+                log.warning("database error during %s, retrying in %.1fs: %s", what, delay, type(err).__name__)
+                await asyncio.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 5.0)
+
+    # -- main ------------------------------------------------------------------------------------
+    async def run(self) -> int:
+        scan = await self.db_retry("load scan", lambda: self.db.scans.find_one({"_id": self.scan_id}))
+        if scan is None:
+            log.error("no scan with id %s", self.scan_id)
+            return 2
+        if scan["state"] in TERMINAL:
+            log.info("scan already %s; nothing to do", scan["state"])
+            return 0
+        event_doc = await self.db_retry("load event", lambda: self.db.events.find_one({"_id": self.scan_id}))
+        self.scan = scan
+        self.event = parse_event(event_doc["event"])
+        self.strategy = make_strategy(scan["strategy"], scan["nsides"], **scan.get("strategy_options", {}))
+        self.ref = Refinement(self.strategy, scan["n_variations"], self.event.mjd)
+        stored = await self.db_retry("load results", self._stored_results)
+        self.ref.restore(stored)
+        self._queue_tasks(self.ref.next_tasks())
+        if stored:
+            log.info("resuming: %d stored results, %d tasks to publish", len(stored), len(self.unpublished))
+        await self.set_running()
+        try:
+            await self.drive()
+        except ScanEnded as ended:
+            log.info("stopping: %s", ended)
+            return 0
+        finally:
+            await self.broker.close()
+        await self.finish()
+        return 0
+
+    async def _stored_results(self) -> list[VariationResult]:
+        cursor = self.db.pixel_results.find({"scan_id": self.scan_id}, {"_id": 0})
+        return [_variation_result(doc) async for doc in cursor]
+
+    async def set_running(self) -> None:
+        now = _now()
+        server = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": now}
+        res = await self.db_retry("mark running", lambda: self.db.scans.update_one(
+            {"_id": self.scan_id, "state": {"$in": ["queued", "launching"]}},
+            {"$set": {"state": "running", "updated_at": now, "server": server},
+             "$push": {"history": {"state": "running", "at": now, "reason": None}}},
+        ))
+        if res.matched_count == 0:  # a replacement server: the scan is running already
+            res = await self.db_retry("mark running", lambda: self.db.scans.update_one(
+                {"_id": self.scan_id, "state": "running"}, {"$set": {"server": server, "updated_at": now}}))
+        if res.matched_count == 0:
+            raise ScanEnded("the scan is no longer active")
+
+    # -- broker loop -----------------------------------------------------------------------------
+    async def drive(self) -> None:
+        delay = 0.5
+        while not self.ref.finished:
+            try:
+                await self.connect()
+                delay = 0.5
+                await self.publish_pending()
+                await self.consume_until_done()
+            except BrokerLost as err:
+                log.warning("broker connection lost (%s); reconnecting in %.1fs", err, delay)
+                await self.broker.close()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def connect(self) -> None:
+        await self.broker.connect()
+        limit = {"x-delivery-limit": self.settings.delivery_limit, "x-overflow": "reject-publish",
+                 "x-dead-letter-strategy": "at-least-once", "x-dead-letter-exchange": ""}
+        await self.broker.declare_quorum(self.queues["dead"], {})
+        await self.broker.declare_quorum(self.queues["rejected"], {})
+        await self.broker.declare_quorum(
+            self.queues["pixels"], {**limit, "x-dead-letter-routing-key": self.queues["dead"]})
+        await self.broker.declare_quorum(
+            self.queues["results"], {**limit, "x-dead-letter-routing-key": self.queues["rejected"]})
+        while not self.broker.deliveries.empty():  # tags of a dead connection mean nothing now
+            self.broker.deliveries.get_nowait()
+        await self.broker.set_prefetch(max(2 * self.settings.result_batch, 100))
+        await self.broker.consume(self.queues["results"])
+        await self.broker.consume(self.queues["dead"])
+
+    def _queue_tasks(self, specs: list[TaskSpec]) -> None:
+        reco, options = self.scan["reco"], self.scan.get("reco_options", {})
+        for spec in specs:
+            tid = task_id(self.scan_id, spec.nside, spec.pixel, spec.variation)
+            task = PixelTask(
+                task_id=tid, scan_id=self.scan_id, reco=reco, nside=spec.nside, pixel=spec.pixel,
+                variation=spec.variation, options=options,
+                direction=Direction(ra=spec.ra, dec=spec.dec, zenith=spec.zenith, azimuth=spec.azimuth),
+                seed=Vertex(**spec.seed) if spec.seed else None,
+            )
+            self.unpublished.append((tid, encode(task)))
+
+    async def publish_pending(self) -> None:
+        if not self.unpublished:
+            return
+        batch = self.unpublished
+        await self.broker.publish_many(self.queues["pixels"], batch)
+        now = time.monotonic()
+        for tid, body in batch:
+            self.outstanding[tid] = (body, now)
+        self.unpublished = []
+
+    async def consume_until_done(self) -> None:
+        batch: list[tuple[Delivery, PixelResult]] = []
+        batch_started = 0.0
+        next_housekeeping = time.monotonic() + 2.0
+        closed = asyncio.ensure_future(self.broker.wait_closed())
+        try:
+            while not self.ref.finished:
+                wait = self.settings.result_batch_wait_s if batch else 1.0
+                getter = asyncio.ensure_future(self.broker.deliveries.get())
+                done, _ = await asyncio.wait([getter, closed], timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                if closed in done:
+                    getter.cancel()
+                    closed.result()  # raises BrokerLost
+                if getter in done:
+                    delivery = getter.result()
+                    result = self.take(delivery)
+                    if result is not None:
+                        if not batch:
+                            batch_started = time.monotonic()
+                        batch.append((delivery, result))
+                else:
+                    getter.cancel()
+                if batch and (len(batch) >= self.settings.result_batch or not done
+                              or time.monotonic() - batch_started >= self.settings.result_batch_wait_s
+                              or self.broker.deliveries.empty()):
+                    await self.flush(batch)
+                    batch = []
+                if time.monotonic() >= next_housekeeping:
+                    await self.housekeeping()
+                    next_housekeeping = time.monotonic() + 2.0
+        finally:
+            closed.cancel()
+        if batch:
+            await self.flush(batch)
+
+    def take(self, delivery: Delivery) -> PixelResult | None:
+        """Decode one delivery; reject (dead-letter) and count what does not belong."""
+        if delivery.queue == self.queues["dead"]:
+            return self.take_dead_letter(delivery)
+        try:
+            result = decode_result(delivery.body)
+            if result.scan_id != self.scan_id:
+                raise MessageError(f"result for scan {result.scan_id!r}")
+        except MessageError as err:
+            kind = "foreign" if "result for scan" in str(err) else "malformed"
+            self.counters[kind] += 1
+            log.warning("rejected a %s message on the results queue: %s", kind, err)
+            self.broker.reject(delivery)
+            return None
+        return result
+
+    def take_dead_letter(self, delivery: Delivery) -> PixelResult | None:
+        """A task that exceeded the delivery limit: its pixel variation is recorded as failed."""
+        try:
+            task = decode_task(delivery.body)
+            if task.scan_id != self.scan_id:
+                raise MessageError("foreign task")
+        except MessageError as err:
+            log.warning("dropping an unreadable dead-lettered message: %s", err)
+            self.broker.ack(delivery)
+            return None
+        self.counters["dead_lettered"] += 1
+        log.warning("task %s exceeded the delivery limit; marking it failed", task.task_id)
+        return PixelResult(
+            task_id=task.task_id, scan_id=self.scan_id, nside=task.nside, pixel=task.pixel,
+            variation=task.variation, llh=None, status="failed",
+            error=f"poison task: dead-lettered after {self.settings.delivery_limit} deliveries (worker crashes?)",
+            worker="server:dead-letter",
+        )
+
+    async def flush(self, batch: list[tuple[Delivery, PixelResult]]) -> None:
+        ops = [
+            UpdateOne({"task_id": r.task_id}, {"$setOnInsert": _result_doc(r)}, upsert=True) for _, r in batch
+        ]
+        await self.db_retry("store results", lambda: self.db.pixel_results.bulk_write(ops, ordered=False))
+        for _, r in batch:
+            accepted = self.ref.record(_variation_result(_result_doc(r)))
+            self.counters["duplicates"] += int(not accepted)
+            self.outstanding.pop(r.task_id, None)
+        for delivery in _last_per_queue(batch):
+            self.broker.ack(delivery, multiple=True)
+        self._queue_tasks(self.ref.next_tasks())
+        await self.publish_pending()
+
+    async def housekeeping(self) -> None:
+        scan = await self.db_retry("check state", lambda: self.db.scans.find_one({"_id": self.scan_id}, {"state": 1}))
+        if scan is None or scan["state"] in TERMINAL:
+            raise ScanEnded(f"scan is {scan['state'] if scan else 'gone'}")
+        self.republish_stale()
+        await self.publish_pending()
+        await self.save_progress()
+
+    def republish_stale(self) -> None:
+        """Tasks sent long ago with no result are published again under the same id."""
+        now = time.monotonic()
+        for tid, (body, sent) in list(self.outstanding.items()):
+            if now - sent > self.settings.redeliver_after_s:
+                self.unpublished.append((tid, body))
+                self.outstanding[tid] = (body, now)
+                self.counters["republished"] += 1
+
+    def progress_doc(self) -> dict[str, Any]:
+        per_nside = self.ref.progress_dict()
+        sent = sum(p["tasks_sent"] for p in per_nside.values())
+        done = sum(p["tasks_done"] for p in per_nside.values())
+        now = time.monotonic()
+        t0, n0 = self._rate_mark
+        if now - t0 >= 1.0:
+            inst = (done - n0) / (now - t0)
+            self._rate = inst if self._rate is None else 0.5 * self._rate + 0.5 * inst
+            self._rate_mark = (now, done)
+        remaining = max(self.estimated_total_tasks() - done, sent - done)
+        eta = remaining / self._rate if self._rate else None
+        return {"nsides": per_nside, "tasks_sent": sent, "tasks_done": done,
+                "rate_per_s": self._rate, "eta_s": eta, "updated_at": _now()}
+
+    def estimated_total_tasks(self) -> int:
+        steps = getattr(self.strategy, "steps", None)
+        if not steps:
+            return 0
+        total = 12 * steps[0].nside ** 2
+        for coarse, fine in zip(steps, steps[1:], strict=False):
+            total += fine.extension * (fine.nside // coarse.nside) ** 2
+        return total * self.ref.n_variations
+
+    async def save_progress(self) -> None:
+        update: dict[str, Any] = {"progress": self.progress_doc(), "counters": self.counters}
+        best = self.ref.best()
+        if best is not None:
+            update["best_fit"] = best_fit_summary(best, self.event.mjd)
+        await self.db_retry("save progress", lambda: self.db.scans.update_one(
+            {"_id": self.scan_id, "state": "running"}, {"$set": update}))
+
+    # -- the end -----------------------------------------------------------------------------------
+    async def finish(self) -> None:
+        best = self.ref.best()
+        llh_truth = None
+        if best is not None and self.event.truth is not None:
+            llh_truth = await asyncio.to_thread(self.fit_truth, best.fit)
+        doc = build_result(
+            scan_id=self.scan_id, event=self.event, reco=self.scan["reco"], strategy=self.strategy.describe(),
+            nsides=self.strategy.nsides, complete=self.ref.complete, finished=True, llh_at_truth=llh_truth,
+        )
+        await self.db_retry("store skymap", lambda: self.db.skymaps.replace_one(
+            {"scan_id": self.scan_id}, {"scan_id": self.scan_id, "final": True, "result": doc}, upsert=True))
+        n_failed = doc["n_failed_pixels"]
+        if best is None:
+            state, reason = "failed", "every pixel fit failed"
+        elif n_failed and self.settings.failed_pixel_policy == "fail":
+            state, reason = "failed", f"{n_failed} pixels failed (policy: fail)"
+        else:
+            state, reason = "completed", (f"completed with {n_failed} failed pixels" if n_failed else None)
+        now = _now()
+        await self.save_progress()
+        extra: dict[str, Any] = {"state": state, "updated_at": now, "failed_pixels": n_failed,
+                                 "best_fit": doc["best_fit"], "completed_at": now}
+        if reason:
+            extra["state_reason"] = reason
+        await self.db_retry("mark done", lambda: self.db.scans.update_one(
+            {"_id": self.scan_id, "state": "running"},
+            {"$set": extra, "$push": {"history": {"state": state, "at": now, "reason": reason}}}))
+        await self.delete_queues()
+        log.info("scan %s: %d pixels, best %s", state, doc["n_pixels"], doc["best_fit"])
+
+    def fit_truth(self, best_fit: Any) -> float | None:
+        from skyscan.coordinates import detector_to_equatorial
+
+        assert self.event.truth is not None
+        reco = get_reco(self.scan["reco"], self.scan.get("reco_options", {}))
+        prepared = reco.prepare(self.event)
+        ra, dec = detector_to_equatorial(self.event.truth.zenith, self.event.truth.azimuth, self.event.mjd)
+        direction = Direction(ra=float(ra), dec=float(dec), zenith=self.event.truth.zenith,
+                              azimuth=self.event.truth.azimuth)
+        vals = [best_fit.get(k) for k in ("X", "Y", "Z", "T")]
+        seed = Vertex(x=vals[0], y=vals[1], z=vals[2], t=vals[3]) if all(
+            v is not None and math.isfinite(v) for v in vals) else None
+        result = fit_direction(reco, prepared, direction, seed)
+        return None if result.failed else result.llh
+
+    async def delete_queues(self) -> None:
+        for attempt in range(5):
+            try:
+                if not self.broker.connected:
+                    await self.broker.connect()
+                for name in self.queues.values():
+                    await self.broker.delete_queue(name)
+                return
+            except BrokerLost as err:
+                log.warning("could not delete queues yet (%s)", err)
+                await asyncio.sleep(min(2 ** attempt, 10))
+        log.error("queues of %s were not deleted; the reconciler's clean-up will retry", self.scan_id)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def _now() -> Any:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)
+
+
+def _result_doc(r: PixelResult) -> dict[str, Any]:
+    return {
+        "task_id": r.task_id, "scan_id": r.scan_id, "nside": r.nside, "pixel": r.pixel, "variation": r.variation,
+        "llh": r.llh, "status": r.status, "fit": r.fit, "error": r.error, "runtime_s": r.runtime_s,
+        "worker": r.worker, "stored_at": _now(),
+    }
+
+
+def _variation_result(doc: dict[str, Any]) -> VariationResult:
+    llh = doc.get("llh")
+    failed = doc.get("status") == "failed" or llh is None
+    return VariationResult(doc["nside"], doc["pixel"], doc["variation"], math.nan if llh is None else float(llh),
+                           doc.get("fit") or {}, failed, doc.get("error"))
+
+
+def _last_per_queue(batch: list[tuple[Delivery, PixelResult]]) -> list[Delivery]:
+    last: dict[tuple[str, int], Delivery] = {}
+    for delivery, _ in batch:
+        last[(delivery.queue, delivery.generation)] = delivery
+    return list(last.values())

@@ -1,0 +1,105 @@
+"""The FastAPI application: settings, store, reconciler and routers wired together."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pymongo.errors import PyMongoError
+
+from skydriver_api import metrics
+from skydriver_api.launchers import Launcher, make_launcher
+from skydriver_api.reconciler import Reconciler
+from skydriver_api.routers import ops, scans
+from skydriver_api.store import Store, hash_token
+from skyscan.event import format_validation_error
+from skyscan.settings import Settings, get_settings
+
+log = logging.getLogger("skydriver.api")
+
+
+def create_app(settings: Settings | None = None, launcher: Launcher | None = None, reconcile: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store(settings)
+        app.state.store = store
+        try:
+            await store.ensure_indexes()
+        except PyMongoError as err:  # start anyway; /readyz reports it and requests get 503
+            log.warning("could not ensure indexes (database unavailable?): %s", err)
+        app.state.reconciler = Reconciler(settings, store, launcher or make_launcher(settings))
+        if reconcile:
+            app.state.reconciler.start()
+        try:
+            yield
+        finally:
+            await app.state.reconciler.stop()
+            await store.close()
+
+    app = FastAPI(
+        title="SkyDriver",
+        version="0.1.0",
+        description="Launch and follow HEALPix likelihood scans of neutrino events.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.admin_token_hash = hash_token(settings.admin_token.get_secret_value()) if settings.admin_token else None
+
+    @app.exception_handler(PyMongoError)
+    async def database_unavailable(request: Request, exc: PyMongoError) -> JSONResponse:
+        log.warning("database error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return JSONResponse(
+            {"detail": "the database is unavailable; nothing was changed, retry in a few seconds"},
+            status_code=503, headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        message = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:10]
+        ) + (f"; ... and {len(errors) - 10} more" if len(errors) > 10 else "")
+        return JSONResponse({"detail": message or "invalid request", "errors": _jsonable(errors[:50])}, status_code=422)
+
+    @app.middleware("http")
+    async def limits_and_metrics(request: Request, call_next):  # type: ignore[no-untyped-def]
+        length = request.headers.get("content-length")
+        if length is not None:
+            try:
+                too_big = int(length) > settings.max_event_bytes
+            except ValueError:
+                return JSONResponse({"detail": "invalid Content-Length header"}, status_code=400)
+            if too_big:
+                return JSONResponse(
+                    {"detail": f"request body of {length} bytes exceeds the limit of {settings.max_event_bytes}"},
+                    status_code=413,
+                )
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+        metrics.LATENCY.labels(request.method, path).observe(time.perf_counter() - start)
+        return response
+
+    app.include_router(ops.router)
+    app.include_router(scans.router)
+    return app
+
+
+def _jsonable(errors: list[dict]) -> list[dict]:
+    out = []
+    for e in errors:
+        item = {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg")), "type": str(e.get("type"))}
+        out.append(item)
+    return out
+
+
+__all__ = ["create_app", "format_validation_error"]

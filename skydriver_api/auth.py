@@ -1,0 +1,91 @@
+"""Bearer-token authentication and role checks.
+
+Tokens are random strings shown once; only their SHA-256 is stored. Roles: ``reader`` (read any
+scan), ``submitter`` (also create scans and manage its own), ``admin`` (everything). Each scan
+also has system tokens (created at launch) that let its server and workers reach that scan only.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from fastapi import Depends, HTTPException, Request
+
+from skydriver_api.store import Store, hash_token, utcnow
+
+Role = Literal["reader", "submitter", "admin"]
+ROLE_RANK = {"reader": 0, "submitter": 1, "admin": 2}
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: Role | Literal["scan"]
+    scan_id: str | None = None  # set for per-scan system tokens
+
+    def at_least(self, role: Role) -> bool:
+        return self.role != "scan" and ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+    def may_manage(self, scan: dict) -> bool:
+        return self.role == "admin" or (self.role == "submitter" and scan.get("owner") == self.name)
+
+
+def new_token() -> str:
+    return "sd_" + secrets.token_urlsafe(32)
+
+
+def _unauthorized(msg: str) -> HTTPException:
+    return HTTPException(401, detail=msg, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def authenticate(request: Request) -> Principal:
+    settings = request.app.state.settings
+    if settings.auth_disabled:
+        return Principal("anonymous", "admin")
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("missing bearer token: send 'Authorization: Bearer <token>' (create one with 'skydriver tokens create')")
+    token = token.strip()
+    digest = hash_token(token)
+    admin = request.app.state.admin_token_hash
+    if admin is not None and hmac.compare_digest(digest, admin):
+        return Principal("admin", "admin")
+    store: Store = request.app.state.store
+    doc = await store.tokens.find_one({"token_hash": digest})
+    if doc is not None:
+        if doc.get("revoked_at") is not None:
+            raise _unauthorized("this token was revoked")
+        expires = doc.get("expires_at")
+        if expires is not None and expires < utcnow():
+            raise _unauthorized("this token has expired")
+        return Principal(doc["owner"], doc["role"])
+    scan = await store.scans.find_one({"token_hashes": digest}, {"_id": 1})
+    if scan is not None:
+        return Principal(f"scan:{scan['_id']}", "scan", scan_id=scan["_id"])
+    raise _unauthorized("unknown token")
+
+
+CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
+
+
+def require(role: Role):
+    async def check(principal: CurrentPrincipal) -> Principal:
+        if not principal.at_least(role):
+            raise HTTPException(403, detail=f"this needs the '{role}' role; your token has '{principal.role}'")
+        return principal
+
+    return Depends(check)
+
+
+def check_scan_access(principal: Principal, scan: dict, *, manage: bool = False) -> None:
+    """Readers see every scan; managing needs ownership or admin; scan tokens see only their scan."""
+    if principal.role == "scan":
+        if principal.scan_id != scan["_id"] or manage:
+            raise HTTPException(403, detail="a scan's system token only reaches that scan's event and status")
+        return
+    if manage and not principal.may_manage(scan):
+        raise HTTPException(403, detail="only the scan's owner or an admin may do this")

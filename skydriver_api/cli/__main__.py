@@ -1,0 +1,3 @@
+from skydriver_api.cli import main
+
+main()

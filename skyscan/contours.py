@@ -1,0 +1,290 @@
+"""Error regions of a likelihood map: levels on 2*dLLH, areas, RA/Dec errors and contour lines.
+
+The statistic is ``TS = 2 * (llh - llh_best)`` with ``llh = -lnL``. A region at a level holds the
+tiles of the multi-order map whose TS is at most the level; its area is summed on the sphere (exact
+for the tiling). Level sets:
+
+* ``wilks``: chi-square quantiles for 2 degrees of freedom, 1.39 (50%) and 4.61 (90%).
+* ``icecube-sim``: IceCube's simulation-calibrated values 22.2 (50%) and 64.2 (90%) (alias
+  ``systematics``).
+* a custom spec ``"50:1.39,90:4.61"`` (percent:level).
+
+Contour lines (for GeoJSON and plots) are traced on a linear interpolation over tile centres in a
+frame rotated so the best fit sits at (0, 0), so RA = 0 and the poles need no special care.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+import contourpy
+import numpy as np
+from scipy.interpolate import LinearNDInterpolator, NearestNDInterpolator
+
+from skyscan.multiorder import SR_TO_DEG2, MultiOrderMap, credible_area_deg2, probdensity
+
+LEVEL_SETS: dict[str, dict[float, float]] = {
+    "wilks": {0.5: 1.39, 0.9: 4.61},
+    "icecube-sim": {0.5: 22.2, 0.9: 64.2},
+}
+LEVEL_SET_ALIASES = {"systematics": "icecube-sim", "ic160427a": "icecube-sim", "chi2": "wilks"}
+DEFAULT_LEVEL_SET = "wilks"
+
+
+def resolve_levels(spec: str | Mapping[float, float] = DEFAULT_LEVEL_SET) -> tuple[str, dict[float, float]]:
+    """Name and {containment: 2*dLLH level} of a level set (a known name or ``"50:1.39,90:4.61"``)."""
+    if isinstance(spec, Mapping):
+        levels = {float(k): float(v) for k, v in spec.items()}
+        name = "custom"
+    else:
+        key = LEVEL_SET_ALIASES.get(spec.strip().lower(), spec.strip().lower())
+        if key in LEVEL_SETS:
+            return key, dict(LEVEL_SETS[key])
+        levels = {}
+        for item in (s for s in spec.replace(" ", "").split(",") if s):
+            head, sep, tail = item.partition(":")
+            try:
+                pct, value = float(head), float(tail)
+            except ValueError:
+                raise ValueError(
+                    f"unknown level set {spec!r}; use {', '.join(LEVEL_SETS)} or 'percent:level,...'"
+                ) from None
+            if not sep:
+                raise ValueError(f"level item {item!r} is not 'percent:level'")
+            levels[pct / 100.0] = value
+        name = "custom"
+    if not levels:
+        raise ValueError("a level set needs at least one level")
+    for containment, value in levels.items():
+        if not 0.0 < containment < 1.0:
+            raise ValueError(f"containment {containment * 100:g}% is not within (0, 100)")
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"level {value} must be a positive 2*dLLH")
+    return name, dict(sorted(levels.items()))
+
+
+def level_for(spec: str | Mapping[float, float], containment: float = 0.9) -> float:
+    _, levels = resolve_levels(spec)
+    if containment not in levels:
+        raise ValueError(f"level set has no {containment * 100:g}% level")
+    return levels[containment]
+
+
+# --------------------------------------------------------------------------------------------
+# Regions
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Region:
+    """A region {TS <= level}; RA/Dec errors as alert notices give them (degrees, both positive).
+
+    ``ra_err_*`` are offsets in RA (not scaled by cos Dec) of the region's extreme tile corners from
+    the best fit; a region holding a pole gets 180 in RA. ``resolved_fraction`` is the share of the
+    area shown by fits at the finest nside.
+    """
+
+    containment: float
+    level: float
+    area_deg2: float
+    ra_err_plus_deg: float
+    ra_err_minus_deg: float
+    dec_err_plus_deg: float
+    dec_err_minus_deg: float
+    n_tiles: int
+    resolved_fraction: float
+    contains_pole: bool
+
+    def to_dict(self) -> dict[str, float | int | bool]:
+        return asdict(self)
+
+
+def ts_map(mom: MultiOrderMap, llh_best: float) -> np.ndarray:
+    return 2.0 * (mom.llh - llh_best)
+
+
+def region_mask(mom: MultiOrderMap, llh_best: float, level: float) -> np.ndarray:
+    ts = ts_map(mom, llh_best)
+    return np.isfinite(ts) & (ts <= level)
+
+
+def _wrap(angle: np.ndarray) -> np.ndarray:
+    return (angle + np.pi) % (2 * np.pi) - np.pi
+
+
+def region(
+    mom: MultiOrderMap,
+    llh_best: float,
+    best_ra: float,
+    best_dec: float,
+    containment: float,
+    level: float,
+    finest_nside: int | None = None,
+) -> Region:
+    mask = region_mask(mom, llh_best, level)
+    idx = np.flatnonzero(mask)
+    area = float(mom.area_sr[idx].sum() * SR_TO_DEG2)
+    if idx.size == 0:
+        return Region(containment, level, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, False)
+    finest = int(finest_nside or mom.source_nside.max())
+    resolved = float(mom.area_sr[idx][mom.source_nside[idx] >= finest].sum() * SR_TO_DEG2) / area
+    poles = mom.lookup(np.array([0.0, 0.0]), np.array([np.pi / 2, -np.pi / 2]))
+    north, south = bool(mask[poles[0]]), bool(mask[poles[1]])
+    ra_c, dec_c = mom.boundaries_radec(idx)
+    ra_c = np.concatenate([ra_c.ravel(), mom.radec[0][idx]])
+    dec_c = np.concatenate([dec_c.ravel(), mom.radec[1][idx]])
+    if north or south:
+        ra_plus = ra_minus = 180.0
+    else:
+        dra = np.degrees(_wrap(ra_c - best_ra))
+        ra_plus, ra_minus = max(float(dra.max()), 0.0), max(float(-dra.min()), 0.0)
+    dec_plus = (
+        90.0 - math.degrees(best_dec) if north else max(math.degrees(float(dec_c.max()) - best_dec), 0.0)
+    )
+    dec_minus = (
+        math.degrees(best_dec) + 90.0 if south else max(math.degrees(best_dec - float(dec_c.min())), 0.0)
+    )
+    return Region(
+        containment,
+        level,
+        area,
+        ra_plus,
+        ra_minus,
+        dec_plus,
+        dec_minus,
+        int(idx.size),
+        resolved,
+        north or south,
+    )
+
+
+def regions(
+    mom: MultiOrderMap,
+    llh_best: float,
+    best_ra: float,
+    best_dec: float,
+    levels: Mapping[float, float],
+    finest_nside: int | None = None,
+) -> list[Region]:
+    return [region(mom, llh_best, best_ra, best_dec, c, lv, finest_nside) for c, lv in sorted(levels.items())]
+
+
+def credible_areas(
+    mom: MultiOrderMap, llh_best: float, containments: tuple[float, ...] = (0.5, 0.9)
+) -> dict[str, float]:
+    """Areas (deg^2) of the probability map's highest-density credible regions, keyed by percent."""
+    density = probdensity(mom, llh_best)
+    return {f"{c * 100:g}": credible_area_deg2(density, mom.area_sr, c) for c in containments}
+
+
+def max_offset_deg(mom: MultiOrderMap, mask: np.ndarray, best_ra: float, best_dec: float) -> float:
+    """Radius (deg) of the smallest circle about the best fit that holds every tile of ``mask``."""
+    idx = np.flatnonzero(mask)
+    if idx.size == 0:
+        return 0.0
+    ra_c, dec_c = mom.boundaries_radec(idx)
+    cos_d = np.sin(dec_c) * math.sin(best_dec) + np.cos(dec_c) * math.cos(best_dec) * np.cos(ra_c - best_ra)
+    return math.degrees(float(np.arccos(np.clip(cos_d, -1.0, 1.0)).max()))
+
+
+# --------------------------------------------------------------------------------------------
+# Contour lines
+# --------------------------------------------------------------------------------------------
+
+
+def _frame(ra0: float, dec0: float) -> np.ndarray:
+    """Rows: unit vectors of the best fit, local east and local north."""
+    c = np.array([math.cos(dec0) * math.cos(ra0), math.cos(dec0) * math.sin(ra0), math.sin(dec0)])
+    e = np.array([-math.sin(ra0), math.cos(ra0), 0.0])
+    n = np.cross(c, e)
+    return np.stack([c, e, n])
+
+
+def to_local(ra: np.ndarray, dec: np.ndarray, ra0: float, dec0: float) -> tuple[np.ndarray, np.ndarray]:
+    """(RA, Dec) -> (lon, lat) in a frame with the best fit at (0, 0), lon growing to the east."""
+    v = np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], axis=-1)
+    w = v @ _frame(ra0, dec0).T
+    return np.arctan2(w[..., 1], w[..., 0]), np.arcsin(np.clip(w[..., 2], -1.0, 1.0))
+
+
+def from_local(lon: np.ndarray, lat: np.ndarray, ra0: float, dec0: float) -> tuple[np.ndarray, np.ndarray]:
+    w = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1)
+    v = w @ _frame(ra0, dec0)
+    return np.mod(np.arctan2(v[..., 1], v[..., 0]), 2 * np.pi), np.arcsin(np.clip(v[..., 2], -1.0, 1.0))
+
+
+@dataclass(frozen=True)
+class ContourSet:
+    """Contour lines per level; each line an (n, 2) array of (RA, Dec) in radians."""
+
+    levels: tuple[float, ...]
+    lines: tuple[tuple[np.ndarray, ...], ...]
+    areas_deg2: tuple[float, ...]  # area enclosed by the closed lines of each level
+
+
+def _local_window(mom: MultiOrderMap, ts: np.ndarray, level: float, ra0: float, dec0: float) -> float:
+    inside = np.isfinite(ts) & (ts <= level)
+    if not inside.any():
+        return float(4 * mom.size_rad.min())
+    lon, lat = to_local(mom.radec[0][inside], mom.radec[1][inside], ra0, dec0)
+    extent = float(np.max(np.maximum(np.abs(lon), np.abs(lat))))
+    return min(math.pi, extent + 3 * float(mom.size_rad[inside].max()))
+
+
+def trace_contours(
+    mom: MultiOrderMap,
+    llh_best: float,
+    best_ra: float,
+    best_dec: float,
+    levels: tuple[float, ...],
+    max_grid: int = 400,
+) -> ContourSet:
+    """Trace TS = level lines by linear interpolation over the tile centres around the best fit."""
+    ts = ts_map(mom, llh_best)
+    if not np.isfinite(ts).any() or not levels:
+        return ContourSet(tuple(levels), tuple(() for _ in levels), tuple(0.0 for _ in levels))
+    half = _local_window(mom, ts, max(levels), best_ra, best_dec)
+    lon_all, lat_all = to_local(mom.radec[0], mom.radec[1], best_ra, best_dec)
+    pad = 2.0 * float(mom.size_rad[(np.abs(lon_all) <= half) & (np.abs(lat_all) <= half)].max(initial=0.0))
+    sel = (np.abs(lon_all) <= half + pad) & (np.abs(lat_all) <= min(half + pad, math.pi / 2))
+    finite = np.isfinite(ts)
+    fill = float(np.nanmax(ts)) if finite.any() else 0.0
+    values = np.where(finite, ts, fill)[sel]
+    points = np.column_stack([lon_all[sel], lat_all[sel]])
+    inside = finite & (ts <= max(levels))
+    step = float(mom.size_rad[inside].min()) / 2 if inside.any() else float(mom.size_rad.min())
+    n = int(min(max_grid, max(50, math.ceil(2 * half / max(step, 1e-9)))))
+    lon_g = np.linspace(-half, half, n)
+    lat_g = np.linspace(-min(half, math.pi / 2), min(half, math.pi / 2), n)
+    glon, glat = np.meshgrid(lon_g, lat_g)
+    if points.shape[0] >= 3:
+        try:
+            z = LinearNDInterpolator(points, values)(glon, glat)
+        except Exception:  # degenerate (collinear) points
+            z = np.full(glon.shape, np.nan)
+        holes = ~np.isfinite(z)
+        if holes.any():
+            z[holes] = NearestNDInterpolator(points, values)(glon[holes], glat[holes])
+    else:
+        z = np.full(glon.shape, fill)
+    gen = contourpy.contour_generator(lon_g, lat_g, z, line_type=contourpy.LineType.Separate)
+    all_lines: list[tuple[np.ndarray, ...]] = []
+    areas: list[float] = []
+    for level in levels:
+        lines = []
+        total = 0.0
+        for seg in gen.lines(level):
+            seg = np.asarray(seg, float)
+            if seg.shape[0] < 2:
+                continue
+            if np.allclose(seg[0], seg[-1]):
+                # equal-area (lon, sin lat) plane: shoelace gives the enclosed solid angle
+                x, y = seg[:, 0], np.sin(seg[:, 1])
+                total += abs(0.5 * float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1])))
+            ra, dec = from_local(seg[:, 0], seg[:, 1], best_ra, best_dec)
+            lines.append(np.column_stack([ra, dec]))
+        all_lines.append(tuple(lines))
+        areas.append(total * SR_TO_DEG2)
+    return ContourSet(tuple(levels), tuple(all_lines), tuple(areas))
