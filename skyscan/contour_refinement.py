@@ -89,6 +89,7 @@ class ContourStrategy:
         self.max_pixels_per_step = int(max_pixels_per_step)
         self.predictive_threshold = float(predictive_threshold)
         self.dilate = int(dilate)
+        self.full_dilation = False
         # incremental view of the completed pixels: {nside: {pixel: llh}} (NaN for failed)
         self._seen_view: int | None = None
         self._seen_n = 0
@@ -248,14 +249,46 @@ class ContourStrategy:
             ra, dec = px.pixel_radec(b_nside, b_pixel)
             selected.add(int(px.radec_pixel(coarse, ra, dec)))
         arr = np.array(sorted(selected), dtype=np.int64)
-        for _ in range(self.dilate):
-            if arr.size == 0:
-                break
-            nbrs = np.asarray(hp.get_all_neighbours(coarse, arr)).ravel()
-            arr = np.union1d(arr, nbrs[nbrs >= 0])
+        arr = self._dilate(coarse, arr, own, llh_best, cut)
         ordered = sorted(arr.tolist(), key=lambda p: (_sort_llh(own.get(p)), p))
         self._memo[key] = ordered  # type: ignore[assignment]
         return ordered
+
+    def _dilate(
+        self, nside: int, arr: np.ndarray, own: dict[int, float], llh_best: float, cut: float
+    ) -> np.ndarray:
+        """Add neighbours the region may reach into.
+
+        A neighbour P of a selected pixel n is added when P has no fit at this nside, or when the
+        linear interpolation between the two centres crosses the cut before the shared edge:
+        (ts_n + ts_P) / 2 <= cut, with ts_n capped at the cut (a pixel selected through its
+        children may carry a stale coarse value).
+        """
+        for _ in range(self.dilate):
+            if arr.size == 0:
+                break
+            inside = set(arr.tolist())
+            nbrs = np.asarray(hp.get_all_neighbours(nside, arr))
+            added: set[int] = set()
+            for j, n in enumerate(arr.tolist()):
+                v_n = own.get(n)
+                ts_n = 2 * (v_n - llh_best) if v_n is not None and math.isfinite(v_n) else cut
+                limit = 2 * cut - min(ts_n, cut)
+                for p in nbrs[:, j].tolist():
+                    if p < 0 or p in inside or p in added:
+                        continue
+                    v_p = own.get(p)
+                    if (
+                        self.full_dilation
+                        or v_p is None
+                        or not math.isfinite(v_p)
+                        or 2 * (v_p - llh_best) <= limit
+                    ):
+                        added.add(p)
+            if not added:
+                break
+            arr = np.union1d(arr, np.fromiter(added, np.int64, len(added)))
+        return arr
 
 
 def _ancestors(nside: int, pixels: np.ndarray, coarse: int) -> set[int]:

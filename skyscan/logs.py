@@ -45,5 +45,5 @@ def setup_logging(component: str, scan_id: str | None = None, level: str | None 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level or os.environ.get("SKYDRIVER_LOG_LEVEL", "INFO"))
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    logging.getLogger("pika").setLevel(logging.ERROR)  # expected 404s on passive declares are noise
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -2,18 +2,28 @@
 
 Pure functions over the refinement's completed pixels. The result document (schema
 ``skydriver.skymap/1``) is the same whether the scan ran locally or through the service.
+
+Besides the pixels and the best fit, the document carries the error regions: for each level of a
+level set (Wilks by default) the area in square degrees of ``2*dLLH <= level`` on the multi-order
+map and the asymmetric RA/Dec errors, and the 50%/90% credible areas of the probability map
+``exp(-dLLH)`` normalised over the sky. :func:`analyse` gives the same numbers (and the map) to the
+exports.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
+from skyscan import contours
 from skyscan.coordinates import angular_distance, detector_to_equatorial, equatorial_to_detector
 from skyscan.event import Event
+from skyscan.multiorder import MultiOrderMap, build_multiorder, probdensity
 from skyscan.refinement import PixelBest, PixelKey, global_best
 
 SKYMAP_SCHEMA = "skydriver.skymap/1"
@@ -87,6 +97,82 @@ def event_summary(event: Event) -> dict[str, Any]:
     }
 
 
+@dataclass
+class Analysis:
+    """The multi-order map of a set of fitted pixels and its error regions."""
+
+    complete: Mapping[PixelKey, PixelBest]
+    best: PixelBest | None
+    level_set: str
+    levels: dict[float, float]  # containment -> 2*dLLH level
+    finest_nside: int
+
+    @cached_property
+    def map(self) -> MultiOrderMap:
+        return build_multiorder(self.complete)
+
+    @cached_property
+    def regions(self) -> list[contours.Region]:
+        if self.best is None:
+            return []
+        ra, dec = self.best.radec
+        return contours.regions(self.map, self.best.llh, ra, dec, self.levels, self.finest_nside)
+
+    @cached_property
+    def probdensity(self) -> np.ndarray:
+        """sr^-1 per tile; exp(-dLLH) normalised over the sky."""
+        return probdensity(self.map, None if self.best is None else self.best.llh)
+
+    @cached_property
+    def credible_areas(self) -> dict[str, float]:
+        if self.best is None:
+            return {}
+        return contours.credible_areas(self.map, self.best.llh, (0.5, 0.9))
+
+    def region_for(self, containment: float) -> contours.Region | None:
+        return next((r for r in self.regions if abs(r.containment - containment) < 1e-9), None)
+
+    def contour_set(self, max_grid: int = 400) -> contours.ContourSet:
+        levels = tuple(r.level for r in self.regions)
+        if self.best is None:
+            return contours.ContourSet(levels, tuple(() for _ in levels), tuple(0.0 for _ in levels))
+        ra, dec = self.best.radec
+        return contours.trace_contours(self.map, self.best.llh, ra, dec, levels, max_grid)
+
+
+def analyse(
+    complete: Mapping[PixelKey, PixelBest],
+    level_set: str | Mapping[float, float] = contours.DEFAULT_LEVEL_SET,
+    finest_nside: int | None = None,
+) -> Analysis:
+    name, levels = contours.resolve_levels(level_set)
+    finest = finest_nside or max((k[0] for k in complete), default=1)
+    return Analysis(complete, global_best(complete), name, levels, finest)
+
+
+def regions_summary(analysis: Analysis) -> dict[str, Any] | None:
+    if analysis.best is None:
+        return None
+    return {
+        "statistic": "2*(llh - llh_best)",
+        "level_set": analysis.level_set,
+        "finest_nside": analysis.finest_nside,
+        "levels": {f"{r.containment * 100:g}": r.to_dict() for r in analysis.regions},
+    }
+
+
+def probability_summary(analysis: Analysis) -> dict[str, Any] | None:
+    if analysis.best is None:
+        return None
+    mom = analysis.map
+    return {
+        "map": "exp(-(llh - llh_best)), normalised over the sky",
+        "credible_areas_deg2": analysis.credible_areas,
+        "n_tiles": len(mom),
+        "max_order": mom.max_order,
+    }
+
+
 def build_result(
     *,
     scan_id: str,
@@ -97,9 +183,15 @@ def build_result(
     complete: Mapping[PixelKey, PixelBest],
     finished: bool,
     llh_at_truth: float | None = None,
+    level_set: str | Mapping[float, float] = contours.DEFAULT_LEVEL_SET,
 ) -> dict[str, Any]:
-    """The result document: pixels, best fit, truth comparison; ``complete`` False while running."""
-    best = global_best(complete)
+    """The result document: pixels, best fit, error regions, truth comparison.
+
+    ``complete`` is False while the scan runs. ``level_set`` picks the 2*dLLH levels of the regions
+    (``wilks``, ``icecube-sim`` or ``"50:1.39,90:4.61"``).
+    """
+    analysis = analyse(complete, level_set, max(nsides) if nsides else None)
+    best = analysis.best
     n_failed = sum(1 for pb in complete.values() if pb.failed)
     doc: dict[str, Any] = {
         "schema": SKYMAP_SCHEMA,
@@ -112,11 +204,27 @@ def build_result(
         "n_pixels": len(complete),
         "n_failed_pixels": n_failed,
         "best_fit": best_fit_summary(best, event.mjd) if best else None,
+        "regions": regions_summary(analysis),
+        "probability": probability_summary(analysis),
         "pixels": pixel_rows(complete),
     }
     if best is not None and event.truth is not None:
         doc["truth"] = truth_summary(event, best, llh_at_truth)
     return doc
+
+
+def analysis_from_result(
+    doc: Mapping[str, Any], level_set: str | Mapping[float, float] | None = None
+) -> Analysis:
+    """Rebuild the analysis of a stored result document (its own level set unless one is given)."""
+    stored = (doc.get("regions") or {}).get("level_set")
+    if level_set is None:
+        level_set = stored if stored in contours.LEVEL_SETS else contours.DEFAULT_LEVEL_SET
+        if stored == "custom":
+            levels = doc["regions"]["levels"]
+            level_set = {v["containment"]: v["level"] for v in levels.values()}
+    nsides = doc.get("nsides") or []
+    return analyse(pixels_from_result(doc), level_set, max(nsides) if nsides else None)
 
 
 def pixels_from_result(doc: Mapping[str, Any]) -> dict[PixelKey, PixelBest]:
@@ -126,7 +234,12 @@ def pixels_from_result(doc: Mapping[str, Any]) -> dict[PixelKey, PixelBest]:
         llh = row.get("llh")
         fit = {c: (np.nan if row.get(c) is None else float(row[c])) for c in FIT_COLUMNS}
         out[(row["nside"], row["pixel"])] = PixelBest(
-            row["nside"], row["pixel"], math.nan if llh is None else float(llh), row.get("variation", 0), fit,
-            row.get("status") == "failed", row.get("error"),
+            row["nside"],
+            row["pixel"],
+            math.nan if llh is None else float(llh),
+            row.get("variation", 0),
+            fit,
+            row.get("status") == "failed",
+            row.get("error"),
         )
     return out

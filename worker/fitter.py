@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing as mp
+import signal
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -21,7 +22,10 @@ from skyscan.recos import get_reco
 from skyscan.recos.base import FitResult
 
 
-def _child(conn: Connection, event_doc: dict[str, Any]) -> None:
+def _child(conn: Connection, parent_end: Connection, event_doc: dict[str, Any]) -> None:
+    parent_end.close()  # forked copy: keep only our end so EOF arrives when the parent closes
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a SIGTERM to the group is for the parent: it hands the task back
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     event = parse_event(event_doc)
     cache: dict[str, tuple[Any, Any]] = {}
     while True:
@@ -61,7 +65,7 @@ class Fitter:
     def _ensure(self) -> Connection:
         if self._proc is None or not self._proc.is_alive():
             parent, child = self._ctx.Pipe()
-            self._proc = self._ctx.Process(target=_child, args=(child, self.event_doc), daemon=True)
+            self._proc = self._ctx.Process(target=_child, args=(child, parent, self.event_doc), daemon=True)
             self._proc.start()
             child.close()
             self._conn = parent

@@ -154,14 +154,15 @@ class HTCondorLauncher:
         return mapping[cluster]
 
     def scan_dir(self, scan_id: str) -> Path:
+        if not _SAFE_ID.match(scan_id):
+            raise LaunchError(f"scan id {scan_id!r} is not safe in a submit description or a path")
         return self.settings.submit_dir / scan_id
 
     # --- the submit description (a pure function; parsed by htcondor2.Submit in the tests) ---------
 
     def submit_description(self, spec: LaunchSpec, cluster: WorkerCluster, scan_dir: Path) -> str:
         s, r = self.settings, spec.resources
-        if not _SAFE_ID.match(spec.scan_id):
-            raise LaunchError(f"scan id {spec.scan_id!r} is not safe in a submit description")
+        self.scan_dir(spec.scan_id)  # validates the scan id
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", cluster.name):
             raise LaunchError(f"cluster name {cluster.name!r} is not safe in a submit description")
         if cluster.workers < 1:
@@ -238,9 +239,10 @@ class HTCondorLauncher:
 
     def launch_workers(self, spec: LaunchSpec, cluster: WorkerCluster) -> dict[str, Any]:
         schedd_name = self.schedd_for(cluster.name)
+        description = self.submit_description(spec, cluster, self.scan_dir(spec.scan_id).resolve())
         try:
-            scan_dir = self.write_credentials(spec)
-            submit = htcondor2.Submit(self.submit_description(spec, cluster, scan_dir))
+            self.write_credentials(spec)
+            submit = htcondor2.Submit(description)
         except OSError as exc:
             raise LaunchError(f"cannot write the credential files of scan {spec.scan_id}: {exc}") from exc
         except htcondor2.HTCondorException as exc:

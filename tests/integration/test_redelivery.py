@@ -1,0 +1,112 @@
+"""Idempotence: a result delivered twice leaves one pixel result and correct progress.
+
+The test plays the worker itself (over real RabbitMQ), against the real scan server code and
+a real MongoDB-wire server: it answers every task with the same result message twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+
+import pika
+import pytest
+from pymongo import MongoClient
+
+from server.scan import ScanServer
+from skydriver_api.models import ScanRequest
+from skydriver_api.routers.scans import new_scan_document
+from skyscan.event import parse_event
+from skyscan.messages import PixelResult, decode_task, encode, queue_names
+from skyscan.recos.dummy import DummyReco
+from skyscan.settings import Settings
+from tests.conftest import AMQP_URL, MONGO_URI, make_event
+
+
+@pytest.fixture
+def database(services: None):  # type: ignore[no-untyped-def]
+    name = f"skydriver_test_{uuid.uuid4().hex[:10]}"
+    client = MongoClient(MONGO_URI, tz_aware=True)
+    yield name, client[name]
+    client.drop_database(name)
+    client.close()
+
+
+def insert_scan(db, event: dict, nsides: str = "8:0") -> str:  # type: ignore[no-untyped-def]
+    req = ScanRequest(event=event, reco="dummy", nsides=nsides, workers=1)
+    doc = new_scan_document(req, "tester", 1, nsides)
+    db.events.insert_one({"_id": doc["_id"], "event": event})
+    db.scans.insert_one(doc)
+    db.pixel_results.create_index("task_id", unique=True)
+    return doc["_id"]
+
+
+def run_server_in_thread(settings: Settings, scan_id: str) -> tuple[threading.Thread, list[int]]:
+    exit_codes: list[int] = []
+
+    def target() -> None:
+        async def main() -> int:
+            server = ScanServer(settings, scan_id)
+            try:
+                return await server.run()
+            finally:
+                await server.close()
+
+        exit_codes.append(asyncio.run(main()))
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, exit_codes
+
+
+def test_duplicate_result_messages_store_one_result_each(database) -> None:  # type: ignore[no-untyped-def]
+    name, db = database
+    event = make_event()
+    scan_id = insert_scan(db, event)
+    settings = Settings(mongodb_database=name, mongodb_uri=MONGO_URI, rabbitmq_url=AMQP_URL)
+    thread, exit_codes = run_server_in_thread(settings, scan_id)
+
+    reco = DummyReco()
+    prepared = reco.prepare(parse_event(event))
+    queues = queue_names(scan_id)
+    conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    ch = conn.channel()
+    answered = 0
+    try:
+        for _ in range(600):  # wait for the server to declare the queues
+            try:
+                ch.queue_declare(queues["pixels"], passive=True)
+                break
+            except pika.exceptions.ChannelClosedByBroker:
+                ch = conn.channel()
+                conn.sleep(0.1)
+        ch.basic_qos(prefetch_count=100)
+        for method, _props, body in ch.consume(queues["pixels"], inactivity_timeout=10):
+            if method is None:
+                break
+            task = decode_task(body)
+            fit = reco.fit(prepared, task.direction, task.variation, task.seed)
+            result = PixelResult(task_id=task.task_id, scan_id=scan_id, nside=task.nside, pixel=task.pixel,
+                                 variation=task.variation, llh=fit.llh, fit=fit.params, worker="test")
+            for _ in range(2):  # the same result, delivered twice
+                ch.basic_publish("", queues["results"], encode(result), pika.BasicProperties(delivery_mode=2))
+            ch.basic_ack(method.delivery_tag)
+            answered += 1
+            if answered == 768:
+                break
+        ch.cancel()
+    finally:
+        conn.close()
+
+    thread.join(120)
+    assert exit_codes == [0]
+    assert answered == 768
+    assert db.pixel_results.count_documents({"scan_id": scan_id}) == 768
+    scan = db.scans.find_one({"_id": scan_id})
+    assert scan["state"] == "completed"
+    assert scan["progress"]["nsides"]["8"]["tasks_done"] == 768
+    assert scan["progress"]["nsides"]["8"]["pixels_done"] == 768
+    assert scan["counters"]["duplicates"] == 768
+    skymap = db.skymaps.find_one({"scan_id": scan_id})
+    assert skymap["result"]["n_pixels"] == 768
