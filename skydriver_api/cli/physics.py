@@ -1,9 +1,155 @@
-"""Commands of this group are registered by ``register``."""
+"""Physics tools: simulate events, import IceCube realtime events, run a whole scan locally."""
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+
 import typer
+
+from skyscan.event import EventFormatError, load_event, save_event
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def simulate(
+    zenith: float = typer.Option(..., help="Direction the muon comes from: zenith in radians (IceCube convention)."),
+    azimuth: float = typer.Option(..., help="Azimuth in radians."),
+    energy: float = typer.Option(..., help="Muon energy in GeV."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same event."),
+    mjd: float = typer.Option(60676.0, help="Event time (MJD) used for the sky coordinates."),
+    geometry: Path | None = typer.Option(None, help="DOM table CSV; default an IceCube-like array built in code."),
+    output: Path = typer.Option(..., "-o", "--output", help="Event JSON (skydriver.event/1) to write."),
+) -> None:
+    """Simulate one through-going muon track as an open-format event with its truth."""
+    from skyscan.geometry import load_geometry_csv
+    from skyscan.simulate import simulate_track
+
+    try:
+        geo = load_geometry_csv(geometry) if geometry else None
+        event = simulate_track(zenith, azimuth, energy, seed=seed, mjd=mjd, geometry=geo)
+    except (ValueError, OSError) as err:
+        _fail(str(err))
+    save_event(event, output)
+    typer.echo(f"{output}: {len(event.pulses)} pulses")
+
+
+def simulate_batch(
+    n: int = typer.Option(100, "--n", help="Number of events."),
+    emin: float = typer.Option(1e3, help="Lowest energy (GeV); energies are log-uniform."),
+    emax: float = typer.Option(1e5, help="Highest energy (GeV)."),
+    seed: int = typer.Option(0, help="Random seed for the whole batch."),
+    geometry: Path | None = typer.Option(None, help="DOM table CSV; default an IceCube-like array built in code."),
+    output: Path = typer.Option(..., "-o", "--output", help="Directory (one JSON per event) or a .jsonl file."),
+) -> None:
+    """Simulate isotropic tracks: one event file per track in a directory, or JSON Lines."""
+    from skyscan.geometry import load_geometry_csv
+    from skyscan.simulate import simulate_batch as run_batch
+
+    try:
+        geo = load_geometry_csv(geometry) if geometry else None
+        events = run_batch(n, emin, emax, seed=seed, geometry=geo)
+    except (ValueError, OSError) as err:
+        _fail(str(err))
+    if output.suffix == ".jsonl":
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with output.open("w") as handle:
+            for event in events:
+                handle.write(json.dumps(event.to_json_dict()) + "\n")
+    else:
+        output.mkdir(parents=True, exist_ok=True)
+        for i, event in enumerate(events):
+            save_event(event, output / f"event_{i:05d}.json")
+    typer.echo(f"{output}: {len(events)} events")
+
+
+def import_realtime(
+    source: Path = typer.Argument(..., help="i3live realtime event (JSON, or the pickled dict .pkl)."),
+    geometry: Path = typer.Option(..., help="DOM table CSV (e.g. ic86_geometry.csv) for the pulse positions."),
+    output: Path = typer.Option(..., "-o", "--output", help="Event JSON (skydriver.event/1) to write."),
+) -> None:
+    """Convert an IceCube realtime event to the open format (no IceTray needed)."""
+    from skyscan.geometry import load_geometry_csv
+    from skyscan.realtime import RealtimeFormatError, read_realtime_event
+
+    try:
+        event = read_realtime_event(source, load_geometry_csv(geometry))
+    except (RealtimeFormatError, OSError, ValueError) as err:
+        _fail(str(err))
+    save_event(event, output)
+    fits = ", ".join(sorted(event.reference_fits)) or "none"
+    typer.echo(f"{output}: run {event.run_id} event {event.event_id}, {len(event.pulses)} pulses; fits: {fits}")
+
+
+def scan_local(
+    event_path: Path = typer.Argument(..., help="Event JSON (skydriver.event/1)."),
+    reco: str = typer.Option("pandel-mpe", help="Reco name (pandel-mpe, pandel-spe, dummy, ...)."),
+    nsides: str = typer.Option("8:0,64:12,512:12", help="nside:extension progression."),
+    processes: int = typer.Option(2, help="Worker processes (each prepares the event once)."),
+    out: Path = typer.Option(Path("scan-out"), "--out", help="Output directory (result.json and products)."),
+    formats: str = typer.Option("json", help="Comma-separated products; json is always written as result.json."),
+    reco_option: list[str] = typer.Option([], "--reco-option", help="Reco option k=v (repeatable)."),
+    strategy: str = typer.Option("progression", help="Refinement strategy: progression or contour."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+) -> None:
+    """Run a whole progressive scan on this machine (no broker, no database)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from skyscan.exports import write_product
+    from skyscan.local_scan import ScanProgress, parse_reco_options, run_local_scan
+    from skyscan.recos import RecoUnsuitable, UnknownReco
+
+    try:
+        event = load_event(event_path)
+        options = parse_reco_options(reco_option)
+    except (EventFormatError, OSError, ValueError) as err:
+        _fail(str(err))
+    stats: dict[str, object] = {}
+    with Progress(
+        TextColumn("nside {task.fields[nside]:>5}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("best llh {task.fields[best]}"), TimeElapsedColumn(), disable=quiet, transient=False,
+    ) as bar:
+        task = bar.add_task("scan", total=None, nside="-", best="-")
+
+        def on_progress(p: ScanProgress) -> None:
+            best = f"{p.best_llh:.2f}" if math.isfinite(p.best_llh) else "-"
+            bar.update(task, completed=p.tasks_done, total=p.tasks_sent, nside=str(p.nside), best=best)
+
+        try:
+            doc = run_local_scan(
+                event, reco, nsides, processes, reco_options=options, strategy=strategy, progress=on_progress,
+                stats=stats,
+            )
+        except (UnknownReco, RecoUnsuitable, ValueError) as err:
+            _fail(str(err))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(doc, indent=1) + "\n")
+    for fmt in (f.strip() for f in formats.split(",")):
+        if fmt and fmt != "json":
+            try:
+                path = write_product(doc, event, fmt, out)
+            except ValueError as err:
+                _fail(str(err))
+            typer.echo(f"wrote {path}")
+    best = doc.get("best_fit") or {}
+    typer.echo(
+        f"{out / 'result.json'}: {doc['n_pixels']} pixels in {stats.get('wall_s', 0.0):.1f} s "
+        f"({stats.get('fit_ms_mean', 0.0):.1f} ms per fit); best RA {best.get('ra_deg', math.nan):.3f} deg "
+        f"Dec {best.get('dec_deg', math.nan):.3f} deg (zenith {best.get('zenith_deg', math.nan):.3f}, "
+        f"azimuth {best.get('azimuth_deg', math.nan):.3f})"
+    )
+    truth = doc.get("truth")
+    if truth:
+        delta = truth.get("delta_2llh")
+        typer.echo(f"truth offset {truth['offset_deg']:.3f} deg, 2dLLH(truth) {delta if delta is None else round(delta, 3)}")
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("simulate")(simulate)
+    app.command("simulate-batch")(simulate_batch)
+    app.command("import-realtime")(import_realtime)
+    app.command("scan-local")(scan_local)

@@ -16,7 +16,7 @@ deployment's Secret (``SKYDRIVER_K8S_SECRET_NAME``, written by the Helm chart). 
 from the chart's ConfigMap with ``envFrom`` (``SKYDRIVER_K8S_CONFIG_MAP``).
 
 The Kubernetes API calls this module makes, and nothing else (the Helm chart's Role grants exactly
-:data:`RBAC_RULES`): Jobs create/get/list/delete, Pods list, Secrets create/get/update/delete.
+:data:`RBAC_RULES`): Jobs create/list/delete, Pods list, Secrets create/get/update/delete.
 
 Construct with ``KubernetesLauncher()``: it reads :class:`KubernetesSettings` from the environment and
 loads in-cluster credentials (service-account token) or, outside a cluster, a kubeconfig
@@ -57,7 +57,7 @@ MAX_REASONS = 20
 
 #: (API group, resource, verbs) this launcher uses; the Helm chart's Role grants exactly these.
 RBAC_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("batch", "jobs", ("create", "delete", "get", "list")),
+    ("batch", "jobs", ("create", "delete", "list")),
     ("", "pods", ("list",)),
     ("", "secrets", ("create", "delete", "get", "update")),
 )

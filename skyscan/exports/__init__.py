@@ -1,22 +1,34 @@
-"""Exports of a result document to files other tools read (filled in by the skymap-products work).
+"""Exports of a result document to files other tools read.
 
 Contract used by the API (``GET /result?format=``) and the CLI (``scan-local --formats``):
 
 * ``FORMATS``: the supported format names.
 * ``render(doc, event, fmt) -> Rendered``: bytes, media type and download file name.
 * ``write_product(doc, event, fmt, out_dir) -> Path``: render and write into ``out_dir``.
+
+Every format works from the stored result document alone; the optional Event adds metadata and,
+for simulated events, the truth. Formats:
+
+| format | what | module |
+|---|---|---|
+| ``json`` | the result document itself | here |
+| ``skyreader-json`` | ``icecube-skyreader`` JSON, pixel version 1 | :mod:`skyscan.exports.skyreader` |
+| ``npz`` | ``icecube-skyreader`` NPZ with a header row per nside | :mod:`skyscan.exports.skyreader` |
+| ``fits`` | multi-order HEALPix FITS, ligo.skymap convention | :mod:`skyscan.exports.fits` |
+| ``geojson`` | region contours, RA/Dec degrees | :mod:`skyscan.exports.geojson` |
+| ``png`` | full-sky Mollweide and zoom plot | :mod:`skyscan.exports.plot` |
+| ``gcn`` | GCN-style JSON summary | :mod:`skyscan.exports.gcn` |
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from skyscan.event import Event
-
-FORMATS: tuple[str, ...] = ("json",)
 
 
 @dataclass(frozen=True)
@@ -30,20 +42,58 @@ class UnknownFormat(ValueError):
     pass
 
 
-def _basename(doc: dict[str, Any]) -> str:
+Renderer = Callable[[Mapping[str, Any], Event | None], bytes]
+
+
+def _json(doc: Mapping[str, Any], event: Event | None) -> bytes:
+    return json.dumps(doc).encode()
+
+
+def _lazy(module: str, func: str) -> Renderer:
+    def call(doc: Mapping[str, Any], event: Event | None) -> bytes:
+        import importlib
+
+        return getattr(importlib.import_module(f"skyscan.exports.{module}"), func)(doc, event)  # type: ignore[no-any-return]
+
+    return call
+
+
+# format -> (renderer, media type, file-name suffix)
+_TABLE: dict[str, tuple[Renderer, str, str]] = {
+    "json": (_json, "application/json", ".json"),
+    "skyreader-json": (_lazy("skyreader", "render_json"), "application/json", ".skyreader.json"),
+    "npz": (_lazy("skyreader", "render_npz"), "application/octet-stream", ".skyreader.npz"),
+    "fits": (_lazy("fits", "render_fits"), "application/fits", ".multiorder.fits"),
+    "geojson": (_lazy("geojson", "render_geojson"), "application/geo+json", ".contours.geojson"),
+    "png": (_lazy("plot", "render_png"), "image/png", ".png"),
+    "gcn": (_lazy("gcn", "render_gcn"), "application/json", ".gcn.json"),
+}
+
+FORMATS: tuple[str, ...] = tuple(_TABLE)
+
+
+def _basename(doc: Mapping[str, Any], event: Event | None = None) -> str:
     ev = doc["event"]
-    return f"run{ev['run_id']:08d}.evt{ev['event_id']:012d}.{doc['scan_id']}"
+    run_id = event.run_id if event is not None else ev["run_id"]
+    event_id = event.event_id if event is not None else ev["event_id"]
+    return f"run{run_id:08d}.evt{event_id:012d}.{doc['scan_id']}"
 
 
-def render(doc: dict[str, Any], event: Event | None, fmt: str) -> Rendered:
-    if fmt == "json":
-        return Rendered(json.dumps(doc).encode(), "application/json", f"{_basename(doc)}.json")
-    raise UnknownFormat(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+def render(doc: Mapping[str, Any], event: Event | None, fmt: str) -> Rendered:
+    """Render a result document; ValueError (UnknownFormat for a bad name) when it cannot."""
+    try:
+        renderer, media_type, suffix = _TABLE[fmt]
+    except KeyError:
+        raise UnknownFormat(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}") from None
+    return Rendered(renderer(doc, event), media_type, f"{_basename(doc, event)}{suffix}")
 
 
-def write_product(doc: dict[str, Any], event: Event | None, fmt: str, out_dir: Path) -> Path:
+def write_product(doc: Mapping[str, Any], event: Event | None, fmt: str, out_dir: Path) -> Path:
     rendered = render(doc, event, fmt)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / rendered.filename
     path.write_bytes(rendered.content)
     return path
+
+
+__all__ = ["FORMATS", "Rendered", "UnknownFormat", "render", "write_product"]

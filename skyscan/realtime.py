@@ -1,0 +1,379 @@
+"""IceCube i3live realtime events -> the open event format, without IceTray.
+
+Outer layer: a JSON document (or the same dict pickled, ``.pkl``) whose ``value.data`` is a list of
+``[stream, base64(zlib(pickle(I3Frame)))]`` (or ``value.data.frames`` in the 2023 format). Each inner
+pickle holds an ``icecube.icetray.I3Frame`` whose state is the raw frame bytes.
+
+Unpickling is restricted: the only global a pickle may name is the I3Frame class, which maps to an
+inert stub that stores its state; anything else is refused. No code from the file runs.
+
+Binary layouts (reco_physics_data.md section 1.C, checked on every frame of the shipped events):
+
+* I3Frame v6: ``[i3]``, uint32 version, 2 bytes, stream char, uint32 key count, then per key three
+  length-prefixed strings: name, type name, object buffer.
+* ``I3RecoPulseSeriesMap``: class name, 14 bytes of class info, uint32 DOM count, 2 bytes; per DOM
+  (2 class-info bytes before the first DOM only) uint32 object id, int32 string, uint32 om, uint8
+  pmt, (2 bytes, first DOM only) uint32 pulse count; per pulse (2 class-info bytes before the very
+  first pulse only) uint32 object id, float64 time, float32 charge, float32 width, uint8 flags
+  (bit 0 local coincidence).
+* ``I3Particle`` (150 bytes): float64 x, y, z at 64, 72, 80; zenith 98, azimuth 106, time 114,
+  energy 122, speed 138.
+* ``I3EventHeader``: uint32 run, subrun, event, sub-event id after the class name; then the sub-event
+  stream string and the start time as int32 year and int64 tenths of ns since the year began.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import math
+import pickle
+import struct
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from skyscan.event import EVENT_SCHEMA, Event, EventFormatError, parse_event
+from skyscan.geometry import Geometry
+
+PULSE_MAP_TYPES = ("I3Map<OMKey, vector<I3RecoPulse> >", "I3RecoPulseSeriesMap")
+DEFAULT_PULSE_KEYS = ("UncleanedInIcePulses", "SplitUncleanedInIcePulses", "InIcePulses", "OfflinePulses")
+I3FRAME_CLASSES = {("icecube.icetray", "I3Frame"), ("icecube._icetray", "I3Frame"), ("icetray", "I3Frame")}
+MAX_INFLATED_BYTES = 64 * 1024 * 1024  # a realtime frame is ~1 MB; refuse zip bombs
+MJD_UNIX_EPOCH = 40587.0
+
+
+class RealtimeFormatError(ValueError):
+    """The file is not a readable realtime event."""
+
+
+class SuperDSTOnlyError(RealtimeFormatError):
+    """The event carries its pulses only as I3SuperDST, which this reader does not decode."""
+
+
+class _I3FrameStub:
+    """Inert stand-in for icecube.icetray.I3Frame: it only keeps the pickled state."""
+
+    state: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Builds plain containers only; the I3Frame class is the single global allowed (as a stub)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in I3FRAME_CLASSES:
+            return _I3FrameStub
+        raise RealtimeFormatError(f"refusing to unpickle the global {module}.{name}")
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise RealtimeFormatError("refusing a pickle with persistent ids")
+
+
+def safe_unpickle(data: bytes) -> Any:
+    try:
+        return _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except RealtimeFormatError:
+        raise
+    except Exception as err:  # malformed pickles raise many types
+        raise RealtimeFormatError(f"unreadable pickle: {type(err).__name__}: {err}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Binary readers
+# --------------------------------------------------------------------------------------------
+
+
+class _Reader:
+    def __init__(self, buf: bytes, what: str) -> None:
+        self.buf = buf
+        self.pos = 0
+        self.what = what
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.buf):
+            raise RealtimeFormatError(f"{self.what}: truncated at byte {self.pos} (wanted {n})")
+        out = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def unpack(self, fmt: str) -> tuple[Any, ...]:
+        return struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt)))
+
+    def u32(self) -> int:
+        return int(self.unpack("I")[0])
+
+    def string(self) -> str:
+        return self.take(self.u32()).decode("latin-1")
+
+
+@dataclass(frozen=True)
+class FrameObject:
+    type_name: str
+    buffer: bytes
+
+
+def parse_i3frame(raw: bytes) -> tuple[str, dict[str, FrameObject]]:
+    """Stream letter and {key: (type name, object buffer)} of a serialized I3Frame (version 6)."""
+    r = _Reader(raw, "I3Frame")
+    if r.take(4) != b"[i3]":
+        raise RealtimeFormatError("I3Frame: missing [i3] tag")
+    version = r.u32()
+    if version != 6:
+        raise RealtimeFormatError(f"I3Frame: unsupported version {version}")
+    r.take(2)
+    stream = r.take(1).decode("latin-1")
+    objects: dict[str, FrameObject] = {}
+    for _ in range(r.u32()):
+        key = r.string()
+        type_name = r.string()
+        objects[key] = FrameObject(type_name, r.take(r.u32()))
+    return stream, objects
+
+
+def _skip_class_name(r: _Reader, expected: str) -> None:
+    r.take(4)
+    name = r.string()
+    if name != expected:
+        raise RealtimeFormatError(f"{r.what}: class {name!r}, expected {expected!r}")
+
+
+@dataclass(frozen=True)
+class RawPulse:
+    string: int
+    om: int
+    time: float
+    charge: float
+    width: float
+    flags: int
+
+
+def decode_pulse_map(buf: bytes) -> list[RawPulse]:
+    """Decode a plain I3RecoPulseSeriesMap buffer; the layout must consume it exactly."""
+    r = _Reader(buf, "I3RecoPulseSeriesMap")
+    _skip_class_name(r, "I3RecoPulseSeriesMap")
+    r.take(14)
+    n_doms = r.u32()
+    r.take(2)
+    pulses: list[RawPulse] = []
+    first_pulse = True
+    for i in range(n_doms):
+        if i == 0:
+            r.take(2)
+        _obj, string, om, _pmt = r.unpack("IiIB")
+        if i == 0:
+            r.take(2)
+        n_pulses = r.u32()
+        for _ in range(n_pulses):
+            if first_pulse:
+                r.take(2)
+                first_pulse = False
+            _pid, time, charge, width, flags = r.unpack("IdffB")
+            pulses.append(RawPulse(int(string), int(om), float(time), float(charge), float(width), int(flags)))
+    if r.pos != len(buf):
+        raise RealtimeFormatError(f"I3RecoPulseSeriesMap: {len(buf) - r.pos} bytes left over after {n_doms} DOMs")
+    return pulses
+
+
+PARTICLE_OFFSETS = {"x": 64, "y": 72, "z": 80, "zenith": 98, "azimuth": 106, "time": 114, "energy": 122, "speed": 138}
+
+
+def decode_particle(buf: bytes) -> dict[str, float]:
+    if len(buf) < 146 or b"I3Particle" not in buf[:24]:
+        raise RealtimeFormatError(f"I3Particle: unexpected buffer of {len(buf)} bytes")
+    return {k: float(struct.unpack_from("<d", buf, off)[0]) for k, off in PARTICLE_OFFSETS.items()}
+
+
+@dataclass(frozen=True)
+class EventHeader:
+    run_id: int
+    sub_run_id: int
+    event_id: int
+    sub_event_id: int
+    sub_event_stream: str
+    year: int
+    daq_time: int  # tenths of ns since the start of the year (UTC)
+
+    @property
+    def mjd(self) -> float:
+        start = datetime(self.year, 1, 1, tzinfo=UTC).timestamp() / 86400.0 + MJD_UNIX_EPOCH
+        # DAQ time counts from 1 January of the year; leap seconds inside the year are ignored (< 1 s).
+        return start + self.daq_time * 1e-10 / 86400.0
+
+
+def decode_event_header(buf: bytes) -> EventHeader:
+    r = _Reader(buf, "I3EventHeader")
+    _skip_class_name(r, "I3EventHeader")
+    r.take(12)  # class info of I3EventHeader and of its I3FrameObject base
+    run, sub_run, event, sub_event = r.unpack("IIII")
+    r.take(4)
+    stream = r.string()
+    # The start time (an I3Time) follows: class info and ids, then int32 year and int64 DAQ time.
+    # Scan a short stretch for a plausible year to stay robust to small class-info differences.
+    for offset in range(r.pos, min(r.pos + 24, len(buf) - 12)):
+        year, daq = struct.unpack_from("<iq", buf, offset)
+        if 1990 <= year <= 2200 and 0 <= daq < 367 * 86400 * 10**10:
+            return EventHeader(run, sub_run, event, sub_event, stream, year, daq)
+    raise RealtimeFormatError("I3EventHeader: no start time found")
+
+
+# --------------------------------------------------------------------------------------------
+# The event
+# --------------------------------------------------------------------------------------------
+
+
+def load_realtime_document(source: str | Path | bytes | dict[str, Any]) -> dict[str, Any]:
+    """The outer realtime dict from a path (.json or .pkl), raw bytes, or an already decoded dict."""
+    if isinstance(source, dict):
+        return source
+    data = Path(source).read_bytes() if isinstance(source, str | Path) else source
+    if data[:1] in (b"{", b"[") or data.lstrip()[:1] == b"{":
+        try:
+            doc = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise RealtimeFormatError(f"not valid JSON: {err}") from None
+    else:
+        doc = safe_unpickle(data)
+    if not isinstance(doc, dict):
+        raise RealtimeFormatError("a realtime event must be a JSON object / dict")
+    return doc
+
+
+def _frame_list(doc: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    value = doc.get("value", doc)
+    data = value.get("data") if isinstance(value, dict) else None
+    info: dict[str, Any] = {}
+    if isinstance(data, dict):
+        info = data
+        data = data.get("frames")
+    if not isinstance(data, list) or not data:
+        raise RealtimeFormatError("no frames: expected value.data (list) or value.data.frames")
+    return data, info
+
+
+def decode_frames(doc: dict[str, Any]) -> list[tuple[str, dict[str, FrameObject]]]:
+    frames_raw, _ = _frame_list(doc)
+    out = []
+    for i, item in enumerate(frames_raw):
+        if not (isinstance(item, list | tuple) and len(item) == 2):
+            raise RealtimeFormatError(f"frame {i}: expected [stream, payload]")
+        payload = item[1]
+        try:
+            blob = base64.b64decode(payload) if isinstance(payload, str) else bytes(payload)
+            inflater = zlib.decompressobj()
+            raw_pickle = inflater.decompress(blob, MAX_INFLATED_BYTES)
+            if inflater.unconsumed_tail:
+                raise RealtimeFormatError(f"frame {i}: inflates beyond {MAX_INFLATED_BYTES} bytes")
+        except (binascii.Error, zlib.error, TypeError, ValueError) as err:
+            if isinstance(err, RealtimeFormatError):
+                raise
+            raise RealtimeFormatError(f"frame {i}: not base64(zlib(...)): {err}") from None
+        obj = safe_unpickle(raw_pickle)
+        state = obj.state if isinstance(obj, _I3FrameStub) else obj
+        if isinstance(state, tuple):
+            state = next((s for s in state if isinstance(s, bytes | bytearray)), None)
+        if not isinstance(state, bytes | bytearray):
+            raise RealtimeFormatError(f"frame {i}: no serialized I3Frame bytes in the pickle")
+        out.append(parse_i3frame(bytes(state)))
+    return out
+
+
+def read_realtime_event(
+    source: str | Path | bytes | dict[str, Any],
+    geometry: Geometry,
+    pulse_keys: tuple[str, ...] = DEFAULT_PULSE_KEYS,
+    event_type: str = "realtime",
+) -> Event:
+    """Convert a realtime event to :class:`Event`; SuperDST-only events raise :class:`SuperDSTOnlyError`."""
+    doc = load_realtime_document(source)
+    frames = decode_frames(doc)
+    _, info = _frame_list(doc)
+    merged: dict[str, FrameObject] = {}
+    physics_keys: dict[str, FrameObject] = {}
+    for stream, objects in frames:
+        if stream in ("Q", "P"):
+            merged.update(objects)
+        if stream == "P":
+            physics_keys.update(objects)
+
+    pulse_key = next((k for k in pulse_keys if k in merged and merged[k].type_name in PULSE_MAP_TYPES), None)
+    if pulse_key is None:
+        pulse_key = next((k for k, o in merged.items() if o.type_name in PULSE_MAP_TYPES), None)
+    if pulse_key is None:
+        if any(o.type_name == "I3SuperDST" for o in merged.values()):
+            raise SuperDSTOnlyError(
+                "this event carries its pulses only as I3SuperDST (compressed); decoding SuperDST is not "
+                "supported: export the event with a plain I3RecoPulseSeriesMap (e.g. UncleanedInIcePulses)"
+            )
+        raise RealtimeFormatError("no pulse series map in the Q/P frames")
+    raw_pulses = decode_pulse_map(merged[pulse_key].buffer)
+    if not raw_pulses:
+        raise RealtimeFormatError(f"{pulse_key} holds no pulses")
+
+    header_obj = merged.get("I3EventHeader") or merged.get("QI3EventHeader")
+    if header_obj is None:
+        raise RealtimeFormatError("no I3EventHeader in the Q/P frames")
+    header = decode_event_header(header_obj.buffer)
+
+    pulses = []
+    missing: set[tuple[int, int]] = set()
+    dropped_zero_charge = 0
+    for p in raw_pulses:
+        try:
+            x, y, z = geometry.position(p.string, p.om)
+        except KeyError:
+            missing.add((p.string, p.om))
+            continue
+        if not (p.charge > 0 and math.isfinite(p.charge) and math.isfinite(p.time)):
+            dropped_zero_charge += 1
+            continue
+        pulses.append({
+            "x": x, "y": y, "z": z, "time": p.time, "charge": float(f"{p.charge:.6g}"),
+            "string": p.string, "om": p.om, "hlc": bool(p.flags & 1),
+        })
+    if missing:
+        raise RealtimeFormatError(
+            f"{len(missing)} DOMs are not in the geometry {geometry.name} (e.g. {sorted(missing)[:3]})"
+        )
+
+    reference_fits: dict[str, dict[str, float]] = {}
+    for key, obj in physics_keys.items():
+        if obj.type_name != "I3Particle":
+            continue
+        particle = decode_particle(obj.buffer)
+        if math.isfinite(particle["zenith"]) and math.isfinite(particle["azimuth"]):
+            reference_fits[key] = {k: v for k, v in particle.items() if math.isfinite(v)}
+    for name, fit in (info.get("reco") or {}).items() if isinstance(info.get("reco"), dict) else []:
+        if isinstance(fit, dict) and isinstance(fit.get("zen"), float | int) and isinstance(fit.get("azi"), float | int):
+            reference_fits.setdefault(f"json:{name}", {"zenith": float(fit["zen"]), "azimuth": float(fit["azi"])})
+
+    metadata: dict[str, str | int | float | bool | None] = {
+        "source": "i3live realtime",
+        "pulse_series": pulse_key,
+        "sub_run_id": header.sub_run_id,
+        "sub_event_stream": header.sub_event_stream,
+        "n_pulses_raw": len(raw_pulses),
+    }
+    if dropped_zero_charge:
+        metadata["n_pulses_dropped_nonpositive_charge"] = dropped_zero_charge
+    event_doc = {
+        "schema": EVENT_SCHEMA,
+        "run_id": header.run_id,
+        "event_id": header.event_id,
+        "mjd": header.mjd,
+        "event_type": event_type,
+        "is_real_event": True,
+        "pulses": pulses,
+        "reference_fits": reference_fits,
+        "metadata": metadata,
+    }
+    try:
+        return parse_event(event_doc)
+    except EventFormatError as err:
+        raise RealtimeFormatError(f"converted event is invalid: {err}") from None

@@ -1,0 +1,265 @@
+"""The Helm chart, rendered and linted by Helm's own Go SDK (helm-python-sdk, no helm binary), every
+manifest validated against the Kubernetes schemas (kubernetes-validate, strict, newest version), and
+the chart checked against what the launchers and the docs expect."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+from skydriver_api.launchers.htcondor import HTCondorSettings
+from skydriver_api.launchers.kubernetes import RBAC_RULES, KubernetesSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "skydriver"
+CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
+K8S_VERSION = kubernetes_validate.latest_version()
+NAMESPACE = "science"
+RELEASE = "sky"
+
+VALUE_SETS: dict[str, dict[str, Any] | None] = {"default": None}
+VALUE_SETS.update({p.name: yaml.safe_load(p.read_text()) for p in CI_VALUES})
+
+
+@pytest.fixture(scope="module")
+def chart() -> Any:
+    with helm.Chart.load(CHART) as loaded:
+        yield loaded
+
+
+def render(chart: Any, values: dict[str, Any] | None) -> tuple[list[dict[str, Any]], str]:
+    """All rendered objects, and NOTES.txt."""
+    out = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    objects: list[dict[str, Any]] = []
+    notes = ""
+    for path, text in out.items():
+        if path.endswith("NOTES.txt"):
+            notes = text
+            continue
+        objects += [doc for doc in yaml.safe_load_all(text) if doc]
+    return objects, notes
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def one(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [o for o in by_kind(objects, kind) if name is None or o["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, got {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def secret_data(objects: list[dict[str, Any]]) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in one(objects, "Secret")["data"].items()}
+
+
+def test_chart_metadata_and_ci_values_exist(chart: Any) -> None:
+    assert chart.metadata["name"] == "skydriver"
+    assert chart.metadata["apiVersion"] == "v2"
+    assert chart.schema is not None and chart.schema["type"] == "object"
+    assert CI_VALUES, "helm/skydriver/ci/ must hold at least one values file"
+
+
+@pytest.mark.parametrize("values_name", list(VALUE_SETS))
+def test_lint_is_clean(values_name: str) -> None:
+    report = helm.lint(CHART, VALUE_SETS[values_name], strict=True, namespace=NAMESPACE,
+                       kube_version=f"v{K8S_VERSION}")
+    assert report["total_charts_linted"] == 1
+    assert report["errors"] == []
+    assert report["messages"] == [], report["messages"]
+
+
+@pytest.mark.parametrize("values_name", list(VALUE_SETS))
+def test_every_manifest_validates_against_kubernetes(chart: Any, values_name: str) -> None:
+    values = VALUE_SETS[values_name]
+    chart.validate_schema(values)
+    objects, notes = render(chart, values)
+    assert objects
+    for obj in objects:
+        # strict: unknown fields (typos) fail too
+        assert kubernetes_validate.validate(obj, K8S_VERSION, strict=True) == K8S_VERSION.rsplit(".", 1)[0]
+        assert obj["metadata"].get("namespace") == NAMESPACE, obj["metadata"]["name"]
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "skydriver"
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+    assert "admin-token" in notes and RELEASE in notes
+
+
+def test_validator_is_not_vacuous() -> None:
+    bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
+           "spec": {"ports": [{"port": "eighty"}], "tpye": "ClusterIP"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
+
+
+def test_default_render_has_the_whole_deployment(chart: Any) -> None:
+    objects, _ = render(chart, None)
+    kinds = sorted({o["kind"] for o in objects})
+    assert kinds == ["ConfigMap", "Deployment", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount",
+                     "StatefulSet"]
+    assert by_kind(objects, "Ingress") == []
+    assert {s["metadata"]["name"] for s in by_kind(objects, "StatefulSet")} == {
+        f"{RELEASE}-skydriver-rabbitmq", f"{RELEASE}-skydriver-mongodb"}
+    for sts in by_kind(objects, "StatefulSet"):
+        claims = sts["spec"]["volumeClaimTemplates"]
+        assert claims[0]["spec"]["accessModes"] == ["ReadWriteOnce"]
+        mounts = sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        assert claims[0]["metadata"]["name"] in {m["name"] for m in mounts}
+        assert sts["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+        headless = one(objects, "Service", sts["spec"]["serviceName"])
+        assert headless["spec"]["clusterIP"] == "None"
+
+
+def _api_container(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    deploy = one(objects, "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    return pod, pod["containers"][0]
+
+
+@pytest.mark.parametrize("values_name", list(VALUE_SETS))
+def test_api_deployment_probes_security_and_secrets(chart: Any, values_name: str) -> None:
+    objects, _ = render(chart, VALUE_SETS[values_name])
+    deploy = one(objects, "Deployment")
+    assert deploy["spec"]["replicas"] == 1 and deploy["spec"]["strategy"] == {"type": "Recreate"}
+    pod, api = _api_container(objects)
+    assert api["args"] == ["api"]
+    assert api["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert api["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert api["resources"]["requests"] and api["resources"]["limits"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] > 0
+    assert api["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                      "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+    assert pod["serviceAccountName"] == one(objects, "RoleBinding")["subjects"][0]["name"]
+    # credentials come from the Secret, never as literal values
+    secret_name = one(objects, "Secret")["metadata"]["name"]
+    env = {e["name"]: e for e in api["env"]}
+    for name in ("SKYDRIVER_RABBITMQ_URL", "SKYDRIVER_MONGODB_URI", "SKYDRIVER_ADMIN_TOKEN"):
+        assert "value" not in env[name]
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == secret_name
+    secrets = secret_data(objects)
+    configmap = one(objects, "ConfigMap")["data"]
+    for value in secrets.values():
+        assert all(value not in v for v in configmap.values())
+    assert api["envFrom"] == [{"configMapRef": {"name": one(objects, "ConfigMap")["metadata"]["name"]}}]
+
+
+def test_role_grants_exactly_what_the_kubernetes_launcher_uses(chart: Any) -> None:
+    objects, _ = render(chart, None)
+    role = one(objects, "Role")
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+               for v in rule["verbs"]}
+    needed = {(g, r, v) for g, r, verbs in RBAC_RULES for v in verbs}
+    assert granted == needed
+    binding = one(objects, "RoleBinding")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    assert binding["subjects"][0]["namespace"] == NAMESPACE
+
+
+def test_configmap_configures_the_kubernetes_launcher(chart: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    objects, _ = render(chart, None)
+    data = one(objects, "ConfigMap")["data"]
+    for key, value in data.items():
+        monkeypatch.setenv(key, value)
+    settings = KubernetesSettings()
+    assert settings.namespace == NAMESPACE
+    assert settings.secret_name == one(objects, "Secret")["metadata"]["name"]
+    assert settings.config_map == one(objects, "ConfigMap")["metadata"]["name"]
+    assert settings.image == f"ghcr.io/skydriver/skydriver:{yaml.safe_load((CHART / 'Chart.yaml').read_text())['appVersion']}"
+    assert settings.instance == RELEASE
+    scan_sa = [sa for sa in by_kind(objects, "ServiceAccount") if sa["metadata"]["name"] == settings.service_account]
+    assert scan_sa and scan_sa[0]["automountServiceAccountToken"] is False
+    assert data["SKYDRIVER_LAUNCHER"] == "kubernetes"
+    assert data["SKYDRIVER_API_URL"] == f"http://{RELEASE}-skydriver.{NAMESPACE}.svc:80"
+    # the bundled services' URIs point at the bundled StatefulSets, with the generated passwords
+    secrets = secret_data(objects)
+    assert secrets["rabbitmq-url"] == (f"amqp://skydriver:{secrets['rabbitmq-password']}@{RELEASE}-skydriver-rabbitmq."
+                                       f"{NAMESPACE}.svc:5672/%2F")
+    assert secrets["mongodb-uri"] == (f"mongodb://root:{secrets['mongodb-password']}@{RELEASE}-skydriver-mongodb."
+                                      f"{NAMESPACE}.svc:27017/?authSource=admin")
+    assert len(secrets["admin-token"]) == 40 and len(secrets["rabbitmq-password"]) == 32
+
+
+def test_ci_values_external_services_ingress_and_htcondor(chart: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    values = VALUE_SETS["external-ingress-htcondor-values.yaml"]
+    assert values is not None
+    objects, notes = render(chart, values)
+    assert by_kind(objects, "StatefulSet") == []
+    secrets = secret_data(objects)
+    assert secrets["rabbitmq-url"] == values["externalRabbitmq"]["url"]
+    assert secrets["mongodb-uri"] == values["externalMongodb"]["uri"]
+    assert secrets["condor-broker-url"] == values["htcondor"]["brokerUrl"]
+    assert secrets["admin-token"] == "ci-admin-token"
+    assert "rabbitmq-password" not in secrets
+    ingress = one(objects, "Ingress")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["tls"] == [{"secretName": "skydriver-ci-tls", "hosts": ["skydriver.ci.example.org"]}]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "skydriver-ci", "port": {"name": "http"}}
+    assert "https://skydriver.ci.example.org/" in notes
+    pod, api = _api_container(objects)
+    env = {e["name"]: e for e in api["env"]}
+    assert env["SKYDRIVER_CONDOR_BROKER_URL"]["valueFrom"]["secretKeyRef"] == {"name": "skydriver-ci",
+                                                                              "key": "condor-broker-url"}
+    assert pod["imagePullSecrets"] == [{"name": "ghcr-pull"}]
+    assert api["image"].endswith("@sha256:" + "0" * 64)
+    data = one(objects, "ConfigMap")["data"]
+    assert data["SKYDRIVER_MAX_CONCURRENT_SCANS"] == "8" and data["SKYDRIVER_WORKER_PIXEL_TIMEOUT_S"] == "900"
+    for key, value in data.items():
+        monkeypatch.setenv(key, value)
+    condor = HTCondorSettings()
+    assert condor.server_launcher == "kubernetes" and condor.spool is True
+    assert condor.cluster_schedds == {"osg": "ap.example.org"}
+    assert condor.collector == "cm.example.org" and condor.requirements == "has_avx2"
+    k8s = KubernetesSettings()
+    assert k8s.image_pull_secrets == ["ghcr-pull"]
+    assert k8s.node_selector == {"kubernetes.io/arch": "amd64"}
+    assert k8s.priority_class == "skydriver-scans"
+
+
+def test_existing_secret_means_no_chart_secret(chart: Any) -> None:
+    objects, _ = render(chart, {"existingSecret": "my-skydriver", "rabbitmq": {"enabled": False},
+                                "mongodb": {"enabled": False}})
+    assert by_kind(objects, "Secret") == []
+    _, api = _api_container(objects)
+    refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in api["env"] if "valueFrom" in e}
+    assert refs == {"my-skydriver"}
+    assert one(objects, "ConfigMap")["data"]["SKYDRIVER_K8S_SECRET_NAME"] == "my-skydriver"
+
+
+def test_schema_and_required_values_reject_bad_input(chart: Any) -> None:
+    with pytest.raises(helm.HelmError):
+        chart.validate_schema({"launcher": "slurm"})
+    with pytest.raises(helm.HelmError):
+        chart.validate_schema({"config": {"NOT_OURS": "x"}})
+    with pytest.raises(helm.HelmError):
+        chart.validate_schema({"podSecurityContext": {"runAsNonRoot": False}})
+    with pytest.raises(helm.HelmError, match="externalMongodb.uri is required"):
+        chart.render({"mongodb": {"enabled": False}}, name=RELEASE, namespace=NAMESPACE)
+
+
+# --- docs/deploy.md: the configuration reference lists every setting ---------------------------------
+
+
+def _documented() -> set[str]:
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    return set(re.findall(r"SKYDRIVER_[A-Z0-9_]+", text))
+
+
+def test_deploy_docs_list_every_setting() -> None:
+    from skyscan.settings import Settings
+
+    documented = _documented()
+    expected = {f"SKYDRIVER_{name.upper()}" for name in Settings.model_fields}
+    expected |= {f"SKYDRIVER_K8S_{name.upper()}" for name in KubernetesSettings.model_fields}
+    expected |= {f"SKYDRIVER_CONDOR_{name.upper()}" for name in HTCondorSettings.model_fields}
+    assert expected - documented == set()
