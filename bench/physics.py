@@ -81,7 +81,9 @@ def cpu_model() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=100, help="number of simulated tracks")
     parser.add_argument("--emin", type=float, default=1e3, help="GeV")
     parser.add_argument("--emax", type=float, default=1e5, help="GeV")
@@ -109,25 +111,37 @@ def main() -> int:
     bands: list[tuple[str, list[dict[str, Any]]]] = [("all", rows)]
     edges = [1e3, 1e4, 3e4, 1e5 + 1]
     for lo, hi in zip(edges[:-1], edges[1:], strict=False):
-        bands.append((f"E {lo / 1e3:g}-{min(hi, 1e5) / 1e3:g} TeV", [r for r in rows if lo <= r["energy_gev"] < hi]))
-    for name, lo, hi in (("up-going (cos z < -0.2)", -1.1, -0.2), ("horizontal", -0.2, 0.2), ("down-going (> 0.2)", 0.2, 1.1)):
+        bands.append(
+            (f"E {lo / 1e3:g}-{min(hi, 1e5) / 1e3:g} TeV", [r for r in rows if lo <= r["energy_gev"] < hi])
+        )
+    for name, lo, hi in (
+        ("up-going (cos z < -0.2)", -1.1, -0.2),
+        ("horizontal", -0.2, 0.2),
+        ("down-going (> 0.2)", 0.2, 1.1),
+    ):
         bands.append((name, [r for r in rows if lo <= r["cos_zenith"] < hi]))
     bands.append((">= 10 TeV", [r for r in rows if r["energy_gev"] >= 1e4]))
 
     print(f"reco `{args.reco}`, options {json.dumps(options)}, progression `{args.nsides}`, seed {args.seed}")
     print(f"{len(rows)} events, {args.processes} processes, wall {wall:.0f} s, CPU: {cpu_model()}\n")
-    print("| sample | events | median error (deg) | 90% error (deg) | inside Wilks 90% (2dLLH<4.61) | "
-          "2dLLH containing 90% | ms per fit |")
+    print(
+        "| sample | events | median error (deg) | 90% error (deg) | inside Wilks 90% (2dLLH<4.61) | "
+        "2dLLH containing 90% | ms per fit |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, sample in bands:
         if not sample:
             continue
         s = summarise(sample)
-        print(f"| {name} | {s['n']} | {s['median_deg']:.2f} | {s['p90_deg']:.2f} | {s['coverage90']:.2f} | "
-              f"{s['level90']:.2f} | {s['fit_ms']:.1f} |")
+        print(
+            f"| {name} | {s['n']} | {s['median_deg']:.2f} | {s['p90_deg']:.2f} | {s['coverage90']:.2f} | "
+            f"{s['level90']:.2f} | {s['fit_ms']:.1f} |"
+        )
     pulses = [r["n_pulses"] for r in rows]
-    print(f"\npulses per event: median {np.median(pulses):.0f} (min {min(pulses)}, max {max(pulses)}); "
-          f"fits per event: median {np.median([r['n_fits'] for r in rows]):.0f}")
+    print(
+        f"\npulses per event: median {np.median(pulses):.0f} (min {min(pulses)}, max {max(pulses)}); "
+        f"fits per event: median {np.median([r['n_fits'] for r in rows]):.0f}"
+    )
     if args.json_out:
         args.json_out.write_text(json.dumps(rows, indent=1))
     return 0

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient, UpdateOne
-from pymongo.errors import PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from server.amqp import AsyncBroker, BrokerLost, Delivery
 from skyscan.event import parse_event
@@ -64,8 +64,9 @@ class ScanServer:
                                   settings.publish_window)
         self.outstanding: dict[str, tuple[bytes, float]] = {}  # task id -> (body, last published)
         self.unpublished: list[tuple[str, bytes]] = []
-        self.counters: dict[str, int] = {"malformed": 0, "foreign": 0, "duplicates": 0, "dead_lettered": 0,
-                                         "republished": 0}
+        self.counters: dict[str, int] = {"malformed": 0, "foreign": 0, "unexpected": 0, "duplicates": 0,
+                                         "dead_lettered": 0, "republished": 0}
+        self.published = 0
         self._rate: float | None = None
         self._rate_mark = (time.monotonic(), 0)
 
@@ -103,7 +104,7 @@ class ScanServer:
         self._queue_tasks(self.ref.next_tasks())
         if stored:
             log.info("resuming: %d stored results, %d tasks to publish", len(stored), len(self.unpublished))
-        await self.set_running()
+        await self.set_running(len(stored))
         try:
             await self.drive()
         except ScanEnded as ended:
@@ -118,9 +119,10 @@ class ScanServer:
         cursor = self.db.pixel_results.find({"scan_id": self.scan_id}, {"_id": 0})
         return [_variation_result(doc) async for doc in cursor]
 
-    async def set_running(self) -> None:
+    async def set_running(self, n_stored: int) -> None:
         now = _now()
-        server = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": now}
+        server = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": now, "resumed_results": n_stored}
+        self.run_started = now
         res = await self.db_retry("mark running", lambda: self.db.scans.update_one(
             {"_id": self.scan_id, "state": {"$in": ["queued", "launching"]}},
             {"$set": {"state": "running", "updated_at": now, "server": server},
@@ -183,6 +185,7 @@ class ScanServer:
         now = time.monotonic()
         for tid, body in batch:
             self.outstanding[tid] = (body, now)
+        self.published += len(batch)
         self.unpublished = []
 
     async def consume_until_done(self) -> None:
@@ -228,8 +231,13 @@ class ScanServer:
             result = decode_result(delivery.body)
             if result.scan_id != self.scan_id:
                 raise MessageError(f"result for scan {result.scan_id!r}")
+            key = (result.nside, result.pixel)
+            if (key not in self.ref.pending and key not in self.ref.complete) or not (
+                    0 <= result.variation < self.ref.n_variations):
+                raise MessageError(f"unexpected result for pixel {key} that this scan never sent")
         except MessageError as err:
-            kind = "foreign" if "result for scan" in str(err) else "malformed"
+            kind = "foreign" if "result for scan" in str(err) else (
+                "unexpected" if "never sent" in str(err) else "malformed")
             self.counters[kind] += 1
             log.warning("rejected a %s message on the results queue: %s", kind, err)
             self.broker.reject(delivery)
@@ -315,6 +323,7 @@ class ScanServer:
         best = self.ref.best()
         if best is not None:
             update["best_fit"] = best_fit_summary(best, self.event.mjd)
+        update["server.published"] = self.published
         await self.db_retry("save progress", lambda: self.db.scans.update_one(
             {"_id": self.scan_id, "state": "running"}, {"$set": update}))
 
@@ -328,8 +337,7 @@ class ScanServer:
             scan_id=self.scan_id, event=self.event, reco=self.scan["reco"], strategy=self.strategy.describe(),
             nsides=self.strategy.nsides, complete=self.ref.complete, finished=True, llh_at_truth=llh_truth,
         )
-        await self.db_retry("store skymap", lambda: self.db.skymaps.replace_one(
-            {"scan_id": self.scan_id}, {"scan_id": self.scan_id, "final": True, "result": doc}, upsert=True))
+        await self.db_retry("store skymap", lambda: self.store_final(doc))
         n_failed = doc["n_failed_pixels"]
         if best is None:
             state, reason = "failed", "every pixel fit failed"
@@ -348,6 +356,15 @@ class ScanServer:
             {"$set": extra, "$push": {"history": {"state": state, "at": now, "reason": reason}}}))
         await self.delete_queues()
         log.info("scan %s: %d pixels, best %s", state, doc["n_pixels"], doc["best_fit"])
+
+    async def store_final(self, doc: dict[str, Any]) -> None:
+        """Write the final skymap once; a late writer (a second server) can never replace it."""
+        try:
+            await self.db.skymaps.replace_one(
+                {"scan_id": self.scan_id, "final": {"$ne": True}},
+                {"scan_id": self.scan_id, "final": True, "result": doc}, upsert=True)
+        except DuplicateKeyError:
+            log.warning("a final skymap exists already; keeping it")
 
     def fit_truth(self, best_fit: Any) -> float | None:
         from skyscan.coordinates import detector_to_equatorial

@@ -25,6 +25,8 @@ from skyscan.settings import Settings
 log = logging.getLogger("skydriver.reconciler")
 
 MAX_LAUNCH_ATTEMPTS = 5
+# Workers in these states may still do work (pending: image pull, idle in a condor pool).
+LIVE_WORKER_STATES = ("pending", "running", "held", "suspended")
 REAP_GRACE_S = 30.0
 
 
@@ -122,7 +124,10 @@ class Reconciler:
             for cluster in spec.clusters:
                 _merge(handles, await asyncio.to_thread(self.launcher.launch_workers, spec, cluster))
         except Exception as err:
-            await asyncio.to_thread(self.launcher.abort, scan_id, handles)
+            try:
+                await asyncio.to_thread(self.launcher.abort, scan_id, handles)
+            except Exception as abort_err:
+                log.warning("clean-up after a failed launch of %s failed: %s", scan_id, abort_err)
             await self._launch_failed(claimed, f"{type(err).__name__}: {err}")
             return False
         await self.store.scans.update_one(
@@ -161,14 +166,18 @@ class Reconciler:
             handles = scan.get("launch", {}).get("handles") or {}
             if not handles:
                 continue
-            status = await asyncio.to_thread(self.launcher.status, scan["_id"], handles)
+            try:
+                status = await asyncio.to_thread(self.launcher.status, scan["_id"], handles)
+            except Exception as err:  # the infrastructure did not answer: no conclusions this pass
+                log.warning("status of %s unavailable: %s", scan["_id"], err, extra={"scan_id": scan["_id"]})
+                continue
             await self.store.scans.update_one({"_id": scan["_id"]}, {"$set": {"workforce": status.to_dict()}})
             if scan["state"] in TERMINAL_STATES:
                 await self._reap(scan, handles, status.server == "running" or status.workers.get("running", 0) > 0)
                 continue
             if status.server in ("succeeded", "failed", "unknown"):
                 await self._server_gone(scan, status.server_reason or f"scan server is {status.server}")
-            elif status.workers.get("running", 0) == 0 and status.workers:
+            elif status.workers and not any(status.workers.get(s, 0) for s in LIVE_WORKER_STATES):
                 await self._workers_gone(scan, "; ".join(status.reasons[-3:]) or "every worker exited")
 
     async def _reap(self, scan: dict[str, Any], handles: dict[str, Any], alive: bool) -> None:

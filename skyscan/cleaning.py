@@ -14,7 +14,12 @@ CHUNK_ROWS = 2048  # bounds the pairwise (rows x n) boolean block to a few MB
 
 
 def rt_neighbour_counts(
-    positions: np.ndarray, times: np.ndarray, dom_ids: np.ndarray, among: np.ndarray, radius_m: float, window_ns: float
+    positions: np.ndarray,
+    times: np.ndarray,
+    dom_ids: np.ndarray,
+    among: np.ndarray,
+    radius_m: float,
+    window_ns: float,
 ) -> np.ndarray:
     """For every pulse, how many pulses in ``among`` (mask) are within radius and time on another DOM."""
     n = len(times)
@@ -27,7 +32,11 @@ def rt_neighbour_counts(
     for start in range(0, n, CHUNK_ROWS):
         sl = slice(start, min(n, start + CHUNK_ROWS))
         d2 = ((positions[sl, None, :] - cpos[None, :, :]) ** 2).sum(axis=2)
-        close = (d2 <= r2) & (np.abs(times[sl, None] - ct[None, :]) <= window_ns) & (dom_ids[sl, None] != cdom[None, :])
+        close = (
+            (d2 <= r2)
+            & (np.abs(times[sl, None] - ct[None, :]) <= window_ns)
+            & (dom_ids[sl, None] != cdom[None, :])
+        )
         counts[sl] = close.sum(axis=1)
     return counts
 
@@ -59,7 +68,9 @@ def seeded_rt_cleaning(
     return kept
 
 
-def first_hits(dom_ids: np.ndarray, times: np.ndarray, charges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def first_hits(
+    dom_ids: np.ndarray, times: np.ndarray, charges: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per DOM: index of its earliest pulse, that pulse's time, and the DOM's total charge."""
     order = np.lexsort((times, dom_ids))
     sorted_dom = dom_ids[order]

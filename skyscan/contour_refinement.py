@@ -4,11 +4,12 @@ After the coarse all-sky nside, each step refines (fits every child at the next 
 pixels that may hold part of the region ``2*dLLH <= level + margin``:
 
 * pixels whose own 2*dLLH is within the level plus the margin and that were not refined yet (a
-  refined pixel is judged by its children instead);
-* the ancestors of such pixels at finer nsides (so the refined area grows when finer fits show the
-  region reaching its edge), and the pixel holding the best fit;
-* grown by ``dilate`` rings of HEALPix neighbours, because a pixel's centre can lie outside the
-  region while the boundary crosses the pixel.
+  refined pixel is judged by its children instead), grown by ``dilate`` rings of neighbours where
+  the linear interpolation between centres says the region may cross into them;
+* where fitted pixels of the next nside lie within the cut and have a neighbour that was never
+  fitted there, the parent of that neighbour: the region reaches the edge of the refined area, so
+  the area grows until the region and the ring of pixels around it are fitted at every nside;
+* the pixel holding the best fit.
 
 Steps go nside by nside down to the finest; ``max_pixels_per_step`` caps the pixels at each finer
 nside (parents are taken in order of their -lnL, whole parents only). ``2*dLLH`` is relative to
@@ -214,43 +215,57 @@ class ContourStrategy:
         return out
 
     def _parents(self, i: int, ready: list[bool], best: tuple[int, int, float]) -> list[int]:
-        """Pixels at nside i to refine, in priority order (lowest -lnL first, then pixel index)."""
+        """Pixels at nside i to refine, in priority order (lowest -lnL first, then pixel index).
+
+        * A: pixels not refined yet whose own 2*dLLH is within the cut, grown by ``_dilate``;
+        * B: parents of the unfitted neighbours (at the next nside) of fitted pixels there that lie
+          within the cut: the region reaches the edge of the refined area, so the area grows;
+        * C: the pixel holding the best fit.
+        B parents are ranked by the -lnL of the fine pixel that asked for them.
+        """
         key = (i, tuple(ready), best, tuple(len(self._values.get(n, ())) for n in self._nsides))
+        if len(self._memo) > 256:
+            self._memo.clear()
         cached = self._memo.get(key)
         if cached is not None:
             return cached  # type: ignore[return-value]
-        coarse = self._nsides[i]
+        coarse, fine = self._nsides[i], self._nsides[i + 1]
         llh_best = best[2]
         cut = self.level + self.margin
         own = self._values.get(coarse, {})
+        fine_vals = self._values.get(fine, {}) if ready[i + 1] else {}
         fine_done: set[int] = set()
-        fine_vals = self._values.get(self._nsides[i + 1], {})
-        if ready[i + 1] and fine_vals:
-            fine_done = _ancestors(
-                self._nsides[i + 1], np.fromiter(fine_vals, np.int64, len(fine_vals)), coarse
-            )
-        selected = {
+        if fine_vals:
+            fine_done = _ancestors(fine, np.fromiter(fine_vals, np.int64, len(fine_vals)), coarse)
+        a = {
             p for p, v in own.items() if p not in fine_done and math.isfinite(v) and 2 * (v - llh_best) <= cut
         }
-        for j in range(i + 1, len(self._nsides)):
-            if not ready[j]:
-                continue
-            nj = self._nsides[j]
-            vals = self._values.get(nj, {})
-            inside = np.array(
-                [p for p, v in vals.items() if math.isfinite(v) and 2 * (v - llh_best) <= cut], dtype=np.int64
-            )
-            if inside.size:
-                selected.update(_ancestors(nj, inside, coarse))
-        b_nside, b_pixel, _ = best
+        selected = set(self._dilate(coarse, np.array(sorted(a), dtype=np.int64), own, llh_best, cut).tolist())
+        rank: dict[int, float] = {p: _sort_llh(own.get(p)) for p in selected}
+        # B: grow where the region touches fine pixels that were never fitted
+        inside = [(p, v) for p, v in fine_vals.items() if math.isfinite(v) and 2 * (v - llh_best) <= cut]
+        if inside:
+            pix = np.array([p for p, _ in inside], dtype=np.int64)
+            nbrs = np.asarray(hp.get_all_neighbours(fine, pix))
+            shift = 2 * ((fine // coarse).bit_length() - 1)
+            for j, (_, v) in enumerate(inside):
+                missing = [q for q in nbrs[:, j].tolist() if q >= 0 and q not in fine_vals]
+                if not missing:
+                    continue
+                nest = np.asarray(hp.ring2nest(fine, missing), dtype=np.int64) >> shift
+                for parent in np.asarray(hp.nest2ring(coarse, nest)).tolist():
+                    selected.add(int(parent))
+                    rank[int(parent)] = min(rank.get(int(parent), math.inf), v)
+        # C: the best fit's pixel
+        b_nside, b_pixel, b_llh = best
         if b_nside >= coarse:
-            selected.update(_ancestors(b_nside, np.array([b_pixel]), coarse))
+            c = next(iter(_ancestors(b_nside, np.array([b_pixel]), coarse)))
         else:
             ra, dec = px.pixel_radec(b_nside, b_pixel)
-            selected.add(int(px.radec_pixel(coarse, ra, dec)))
-        arr = np.array(sorted(selected), dtype=np.int64)
-        arr = self._dilate(coarse, arr, own, llh_best, cut)
-        ordered = sorted(arr.tolist(), key=lambda p: (_sort_llh(own.get(p)), p))
+            c = int(px.radec_pixel(coarse, ra, dec))
+        selected.add(c)
+        rank[c] = min(rank.get(c, math.inf), b_llh)
+        ordered = sorted(selected, key=lambda p: (rank.get(p, math.inf), p))
         self._memo[key] = ordered  # type: ignore[assignment]
         return ordered
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import contourpy
+import healpy as hp
 import numpy as np
 from scipy.interpolate import LinearNDInterpolator, NearestNDInterpolator
 
@@ -83,7 +84,9 @@ class Region:
 
     ``ra_err_*`` are offsets in RA (not scaled by cos Dec) of the region's extreme tile corners from
     the best fit; a region holding a pole gets 180 in RA. ``resolved_fraction`` is the share of the
-    area shown by fits at the finest nside.
+    area shown by fits at the finest nside; ``boundary_resolved`` says that the region and the ring
+    of finest-nside pixels around it are all fitted at the finest nside (so the boundary is not
+    cut short by coarse pixels).
     """
 
     containment: float
@@ -96,6 +99,7 @@ class Region:
     n_tiles: int
     resolved_fraction: float
     contains_pole: bool
+    boundary_resolved: bool = False
 
     def to_dict(self) -> dict[str, float | int | bool]:
         return asdict(self)
@@ -130,6 +134,7 @@ def region(
         return Region(containment, level, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, False)
     finest = int(finest_nside or mom.source_nside.max())
     resolved = float(mom.area_sr[idx][mom.source_nside[idx] >= finest].sum() * SR_TO_DEG2) / area
+    boundary_ok = _boundary_resolved(mom, idx, finest)
     poles = mom.lookup(np.array([0.0, 0.0]), np.array([np.pi / 2, -np.pi / 2]))
     north, south = bool(mask[poles[0]]), bool(mask[poles[1]])
     ra_c, dec_c = mom.boundaries_radec(idx)
@@ -157,7 +162,20 @@ def region(
         int(idx.size),
         resolved,
         north or south,
+        boundary_ok,
     )
+
+
+def _boundary_resolved(mom: MultiOrderMap, idx: np.ndarray, finest_nside: int) -> bool:
+    """True when every region tile and every finest-nside neighbour of it shows a finest-nside fit."""
+    if np.any(mom.source_nside[idx] < finest_nside):
+        return False
+    order = finest_nside.bit_length() - 1
+    if np.any(mom.order[idx] != order):
+        return False
+    nbrs = np.asarray(hp.get_all_neighbours(finest_nside, mom.nest[idx], nest=True)).ravel()
+    nbrs = np.unique(nbrs[nbrs >= 0])
+    return bool(np.all(mom.source_nside[mom.tile_of_nest(order, nbrs)] >= finest_nside))
 
 
 def regions(

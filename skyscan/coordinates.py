@@ -1,15 +1,22 @@
 """Equatorial (RA, Dec, ICRS) <-> IceCube detector (zenith, azimuth) directions at an event time.
 
-IceCube frame: z up at the South Pole, y ("grid north") along the Greenwich meridian, x ("grid
-east") towards 90 deg E. A particle *arriving from* zenith theta and azimuth phi has source
-direction (sin t cos p, sin t sin p, cos t) in that frame, which is, in the Earth-fixed ITRS frame,
-(sin t sin p, sin t cos p, -cos t). The Earth-fixed to celestial rotation is IAU 2006/2000A
-(``erfa.c2t06a``) at the event's UT1/TT; polar motion (< 1") and annual aberration (< 21") are
-neglected, which keeps agreement with astropy's full AltAz chain well inside 0.01 deg.
+IceCube angles give where a particle *comes from*: the zenith is the source's zenith distance at
+the detector and the azimuth phi is measured in the detector frame (x grid east, y grid north),
+related to the astronomical azimuth A (from north through east) by ``A = pi/2 - phi - lon``.
+
+The transform is the full ICRS <-> observed chain of the IAU SOFA/ERFA library (the one astropy's
+``AltAz`` frame uses): precession-nutation, Earth rotation (UT1 from the bundled IERS tables), polar
+motion where tabulated, annual and diurnal aberration, light deflection, and the detector's real
+position (0.0056 deg from the pole). Refraction is off (neutrinos do not refract). The per-event
+astrometry context is computed once per MJD (``erfa.apco13``, cached); the conversions are then
+vectorised ERFA ufuncs (``atciq``/``atioq`` and inverses). Agreement with astropy's AltAz is at the
+milli-arcsecond level.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from functools import lru_cache
 
 import erfa
@@ -22,10 +29,51 @@ from astropy.utils import iers
 iers.conf.auto_download = False
 iers.conf.auto_max_age = None
 
+ICECUBE_LATITUDE_DEG = -89.9944
+ICECUBE_LONGITUDE_DEG = -63.453056
+ICECUBE_HEIGHT_M = 2835.0
+_LON = math.radians(ICECUBE_LONGITUDE_DEG)
+_ARCSEC = math.pi / (180.0 * 3600.0)
 
-@lru_cache(maxsize=256)
+
+@lru_cache(maxsize=1024)
+def astrometry_context(mjd: float) -> np.ndarray:
+    """ERFA star-independent astrometry parameters for an observer at IceCube at UTC ``mjd``."""
+    t = Time(mjd, format="mjd", scale="utc")
+    dut1, xp, yp = 0.0, 0.0, 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            dut1 = float((t.ut1.jd1 - t.jd1) + (t.ut1.jd2 - t.jd2)) * 86400.0
+        except (iers.IERSRangeError, ValueError, IndexError):
+            dut1 = 0.0
+        try:
+            pm_x, pm_y = iers.earth_orientation_table.get().pm_xy(t)
+            xp, yp = float(pm_x.to_value("arcsec")) * _ARCSEC, float(pm_y.to_value("arcsec")) * _ARCSEC
+        except (iers.IERSRangeError, ValueError, IndexError, KeyError):
+            xp, yp = 0.0, 0.0
+        if not (math.isfinite(xp) and math.isfinite(yp)):
+            xp, yp = 0.0, 0.0
+        astrom, _eo = erfa.apco13(
+            t.jd1,
+            t.jd2,
+            dut1,
+            _LON,
+            math.radians(ICECUBE_LATITUDE_DEG),
+            ICECUBE_HEIGHT_M,
+            xp,
+            yp,
+            0.0,
+            0.0,
+            0.0,
+            1.0,
+        )
+    return astrom
+
+
 def celestial_to_terrestrial(mjd: float) -> np.ndarray:
-    """3x3 rotation taking a GCRS direction to ITRS at the given UTC MJD."""
+    """3x3 rotation taking a GCRS direction to ITRS at the given UTC MJD (no aberration; kept for callers
+    that want a plain rotation)."""
     t = Time(mjd, format="mjd", scale="utc")
     tt = t.tt
     try:
@@ -36,35 +84,33 @@ def celestial_to_terrestrial(mjd: float) -> np.ndarray:
     return np.asarray(erfa.c2t06a(tt.jd1, tt.jd2, ut1_jd1, ut1_jd2, 0.0, 0.0))
 
 
-def _unit(theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
-    st = np.sin(theta)
-    return np.stack([st * np.cos(phi), st * np.sin(phi), np.cos(theta)], axis=-1)
-
-
-def equatorial_to_detector(ra: np.ndarray | float, dec: np.ndarray | float, mjd: float) -> tuple[np.ndarray, np.ndarray]:
+def equatorial_to_detector(
+    ra: np.ndarray | float, dec: np.ndarray | float, mjd: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(RA, Dec) in radians -> (zenith, azimuth) in radians, azimuth in [0, 2 pi)."""
     ra, dec = np.asarray(ra, float), np.asarray(dec, float)
-    s_gcrs = _unit(np.pi / 2 - dec, ra)
-    s_itrs = s_gcrs @ celestial_to_terrestrial(mjd).T
-    ic_x, ic_y, ic_z = s_itrs[..., 1], s_itrs[..., 0], -s_itrs[..., 2]
-    zenith = np.arccos(np.clip(ic_z, -1.0, 1.0))
-    azimuth = np.mod(np.arctan2(ic_y, ic_x), 2 * np.pi)
-    return zenith, azimuth
+    astrom = astrometry_context(float(mjd))
+    ri, di = erfa.atciq(ra, dec, 0.0, 0.0, 0.0, 0.0, astrom)
+    aob, zob, _hob, _dob, _rob = erfa.atioq(ri, di, astrom)
+    azimuth = np.mod(np.pi / 2 - aob - _LON, 2 * np.pi)
+    return np.asarray(zob, float), np.asarray(azimuth, float)
 
 
 def detector_to_equatorial(
     zenith: np.ndarray | float, azimuth: np.ndarray | float, mjd: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """(zenith, azimuth) in radians -> (RA, Dec) in radians, RA in [0, 2 pi)."""
-    ic = _unit(np.asarray(zenith, float), np.asarray(azimuth, float))
-    s_itrs = np.stack([ic[..., 1], ic[..., 0], -ic[..., 2]], axis=-1)
-    s_gcrs = s_itrs @ celestial_to_terrestrial(mjd)
-    dec = np.arcsin(np.clip(s_gcrs[..., 2], -1.0, 1.0))
-    ra = np.mod(np.arctan2(s_gcrs[..., 1], s_gcrs[..., 0]), 2 * np.pi)
-    return ra, dec
+    zenith, azimuth = np.asarray(zenith, float), np.asarray(azimuth, float)
+    astrom = astrometry_context(float(mjd))
+    astro_az = np.mod(np.pi / 2 - azimuth - _LON, 2 * np.pi)
+    ri, di = erfa.atoiq("A", astro_az, zenith, astrom)
+    rc, dc = erfa.aticq(ri, di, astrom)
+    return np.mod(np.asarray(rc, float), 2 * np.pi), np.asarray(dc, float)
 
 
-def angular_distance(ra1: np.ndarray | float, dec1: np.ndarray | float, ra2: np.ndarray | float, dec2: np.ndarray | float) -> np.ndarray:
+def angular_distance(
+    ra1: np.ndarray | float, dec1: np.ndarray | float, ra2: np.ndarray | float, dec2: np.ndarray | float
+) -> np.ndarray:
     """Great-circle distance in radians (Vincenty form, stable at all separations)."""
     dra = np.asarray(ra2) - np.asarray(ra1)
     s1, c1 = np.sin(dec1), np.cos(dec1)

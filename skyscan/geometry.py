@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -21,10 +22,7 @@ from pathlib import Path
 import numpy as np
 
 GEOMETRY_COLUMNS = ("string", "om", "x_m", "y_m", "z_m", "noise_rate_hz", "relative_efficiency")
-DEFAULT_GEOMETRY_PATHS = (
-    Path("../shared/data/icecube/ic86_geometry.csv"),
-    Path("/work/shared/data/icecube/ic86_geometry.csv"),
-)
+IC86_RELATIVE_PATH = Path("icecube/ic86_geometry.csv")
 
 
 class GeometryError(ValueError):
@@ -75,7 +73,9 @@ class Geometry:
     def lookup(self, strings: np.ndarray, oms: np.ndarray) -> np.ndarray:
         """Rows of many DOMs at once; -1 where a key is unknown."""
         return np.fromiter(
-            (self._index.get((int(s), int(o)), -1) for s, o in zip(strings, oms, strict=True)), int, len(strings)
+            (self._index.get((int(s), int(o)), -1) for s, o in zip(strings, oms, strict=True)),
+            int,
+            len(strings),
         )
 
     def position(self, string: int, om: int) -> tuple[float, float, float]:
@@ -95,8 +95,13 @@ def load_geometry_csv(path: str | Path) -> Geometry:
         for line_no, row in enumerate(reader, start=2):
             try:
                 values = (
-                    int(row["string"]), int(row["om"]), float(row["x_m"]), float(row["y_m"]), float(row["z_m"]),
-                    float(row["noise_rate_hz"]), float(row["relative_efficiency"]),
+                    int(row["string"]),
+                    int(row["om"]),
+                    float(row["x_m"]),
+                    float(row["y_m"]),
+                    float(row["z_m"]),
+                    float(row["noise_rate_hz"]),
+                    float(row["relative_efficiency"]),
                 )
             except (TypeError, ValueError) as err:
                 raise GeometryError(f"{path}:{line_no}: {err}") from None
@@ -107,18 +112,37 @@ def load_geometry_csv(path: str | Path) -> Geometry:
         raise GeometryError(f"{path}: no DOMs")
     cols = list(zip(*rows, strict=True))
     return Geometry(
-        string=np.asarray(cols[0], int), om=np.asarray(cols[1], int),
-        x=np.asarray(cols[2], float), y=np.asarray(cols[3], float), z=np.asarray(cols[4], float),
-        noise_rate_hz=np.asarray(cols[5], float), efficiency=np.asarray(cols[6], float), name=path.name,
+        string=np.asarray(cols[0], int),
+        om=np.asarray(cols[1], int),
+        x=np.asarray(cols[2], float),
+        y=np.asarray(cols[3], float),
+        z=np.asarray(cols[4], float),
+        noise_rate_hz=np.asarray(cols[5], float),
+        efficiency=np.asarray(cols[6], float),
+        name=path.name,
     )
 
 
+def shared_data_dir() -> Path | None:
+    """The reference-data folder: ``$SKYDRIVER_SHARED_DATA``, else ``../shared/data`` next to the checkout.
+
+    The data are never part of the repository; callers skip (tests) or ask for a path when absent.
+    """
+    env = os.environ.get("SKYDRIVER_SHARED_DATA")
+    candidates = [Path(env)] if env else []
+    candidates += [
+        Path(__file__).resolve().parents[2] / "shared" / "data",
+        Path.cwd().parent / "shared" / "data",
+    ]
+    return next((c for c in candidates if c.is_dir()), None)
+
+
 def find_default_geometry() -> Path | None:
-    """The shared IC86 table if it is present next to the checkout, else None."""
-    for candidate in DEFAULT_GEOMETRY_PATHS:
-        if candidate.is_file():
-            return candidate
-    return None
+    """The shared IC86 table if it is present, else None."""
+    base = shared_data_dir()
+    if base is None or not (base / IC86_RELATIVE_PATH).is_file():
+        return None
+    return base / IC86_RELATIVE_PATH
 
 
 def hexagon_grid(spacing_m: float, rings: int) -> np.ndarray:
@@ -152,7 +176,9 @@ def icecube_like_geometry(
         rings += 1
     grid = hexagon_grid(spacing_m, rings + 1)
     # Order by radius then angle so the choice of the outermost strings is deterministic.
-    order = np.lexsort((np.arctan2(grid[:, 1], grid[:, 0]).round(9), np.hypot(grid[:, 0], grid[:, 1]).round(6)))
+    order = np.lexsort(
+        (np.arctan2(grid[:, 1], grid[:, 0]).round(9), np.hypot(grid[:, 0], grid[:, 1]).round(6))
+    )
     xy = grid[order[:n_strings]]
     rng = np.random.default_rng(seed)
     n = n_strings * doms_per_string
@@ -160,7 +186,12 @@ def icecube_like_geometry(
     om = np.tile(np.arange(1, doms_per_string + 1), n_strings)
     z = top_z_m - dom_spacing_m * (om - 1)
     return Geometry(
-        string=string, om=om, x=np.repeat(xy[:, 0], doms_per_string), y=np.repeat(xy[:, 1], doms_per_string),
-        z=z.astype(float), noise_rate_hz=rng.uniform(*noise_rate_hz, size=n), efficiency=np.ones(n),
+        string=string,
+        om=om,
+        x=np.repeat(xy[:, 0], doms_per_string),
+        y=np.repeat(xy[:, 1], doms_per_string),
+        z=z.astype(float),
+        noise_rate_hz=rng.uniform(*noise_rate_hz, size=n),
+        efficiency=np.ones(n),
         name=f"icecube-like-{n_strings}",
     )

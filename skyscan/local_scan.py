@@ -116,12 +116,10 @@ def run_local_scan(
 
     def consume(results: Iterable[tuple[VariationResult, float]], n_sent: int, nside: int) -> None:
         nonlocal fit_seconds, n_fits
-        done = 0
-        for result, elapsed in results:
+        for done, (result, elapsed) in enumerate(results, start=1):
             refinement.record(result)
             fit_seconds += elapsed
             n_fits += 1
-            done += 1
             if progress is not None:
                 best = refinement.best()
                 progress(ScanProgress(nside, done, n_sent, math.nan if best is None else best.llh))
@@ -165,8 +163,12 @@ def run_local_scan(
     if stats is not None:
         wall = time.perf_counter() - started
         stats.update(
-            wall_s=wall, n_fits=n_fits, fit_ms_mean=1000.0 * fit_seconds / max(1, n_fits),
-            processes=max(1, processes), cpu_count=os.cpu_count(), progression=strat.describe(),
+            wall_s=wall,
+            n_fits=n_fits,
+            fit_ms_mean=1000.0 * fit_seconds / max(1, n_fits),
+            processes=max(1, processes),
+            cpu_count=os.cpu_count(),
+            progression=strat.describe(),
         )
     return doc
 

@@ -101,6 +101,11 @@ class MultiOrderMap:
         )
         return np.searchsorted(self._range_start, np.asarray(ipix, dtype=np.int64), side="right") - 1
 
+    def tile_of_nest(self, order: int, nest: np.ndarray) -> np.ndarray:
+        """Index of the tile containing each NESTED pixel of the given order (at most the map's depth)."""
+        start = np.left_shift(np.asarray(nest, dtype=np.int64), 2 * (MAX_ORDER - order))
+        return np.searchsorted(self._range_start, start, side="right") - 1
+
     def fit_column(self, complete: Mapping[PixelKey, PixelBest], name: str) -> np.ndarray:
         """Per-tile value of a fit parameter (``X``, ``E_tot``...) of the scanned pixel shown."""
         values = np.array(

@@ -83,7 +83,7 @@ def travel_direction(zenith: float, azimuth: float) -> np.ndarray:
 
 
 def transverse_basis(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two unit vectors orthogonal to ``direction`` and to each other (deterministic, smooth except at poles)."""
+    """Two unit vectors orthogonal to ``direction`` and to each other (deterministic)."""
     helper = np.array([0.0, 0.0, 1.0]) if abs(direction[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
     u = np.cross(direction, helper)
     u /= np.linalg.norm(u)
@@ -101,7 +101,9 @@ class TrackGeometry:
     t_geo: np.ndarray  # direct-photon arrival time, ns
 
 
-def track_geometry(positions: np.ndarray, vertex: np.ndarray, t0: float, direction: np.ndarray) -> TrackGeometry:
+def track_geometry(
+    positions: np.ndarray, vertex: np.ndarray, t0: float, direction: np.ndarray
+) -> TrackGeometry:
     """Geometry of DOMs ``positions`` (n, 3) with respect to the infinite track (vertex, t0, direction)."""
     delta = positions - vertex
     along = delta @ direction
@@ -181,8 +183,11 @@ def convolved_log_pdf(t: np.ndarray, d_eff: np.ndarray, ice: IceModel, sigma_ns:
         tf, xf = t[far], xi[far]
         shifted = tf[:, None] - math.sqrt(2.0) * s * _GH_NODES[None, :]
         log_terms = (
-            xf[:, None] * math.log(r) + (xf[:, None] - 1.0) * np.log(shifted) - r * shifted
-            - special.gammaln(xf)[:, None] + np.log(_GH_WEIGHTS / math.sqrt(math.pi))[None, :]
+            xf[:, None] * math.log(r)
+            + (xf[:, None] - 1.0) * np.log(shifted)
+            - r * shifted
+            - special.gammaln(xf)[:, None]
+            + np.log(_GH_WEIGHTS / math.sqrt(math.pi))[None, :]
         )
         out[far] = special.logsumexp(log_terms, axis=1)
     return out
@@ -219,10 +224,14 @@ class ConvolvedPandelTable:
     log_pdf: np.ndarray  # (n_d, n_t), flattened lookups use row-major order
     log_sf: np.ndarray
 
-    def lookup(self, t_res: np.ndarray, d_eff: np.ndarray, want_sf: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    def lookup(
+        self, t_res: np.ndarray, d_eff: np.ndarray, want_sf: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Bilinear interpolation of ln p (and ln S) at arrays of residuals and effective distances."""
         ft = np.clip((t_res - self.t_min) * (1.0 / self.t_step), 0.0, self.n_t - 1.000001)
-        fd = np.clip(d_eff * (1.0 / self.d_step), 0.0, self.n_d - 1.000001)
+        # d_eff >= P0 + min orientation term (2.25 m for H2) by construction; the row at d = 0 (a
+        # degenerate Gamma) is never interpolated from.
+        fd = np.clip(d_eff * (1.0 / self.d_step), 1.0, self.n_d - 1.000001)
         it = ft.astype(np.intp)
         jd = fd.astype(np.intp)
         wt = ft - it
@@ -265,19 +274,31 @@ def convolved_pandel_table(
     # quadrature). The margin keeps the filter's reach inside t > 0.
     margin = int(math.ceil(6.0 * sigma_ns / t_step))
     t_late = t_grid[knot - margin :]
-    log_gamma = xi * math.log(r) + (xi - 1.0) * np.log(t_late)[None, :] - r * t_late[None, :] - special.gammaln(xi)
-    smoothed = ndimage.gaussian_filter1d(np.exp(log_gamma), sigma_ns / t_step, axis=1, mode="nearest", truncate=6.0)
+    log_gamma = (
+        xi * math.log(r) + (xi - 1.0) * np.log(t_late)[None, :] - r * t_late[None, :] - special.gammaln(xi)
+    )
+    smoothed = ndimage.gaussian_filter1d(
+        np.exp(log_gamma), sigma_ns / t_step, axis=1, mode="nearest", truncate=6.0
+    )
     log_pdf[:, knot:] = np.log(np.maximum(smoothed[:, margin:], 1e-300))
     # Survival: the tail beyond the grid by quadrature, plus the trapezoid integral of the density
     # from each grid time to the end of the grid.
     tail = convolved_sf_quadrature(np.full(len(d_grid), t_grid[-1]), d_grid, ice, sigma_ns)
     pdf = np.exp(log_pdf)
     segments = 0.5 * (pdf[:, 1:] + pdf[:, :-1]) * t_step
-    integral_to_end = np.concatenate([np.cumsum(segments[:, ::-1], axis=1)[:, ::-1], np.zeros((len(d_grid), 1))], 1)
+    integral_to_end = np.concatenate(
+        [np.cumsum(segments[:, ::-1], axis=1)[:, ::-1], np.zeros((len(d_grid), 1))], 1
+    )
     sf = np.minimum(integral_to_end + tail[:, None], 1.0)
     log_sf = np.log(np.maximum(sf, 1e-300))
     return ConvolvedPandelTable(
-        ice=ice, sigma_ns=float(sigma_ns), t_min=float(t_min), t_step=float(t_step), n_t=len(t_grid),
-        d_step=float(d_step), n_d=len(d_grid), log_pdf=np.ascontiguousarray(log_pdf),
+        ice=ice,
+        sigma_ns=float(sigma_ns),
+        t_min=float(t_min),
+        t_step=float(t_step),
+        n_t=len(t_grid),
+        d_step=float(d_step),
+        n_d=len(d_grid),
+        log_pdf=np.ascontiguousarray(log_pdf),
         log_sf=np.ascontiguousarray(log_sf),
     )

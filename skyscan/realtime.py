@@ -18,8 +18,9 @@ Binary layouts (reco_physics_data.md section 1.C, checked on every frame of the 
   (bit 0 local coincidence).
 * ``I3Particle`` (150 bytes): float64 x, y, z at 64, 72, 80; zenith 98, azimuth 106, time 114,
   energy 122, speed 138.
-* ``I3EventHeader``: uint32 run, subrun, event, sub-event id after the class name; then the sub-event
-  stream string and the start time as int32 year and int64 tenths of ns since the year began.
+* ``I3EventHeader``: 12 bytes of class info after the class name, uint32 run, subrun, event, two
+  more words, the sub-event stream string, then the start time (an I3Time: int32 year and int64
+  tenths of ns since the year began) after a few bytes of class info.
 """
 
 from __future__ import annotations
@@ -64,12 +65,22 @@ class _I3FrameStub:
         self.state = state
 
 
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """What protocol-2 pickles written by Python 3 call (as ``_codecs.encode``) to rebuild bytes."""
+    if not isinstance(text, str) or encoding.replace("-", "").lower() != "latin1":
+        raise RealtimeFormatError("refusing _codecs.encode other than str -> latin1 bytes")
+    return text.encode("latin-1")
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
-    """Builds plain containers only; the I3Frame class is the single global allowed (as a stub)."""
+    """Builds plain containers only; the I3Frame class is the single global allowed (as a stub),
+    plus a checked stand-in for ``_codecs.encode`` that only turns str into latin-1 bytes."""
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in I3FRAME_CLASSES:
             return _I3FrameStub
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_bytes
         raise RealtimeFormatError(f"refusing to unpickle the global {module}.{name}")
 
     def persistent_load(self, pid: Any) -> Any:
@@ -175,13 +186,26 @@ def decode_pulse_map(buf: bytes) -> list[RawPulse]:
                 r.take(2)
                 first_pulse = False
             _pid, time, charge, width, flags = r.unpack("IdffB")
-            pulses.append(RawPulse(int(string), int(om), float(time), float(charge), float(width), int(flags)))
+            pulses.append(
+                RawPulse(int(string), int(om), float(time), float(charge), float(width), int(flags))
+            )
     if r.pos != len(buf):
-        raise RealtimeFormatError(f"I3RecoPulseSeriesMap: {len(buf) - r.pos} bytes left over after {n_doms} DOMs")
+        raise RealtimeFormatError(
+            f"I3RecoPulseSeriesMap: {len(buf) - r.pos} bytes left over after {n_doms} DOMs"
+        )
     return pulses
 
 
-PARTICLE_OFFSETS = {"x": 64, "y": 72, "z": 80, "zenith": 98, "azimuth": 106, "time": 114, "energy": 122, "speed": 138}
+PARTICLE_OFFSETS = {
+    "x": 64,
+    "y": 72,
+    "z": 80,
+    "zenith": 98,
+    "azimuth": 106,
+    "time": 114,
+    "energy": 122,
+    "speed": 138,
+}
 
 
 def decode_particle(buf: bytes) -> dict[str, float]:
@@ -195,7 +219,6 @@ class EventHeader:
     run_id: int
     sub_run_id: int
     event_id: int
-    sub_event_id: int
     sub_event_stream: str
     year: int
     daq_time: int  # tenths of ns since the start of the year (UTC)
@@ -211,15 +234,15 @@ def decode_event_header(buf: bytes) -> EventHeader:
     r = _Reader(buf, "I3EventHeader")
     _skip_class_name(r, "I3EventHeader")
     r.take(12)  # class info of I3EventHeader and of its I3FrameObject base
-    run, sub_run, event, sub_event = r.unpack("IIII")
-    r.take(4)
+    run, sub_run, event = r.unpack("III")
+    r.take(8)  # two more words (sub-event id and a flag word; not needed here)
     stream = r.string()
     # The start time (an I3Time) follows: class info and ids, then int32 year and int64 DAQ time.
     # Scan a short stretch for a plausible year to stay robust to small class-info differences.
     for offset in range(r.pos, min(r.pos + 24, len(buf) - 12)):
         year, daq = struct.unpack_from("<iq", buf, offset)
         if 1990 <= year <= 2200 and 0 <= daq < 367 * 86400 * 10**10:
-            return EventHeader(run, sub_run, event, sub_event, stream, year, daq)
+            return EventHeader(run, sub_run, event, stream, year, daq)
     raise RealtimeFormatError("I3EventHeader: no start time found")
 
 
@@ -333,10 +356,18 @@ def read_realtime_event(
         if not (p.charge > 0 and math.isfinite(p.charge) and math.isfinite(p.time)):
             dropped_zero_charge += 1
             continue
-        pulses.append({
-            "x": x, "y": y, "z": z, "time": p.time, "charge": float(f"{p.charge:.6g}"),
-            "string": p.string, "om": p.om, "hlc": bool(p.flags & 1),
-        })
+        pulses.append(
+            {
+                "x": x,
+                "y": y,
+                "z": z,
+                "time": p.time,
+                "charge": float(f"{p.charge:.6g}"),
+                "string": p.string,
+                "om": p.om,
+                "hlc": bool(p.flags & 1),
+            }
+        )
     if missing:
         raise RealtimeFormatError(
             f"{len(missing)} DOMs are not in the geometry {geometry.name} (e.g. {sorted(missing)[:3]})"
@@ -350,8 +381,14 @@ def read_realtime_event(
         if math.isfinite(particle["zenith"]) and math.isfinite(particle["azimuth"]):
             reference_fits[key] = {k: v for k, v in particle.items() if math.isfinite(v)}
     for name, fit in (info.get("reco") or {}).items() if isinstance(info.get("reco"), dict) else []:
-        if isinstance(fit, dict) and isinstance(fit.get("zen"), float | int) and isinstance(fit.get("azi"), float | int):
-            reference_fits.setdefault(f"json:{name}", {"zenith": float(fit["zen"]), "azimuth": float(fit["azi"])})
+        if (
+            isinstance(fit, dict)
+            and isinstance(fit.get("zen"), float | int)
+            and isinstance(fit.get("azi"), float | int)
+        ):
+            reference_fits.setdefault(
+                f"json:{name}", {"zenith": float(fit["zen"]), "azimuth": float(fit["azi"])}
+            )
 
     metadata: dict[str, str | int | float | bool | None] = {
         "source": "i3live realtime",

@@ -24,8 +24,8 @@ from skyscan.pandel_model import (
     DEFAULT_ICE,
     get_ice_model,
     track_geometry,
-    travel_direction,
     transverse_basis,
+    travel_direction,
 )
 
 DEFAULT_MJD = 60676.0  # 2025-01-01
@@ -61,7 +61,9 @@ class TrackTruth:
     time_ns: float
 
 
-def expected_photons(rho: np.ndarray, energy_gev: float, efficiency: np.ndarray, config: SimulationConfig) -> np.ndarray:
+def expected_photons(
+    rho: np.ndarray, energy_gev: float, efficiency: np.ndarray, config: SimulationConfig
+) -> np.ndarray:
     scale = config.photons_at_1tev * (energy_gev / 1000.0) ** config.energy_index
     return efficiency * scale * np.exp(-rho / config.attenuation_m) / (1.0 + rho / config.spread_m)
 
@@ -79,7 +81,9 @@ def _merge_photons(times: np.ndarray, merge_ns: float) -> tuple[np.ndarray, np.n
     return times[start_idx], counts
 
 
-def hlc_flags(strings: np.ndarray, oms: np.ndarray, times: np.ndarray, window_ns: float, om_span: int) -> np.ndarray:
+def hlc_flags(
+    strings: np.ndarray, oms: np.ndarray, times: np.ndarray, window_ns: float, om_span: int
+) -> np.ndarray:
     """True for a pulse with another DOM within +-om_span on its string hit within +-window_ns."""
     flags = np.zeros(len(times), bool)
     order = np.lexsort((times, oms, strings))
@@ -165,8 +169,14 @@ def simulate_track(
 
     pulses = [
         {
-            "x": round(float(geometry.x[r]), 3), "y": round(float(geometry.y[r]), 3), "z": round(float(geometry.z[r]), 3),
-            "time": round(float(t), 2), "charge": round(float(q), 3), "string": int(s), "om": int(o), "hlc": bool(h),
+            "x": round(float(geometry.x[r]), 3),
+            "y": round(float(geometry.y[r]), 3),
+            "z": round(float(geometry.z[r]), 3),
+            "time": round(float(t), 2),
+            "charge": round(float(q), 3),
+            "string": int(s),
+            "om": int(o),
+            "hlc": bool(h),
         }
         for r, t, q, s, o, h in zip(rows, times, charges, strings, oms, hlc, strict=True)
     ]
@@ -219,8 +229,15 @@ def simulate_batch(
     event_seeds = rng.integers(0, 2**31 - 1, n)
     return [
         simulate_track(
-            float(np.arccos(cos_zen[i])), float(azimuth[i]), float(10 ** log_e[i]), seed=int(event_seeds[i]),
-            mjd=float(mjds[i]), geometry=geometry, config=config, run_id=int(seed) & 0x7FFFFFFF, event_id=i,
+            float(np.arccos(cos_zen[i])),
+            float(azimuth[i]),
+            float(10 ** log_e[i]),
+            seed=int(event_seeds[i]),
+            mjd=float(mjds[i]),
+            geometry=geometry,
+            config=config,
+            run_id=int(seed) & 0x7FFFFFFF,
+            event_id=i,
         )
         for i in range(n)
     ]

@@ -22,8 +22,7 @@ from skyscan.recos import get_reco
 from skyscan.recos.base import FitResult
 
 
-def _child(conn: Connection, parent_end: Connection, event_doc: dict[str, Any]) -> None:
-    parent_end.close()  # forked copy: keep only our end so EOF arrives when the parent closes
+def _child(conn: Connection, event_doc: dict[str, Any]) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a SIGTERM to the group is for the parent: it hands the task back
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     event = parse_event(event_doc)
@@ -41,10 +40,14 @@ def _child(conn: Connection, parent_end: Connection, event_doc: dict[str, Any]) 
                 reco = get_reco(task.reco, task.options)
                 cache[key] = (reco, reco.prepare(event))
             reco, prepared = cache[key]
+            conn.send("fitting")  # the per-pixel timeout starts now, not during start-up or preparation
             result = reco.fit(prepared, task.direction, task.variation, task.seed)
         except Exception as err:  # the reco raised: a failed fit, reported, never a dead worker
             result = FitResult(math.nan, status="failed", error=f"{type(err).__name__}: {err}"[:2000])
         conn.send((result.llh, dict(result.params), result.status, result.error, time.perf_counter() - start))
+
+
+PREPARE_TIMEOUT_S = 900.0
 
 
 class FitTimeout(Exception):
@@ -58,14 +61,16 @@ class FitInterrupted(Exception):
 class Fitter:
     def __init__(self, event_doc: dict[str, Any]) -> None:
         self.event_doc = event_doc
-        self._ctx = mp.get_context("fork")
+        # spawn, not fork: a forked child of a process holding BLAS thread pools, an AMQP socket and
+        # import locks can deadlock; a fresh interpreter costs ~1 s once per worker (and per kill).
+        self._ctx = mp.get_context("spawn")
         self._proc: Any = None
         self._conn: Connection | None = None
 
     def _ensure(self) -> Connection:
         if self._proc is None or not self._proc.is_alive():
             parent, child = self._ctx.Pipe()
-            self._proc = self._ctx.Process(target=_child, args=(child, parent, self.event_doc), daemon=True)
+            self._proc = self._ctx.Process(target=_child, args=(child, self.event_doc), daemon=True)
             self._proc.start()
             child.close()
             self._conn = parent
@@ -78,23 +83,32 @@ class Fitter:
         """Fit one task. Raises FitTimeout (child killed) or FitInterrupted (SIGTERM; child killed)."""
         conn = self._ensure()
         conn.send_bytes(task.model_dump_json(by_alias=True).encode())
-        deadline = time.monotonic() + timeout_s
-        wait = 0.0
-        while not conn.poll(wait):
-            wait = 0.2
-            tick()
-            if interrupted():
+        deadline = time.monotonic() + PREPARE_TIMEOUT_S
+        fitting = False
+        while True:
+            wait = 0.0
+            while not conn.poll(wait):
+                wait = 0.2
+                tick()
+                if interrupted():
+                    self.kill()
+                    raise FitInterrupted()
+                if time.monotonic() >= deadline:
+                    self.kill()
+                    if not fitting:
+                        raise FitTimeout(f"preparing the event took over {PREPARE_TIMEOUT_S:g} s; killed")
+                    raise FitTimeout(f"fit exceeded the per-pixel timeout of {timeout_s:g} s and was killed")
+            try:
+                message = conn.recv()
+            except EOFError:  # the child died in the fit (segfault, OOM kill)
                 self.kill()
-                raise FitInterrupted()
-            if time.monotonic() >= deadline:
-                self.kill()
-                raise FitTimeout(f"fit exceeded the per-pixel timeout of {timeout_s:g} s and was killed")
-        try:
-            llh, params, status, error, runtime = conn.recv()
-        except EOFError:  # the child died in the fit (segfault, OOM kill)
-            self.kill()
-            raise
-        return FitResult(llh, params, status, error), runtime
+                raise
+            if message == "fitting":
+                fitting = True
+                deadline = time.monotonic() + timeout_s
+                continue
+            llh, params, status, error, runtime = message
+            return FitResult(llh, params, status, error), runtime
 
     def kill(self) -> None:
         if self._proc is not None and self._proc.is_alive():

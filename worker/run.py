@@ -191,6 +191,8 @@ class Worker:
         else:
             error = fit.error
         failed = fit is None or fit.failed
+        if failed:
+            log.warning("fit of %s failed: %s", task.task_id, error or "non-finite llh")
         result = PixelResult(
             task_id=task.task_id, scan_id=self.scan_id, nside=task.nside, pixel=task.pixel,
             variation=task.variation,

@@ -17,12 +17,16 @@ def _fail(message: str) -> None:
 
 
 def simulate(
-    zenith: float = typer.Option(..., help="Direction the muon comes from: zenith in radians (IceCube convention)."),
+    zenith: float = typer.Option(
+        ..., help="Direction the muon comes from: zenith in radians (IceCube convention)."
+    ),
     azimuth: float = typer.Option(..., help="Azimuth in radians."),
     energy: float = typer.Option(..., help="Muon energy in GeV."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same event."),
     mjd: float = typer.Option(60676.0, help="Event time (MJD) used for the sky coordinates."),
-    geometry: Path | None = typer.Option(None, help="DOM table CSV; default an IceCube-like array built in code."),
+    geometry: Path | None = typer.Option(
+        None, help="DOM table CSV; default an IceCube-like array built in code."
+    ),
     output: Path = typer.Option(..., "-o", "--output", help="Event JSON (skydriver.event/1) to write."),
 ) -> None:
     """Simulate one through-going muon track as an open-format event with its truth."""
@@ -43,8 +47,12 @@ def simulate_batch(
     emin: float = typer.Option(1e3, help="Lowest energy (GeV); energies are log-uniform."),
     emax: float = typer.Option(1e5, help="Highest energy (GeV)."),
     seed: int = typer.Option(0, help="Random seed for the whole batch."),
-    geometry: Path | None = typer.Option(None, help="DOM table CSV; default an IceCube-like array built in code."),
-    output: Path = typer.Option(..., "-o", "--output", help="Directory (one JSON per event) or a .jsonl file."),
+    geometry: Path | None = typer.Option(
+        None, help="DOM table CSV; default an IceCube-like array built in code."
+    ),
+    output: Path = typer.Option(
+        ..., "-o", "--output", help="Directory (one JSON per event) or a .jsonl file."
+    ),
 ) -> None:
     """Simulate isotropic tracks: one event file per track in a directory, or JSON Lines."""
     from skyscan.geometry import load_geometry_csv
@@ -69,7 +77,9 @@ def simulate_batch(
 
 def import_realtime(
     source: Path = typer.Argument(..., help="i3live realtime event (JSON, or the pickled dict .pkl)."),
-    geometry: Path = typer.Option(..., help="DOM table CSV (e.g. ic86_geometry.csv) for the pulse positions."),
+    geometry: Path = typer.Option(
+        ..., help="DOM table CSV (e.g. ic86_geometry.csv) for the pulse positions."
+    ),
     output: Path = typer.Option(..., "-o", "--output", help="Event JSON (skydriver.event/1) to write."),
 ) -> None:
     """Convert an IceCube realtime event to the open format (no IceTray needed)."""
@@ -82,7 +92,9 @@ def import_realtime(
         _fail(str(err))
     save_event(event, output)
     fits = ", ".join(sorted(event.reference_fits)) or "none"
-    typer.echo(f"{output}: run {event.run_id} event {event.event_id}, {len(event.pulses)} pulses; fits: {fits}")
+    typer.echo(
+        f"{output}: run {event.run_id} event {event.event_id}, {len(event.pulses)} pulses; fits: {fits}"
+    )
 
 
 def scan_local(
@@ -91,7 +103,9 @@ def scan_local(
     nsides: str = typer.Option("8:0,64:12,512:12", help="nside:extension progression."),
     processes: int = typer.Option(2, help="Worker processes (each prepares the event once)."),
     out: Path = typer.Option(Path("scan-out"), "--out", help="Output directory (result.json and products)."),
-    formats: str = typer.Option("json", help="Comma-separated products; json is always written as result.json."),
+    formats: str = typer.Option(
+        "json", help="Comma-separated products; json is always written as result.json."
+    ),
     reco_option: list[str] = typer.Option([], "--reco-option", help="Reco option k=v (repeatable)."),
     strategy: str = typer.Option("progression", help="Refinement strategy: progression or contour."),
     quiet: bool = typer.Option(False, help="No progress bar."),
@@ -110,8 +124,13 @@ def scan_local(
         _fail(str(err))
     stats: dict[str, object] = {}
     with Progress(
-        TextColumn("nside {task.fields[nside]:>5}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("best llh {task.fields[best]}"), TimeElapsedColumn(), disable=quiet, transient=False,
+        TextColumn("nside {task.fields[nside]:>5}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("best llh {task.fields[best]}"),
+        TimeElapsedColumn(),
+        disable=quiet,
+        transient=False,
     ) as bar:
         task = bar.add_task("scan", total=None, nside="-", best="-")
 
@@ -121,7 +140,13 @@ def scan_local(
 
         try:
             doc = run_local_scan(
-                event, reco, nsides, processes, reco_options=options, strategy=strategy, progress=on_progress,
+                event,
+                reco,
+                nsides,
+                processes,
+                reco_options=options,
+                strategy=strategy,
+                progress=on_progress,
                 stats=stats,
             )
         except (UnknownReco, RecoUnsuitable, ValueError) as err:
@@ -145,7 +170,8 @@ def scan_local(
     truth = doc.get("truth")
     if truth:
         delta = truth.get("delta_2llh")
-        typer.echo(f"truth offset {truth['offset_deg']:.3f} deg, 2dLLH(truth) {delta if delta is None else round(delta, 3)}")
+        shown = "n/a" if delta is None else f"{delta:.3f}"
+        typer.echo(f"truth offset {truth['offset_deg']:.3f} deg, 2dLLH(truth) {shown}")
 
 
 def register(app: typer.Typer) -> None:

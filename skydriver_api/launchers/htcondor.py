@@ -50,9 +50,14 @@ TOKEN_FILE = "scan-token"
 BROKER_FILE = "broker-url"
 MAX_REASONS = 20
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+_SAFE_IMAGE = re.compile(r"^[A-Za-z0-9._:/@+-]+$")
+_SAFE_URL = re.compile(r"^https?://[^\s\"'$]+$")
 
 # JobStatus codes of the job ad -> the launcher's worker states
 _STATES = {1: "pending", 2: "running", 3: "removed", 4: "succeeded", 5: "held", 6: "running", 7: "suspended"}
+# what the bindings raise when a schedd or collector cannot be reached or refuses (ValueError: a
+# daemon the collector does not know)
+_CONDOR_ERRORS = (htcondor2.HTCondorException, RuntimeError, ValueError, OSError)
 _PROJECTION = ["ClusterId", "ProcId", "JobStatus", "HoldReason", "HoldReasonCode", "HoldReasonSubCode",
                "ExitCode", "RemoveReason", ATTR_SCAN_ID, ATTR_CLUSTER]
 
@@ -134,15 +139,17 @@ class HTCondorLauncher:
 
                 self._server_launcher = KubernetesLauncher()
             else:
-                from skydriver_api.launchers import local  # the lead's module
+                from skydriver_api.launchers.local import LocalLauncher
+                from skyscan.settings import get_settings
 
-                self._server_launcher = local.LocalLauncher()  # type: ignore[attr-defined]
+                self._server_launcher = LocalLauncher(get_settings())
         return self._server_launcher
 
     def _locate_schedd(self, name: str | None) -> Any:
         if name is None:
             return htcondor2.Schedd()
-        collector = htcondor2.Collector(self.settings.collector) if self.settings.collector else htcondor2.Collector()
+        pool = self.settings.collector
+        collector = htcondor2.Collector(pool) if pool else htcondor2.Collector()
         return htcondor2.Schedd(collector.locate(htcondor2.DaemonType.Schedd, name))
 
     def schedd_for(self, cluster: str) -> str | None:
@@ -168,6 +175,14 @@ class HTCondorLauncher:
         if cluster.workers < 1:
             raise LaunchError(f"cluster {cluster.name!r}: at least one worker is needed")
         image = _container_image(r.image or s.image)
+        # values that reach the submit language: one token each, no line breaks, no quotes
+        if not _SAFE_IMAGE.match(image):
+            raise LaunchError(f"image {image!r} is not a valid image reference or path")
+        if spec.api_url and not _SAFE_URL.match(spec.api_url):
+            raise LaunchError(f"API URL {spec.api_url!r} is not safe in a submit description")
+        for name, value in (("requirements", s.requirements), ("accounting_group", s.accounting_group)):
+            if value and ("\n" in value or "\r" in value):
+                raise LaunchError(f"SKYDRIVER_CONDOR_{name.upper()} must be a single line")
         env = {"SKYDRIVER_SCAN_TOKEN_FILE": TOKEN_FILE, "SKYDRIVER_BROKER_URL_FILE": BROKER_FILE,
                "PYTHONUNBUFFERED": "1"}
         if spec.api_url:
@@ -252,13 +267,14 @@ class HTCondorLauncher:
             result = schedd.submit(submit, count=cluster.workers, spool=self.settings.spool)
             if self.settings.spool:
                 schedd.spool(result)
-        except htcondor2.HTCondorException as exc:
+        except _CONDOR_ERRORS as exc:
             raise LaunchError(f"submit to schedd {schedd_name or '(local)'} failed: {exc}") from exc
         cluster_id = int(result.cluster())
         log.info("scan %s: submitted %d worker(s) on %s as HTCondor cluster %d", spec.scan_id,
                  cluster.workers, cluster.name, cluster_id)
         return {"launcher": self.name, "cluster": cluster.name, "schedd": schedd_name,
-                "condor_cluster_ids": [cluster_id], "workers": cluster.workers}
+                "condor_cluster_ids": [cluster_id], "workers": cluster.workers,
+                "condor_scan_id": spec.scan_id}
 
     def _schedds(self, handles: dict[str, Any]) -> list[str | None]:
         names: list[str | None] = [self.settings.schedd]
@@ -272,8 +288,9 @@ class HTCondorLauncher:
         reasons: dict[str, int] = {}
         for name in self._schedds(handles):
             try:
-                ads = self._schedd_factory(name).query(constraint=_constraint(scan_id), projection=_PROJECTION)
-            except htcondor2.HTCondorException as exc:
+                schedd = self._schedd_factory(name)
+                ads = schedd.query(constraint=_constraint(scan_id), projection=_PROJECTION)
+            except _CONDOR_ERRORS as exc:
                 reasons[f"schedd {name or '(local)'} unreachable: {exc}"] = 1
                 continue
             for ad in ads:
@@ -297,7 +314,7 @@ class HTCondorLauncher:
             try:
                 self._schedd_factory(name).act(htcondor2.JobAction.Remove, _constraint(scan_id),
                                                reason=f"SkyDriver: scan {scan_id} stopped")
-            except htcondor2.HTCondorException as exc:
+            except _CONDOR_ERRORS as exc:
                 errors.append(f"schedd {name or '(local)'}: {exc}")
         try:
             self.server_launcher.abort(scan_id, handles)
@@ -309,6 +326,17 @@ class HTCondorLauncher:
                     (self.scan_dir(scan_id) / name).unlink()
         if errors:
             raise LaunchError(f"abort {scan_id}: " + "; ".join(errors))
+
+    def forget(self, handles: dict[str, Any]) -> None:
+        """Called by the reconciler once a finished scan is reaped: delete its credential files."""
+        scan_id = handles.get("condor_scan_id")
+        if isinstance(scan_id, str) and _SAFE_ID.match(scan_id):
+            for name in (TOKEN_FILE, BROKER_FILE):
+                with contextlib.suppress(FileNotFoundError):
+                    (self.scan_dir(scan_id) / name).unlink()
+        forget = getattr(self._server_launcher, "forget", None)
+        if forget is not None:
+            forget(handles)
 
     def purge(self, scan_id: str) -> None:
         """Delete the scan's submit directory (credentials and worker logs)."""

@@ -41,6 +41,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from urllib3.exceptions import HTTPError as TransportError
 
 from skydriver_api.launchers.base import LaunchError, LaunchSpec, ProcessState, WorkerCluster, WorkforceStatus
 
@@ -364,8 +365,9 @@ class KubernetesLauncher:
                                              _request_timeout=timeout).items
             pods = core.list_namespaced_pod(ns, label_selector=_selector(scan_id),
                                             _request_timeout=timeout).items
-        except ApiException as exc:
-            return WorkforceStatus(server="unknown", server_reason=f"Kubernetes API: {_api_error(exc)}")
+        except (ApiException, TransportError) as exc:
+            # not "unknown": the reconciler would take that for a vanished server and start another
+            raise LaunchError(f"status of {scan_id}: Kubernetes API: {_api_error(exc)}") from exc
         return derive_status(jobs, pods, handles.get("server_job"))
 
     def abort(self, scan_id: str, handles: dict[str, Any]) -> None:
@@ -377,24 +379,26 @@ class KubernetesLauncher:
             names.add(handles["server_job"])
         names.update(handles.get("worker_jobs") or ())
         try:  # the label finds Jobs whose handles were never stored (a crash between create and store)
-            listed = batch.list_namespaced_job(ns, label_selector=_selector(scan_id), _request_timeout=timeout)
+            listed = batch.list_namespaced_job(ns, label_selector=_selector(scan_id),
+                                               _request_timeout=timeout)
             names.update(j.metadata.name for j in listed.items)
-        except ApiException as exc:
+        except (ApiException, TransportError) as exc:
             if not names:
                 raise LaunchError(f"abort {scan_id}: cannot list Jobs: {_api_error(exc)}") from exc
         errors: list[str] = []
         for name in sorted(names):
             try:
-                batch.delete_namespaced_job(name, ns, body=k8s.V1DeleteOptions(propagation_policy="Foreground"),
+                foreground = k8s.V1DeleteOptions(propagation_policy="Foreground")
+                batch.delete_namespaced_job(name, ns, body=foreground,
                                             _request_timeout=timeout)
-            except ApiException as exc:
-                if exc.status != 404:
+            except (ApiException, TransportError) as exc:
+                if not _not_found(exc):
                     errors.append(f"job {name}: {_api_error(exc)}")
         secret = handles.get("token_secret") or token_secret_name(scan_id)
         try:
             core.delete_namespaced_secret(secret, ns, _request_timeout=timeout)
-        except ApiException as exc:
-            if exc.status != 404:
+        except (ApiException, TransportError) as exc:
+            if not _not_found(exc):
                 errors.append(f"secret {secret}: {_api_error(exc)}")
         if errors:
             raise LaunchError(f"abort {scan_id}: " + "; ".join(errors))
@@ -408,11 +412,11 @@ class KubernetesLauncher:
         try:
             self._ensure_token_secret(core, spec)
             created = batch.create_namespaced_job(ns, k8s.V1Job.from_dict(manifest), _request_timeout=timeout)
-        except ApiException as exc:  # e.g. 403 "exceeded quota": the reconciler backs off this scan only
+        except (ApiException, TransportError) as exc:  # e.g. 403 "exceeded quota": backs off this scan only
             raise LaunchError(f"create Job {name}: {_api_error(exc)}") from exc
         try:
             self._add_secret_owner(core, spec.scan_id, created)
-        except ApiException as exc:  # the Job runs; abort still deletes the Secret by name
+        except (ApiException, TransportError) as exc:  # the Job runs; abort still deletes the Secret by name
             log.warning("scan %s: could not make Job %s own the token Secret: %s", spec.scan_id, name,
                         _api_error(exc))
         log.info("scan %s: created Job %s/%s", spec.scan_id, ns, name)
@@ -460,8 +464,14 @@ def _cpu_quantity(cpus: float) -> str:
     return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
 
 
-def _api_error(exc: ApiException) -> str:
+def _not_found(exc: Exception) -> bool:
+    return isinstance(exc, ApiException) and exc.status == 404
+
+
+def _api_error(exc: ApiException | TransportError) -> str:
     """Status code, reason and the API server's message (never the request body)."""
+    if not isinstance(exc, ApiException):
+        return f"cannot reach the API server: {type(exc).__name__}: {exc}"
     message = ""
     if exc.body:
         try:
@@ -490,7 +500,8 @@ def pod_state(pod: k8s.V1Pod) -> tuple[ProcessState, str | None]:
                 return "pending", waiting.reason + (f": {waiting.message}" if waiting.message else "")
         for cond in (st.conditions if st else None) or []:
             if cond.type == "PodScheduled" and cond.status == "False":
-                return "pending", (cond.reason or "Unschedulable") + (f": {cond.message}" if cond.message else "")
+                why = cond.reason or "Unschedulable"
+                return "pending", why + (f": {cond.message}" if cond.message else "")
         return "pending", None
     if phase == "Running":
         return "running", None
@@ -538,7 +549,8 @@ def derive_status(jobs: list[k8s.V1Job], pods: list[k8s.V1Pod], server_job: str 
     if current is None:
         out.server = "unknown"
         if server_job:
-            out.server_reason = f"Job {server_job} not found (deleted, or removed after ttlSecondsAfterFinished)"
+            out.server_reason = (f"Job {server_job} not found "
+                                 "(deleted, or removed after ttlSecondsAfterFinished)")
     else:
         server_pods = sorted((p for p in pods if _job_of(p) == current.metadata.name), key=_created)
         pod_states = [pod_state(p) for p in server_pods]
@@ -552,19 +564,21 @@ def derive_status(jobs: list[k8s.V1Job], pods: list[k8s.V1Pod], server_job: str 
                 f": {failed.message}" if failed.message else "") + (f" ({pod_why})" if pod_why else "")
         elif any(st == "running" for st, _ in pod_states):
             out.server = "running"
-        else:
+        else:  # no pod yet, or one being replaced (an evicted pod does not fail the Job)
             out.server = "pending"
-            out.server_reason = next((why for st, why in pod_states if st == "pending" and why), None)
+            waiting = [why for st, why in pod_states if st == "pending" and why]
+            failed = [f"previous pod: {why}" for st, why in pod_states if st == "failed" and why]
+            out.server_reason = (waiting or failed[-1:] or [None])[0]
 
     counts: dict[str, int] = {}
-    for pod in pods:
+    for pod in sorted(pods, key=lambda p: (_created(p), p.metadata.name)):
         if _component(pod) != COMPONENT_WORKER:
             continue
         state, why = pod_state(pod)
         counts[state] = counts.get(state, 0) + 1
         cluster = (pod.metadata.labels or {}).get(LABEL_CLUSTER, "?")
         note(f"worker[{cluster}]", why)
-    for job in jobs:
+    for job in sorted(jobs, key=lambda j: (_created(j), j.metadata.name)):
         if _component(job) != COMPONENT_WORKER:
             continue
         failed = _condition(job, "Failed")

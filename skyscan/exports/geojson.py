@@ -18,15 +18,23 @@ from skyscan.exports.common import analysis, event_info
 
 
 def split_at_wrap(ra_deg: np.ndarray, dec_deg: np.ndarray) -> list[list[list[float]]]:
-    """Split a polyline wherever consecutive RAs jump by more than 180 degrees."""
+    """Split a polyline wherever consecutive RAs jump by more than 180 degrees.
+
+    For a closed line the piece after the last jump continues into the piece before the first
+    one, so they are joined (a loop across RA = 0 gives two pieces, not three).
+    """
     if ra_deg.size == 0:
         return []
     jumps = np.flatnonzero(np.abs(np.diff(ra_deg)) > 180.0) + 1
-    parts = []
-    for seg in np.split(np.arange(ra_deg.size), jumps):
-        if seg.size >= 2:
-            parts.append([[round(float(ra_deg[i]), 6), round(float(dec_deg[i]), 6)] for i in seg])
-    return parts
+    pieces = np.split(np.arange(ra_deg.size), jumps)
+    closed = ra_deg.size > 2 and ra_deg[0] == ra_deg[-1] and dec_deg[0] == dec_deg[-1]
+    if closed and len(pieces) > 2:
+        pieces = [np.concatenate([pieces[-1][:-1], pieces[0]]), *pieces[1:-1]]
+    return [
+        [[round(float(ra_deg[i]), 6), round(float(dec_deg[i]), 6)] for i in seg]
+        for seg in pieces
+        if seg.size >= 2
+    ]
 
 
 def to_geojson(doc: Mapping[str, Any], event: Event | None) -> dict[str, Any]:

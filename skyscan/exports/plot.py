@@ -1,7 +1,8 @@
 """PNG plots: a full-sky Mollweide map of 2*dLLH and a zoom on the best fit, side by side.
 
 Both panels show the region contours, the best fit (star) and, for simulated events, the truth
-(cross). RA grows to the left, as on the sky. Matplotlib with the Agg backend, no display needed.
+(cross). RA grows to the left, as on the sky. Matplotlib's object API on an Agg canvas: no pyplot
+state, no display needed.
 """
 
 from __future__ import annotations
@@ -11,16 +12,14 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import matplotlib
+import matplotlib.colors as mcolors
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg", force=False)
-import matplotlib.colors as mcolors  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from skyscan.event import Event  # noqa: E402
-from skyscan.exports.common import analysis, event_info, require_best, truth_radec  # noqa: E402
-from skyscan.skymap import Analysis  # noqa: E402
+from skyscan.event import Event
+from skyscan.exports.common import analysis, event_info, require_best, truth_radec
+from skyscan.skymap import Analysis
 
 CMAP = "viridis_r"
 LINE_COLOURS = ("white", "red", "orange", "magenta")
@@ -118,6 +117,7 @@ def render_png(doc: Mapping[str, Any], event: Event | None, dpi: int = 110) -> b
     truth = truth_radec(doc, event)
     lines = an.contour_set().lines
     fig = Figure(figsize=(13, 5.2))
+    FigureCanvasAgg(fig)  # Agg, whatever pyplot's global backend is
     ax1 = fig.add_axes((0.03, 0.14, 0.55, 0.72), projection="mollweide")
     ax2 = fig.add_axes((0.62, 0.12, 0.33, 0.76))
     m1 = _full_sky(ax1, an, truth, lines)

@@ -53,7 +53,8 @@ from skyscan.recos.base import FitResult, RecoUnsuitable
 GEV_PER_PE = 30.0
 MIN_DOMS = 5  # 3 fitted parameters plus some redundancy
 CLEANING_MODES = ("srt", "hlc", "none")
-_COMPASS = np.array([o for o in itertools.product((-1.0, 0.0, 1.0), repeat=3) if any(o)])
+_CUBE = np.array([o for o in itertools.product((-1.0, 0.0, 1.0), repeat=3) if any(o)])
+_AXES = np.vstack([np.eye(3), -np.eye(3)])
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,6 +87,8 @@ class PandelTrackReco:
     name: ClassVar[str] = "pandel"
     description: ClassVar[str] = "Pandel track likelihood"
     use_charge: ClassVar[bool] = False
+    _START_STEP: ClassVar[float] = 48.0  # m and ns
+    _POLISH_STEP: ClassVar[float] = 4.0
 
     def __init__(
         self,
@@ -99,7 +102,9 @@ class PandelTrackReco:
         rt_time_ns: float = 1000.0,
         max_photons: int = 50,
         min_step_m: float = 0.25,
-        max_iterations: int = 60,
+        max_iterations: int = 120,
+        max_offset_m: float = 300.0,
+        max_time_shift_ns: float = 1000.0,
     ) -> None:
         if not 1.0 <= sigma_ns <= 100.0:
             raise ValueError("sigma_ns must be within [1, 100]")
@@ -133,6 +138,12 @@ class PandelTrackReco:
         self.max_photons = int(max_photons)
         self.min_step_m = float(min_step_m)
         self.max_iterations = int(max_iterations)
+        if not 10.0 <= max_offset_m <= 5000.0:
+            raise ValueError("max_offset_m must be within [10, 5000]")
+        self.max_offset_m = float(max_offset_m)
+        if not 50.0 <= max_time_shift_ns <= 20000.0:
+            raise ValueError("max_time_shift_ns must be within [50, 20000]")
+        self.max_time_shift_ns = float(max_time_shift_ns)
 
     # -- Reco protocol ---------------------------------------------------------------------
     def n_variations(self) -> int:
@@ -156,7 +167,8 @@ class PandelTrackReco:
         n_doms = len(np.unique(dom_ids[kept]))
         if n_doms < MIN_DOMS:
             raise RecoUnsuitable(
-                f"{self.name} needs at least {MIN_DOMS} hit DOMs after pulse cleaning ({self.pulse_cleaning}); "
+                f"{self.name} needs at least {MIN_DOMS} hit DOMs after pulse cleaning "
+                f"({self.pulse_cleaning}); "
                 f"the event has {n_doms}"
             )
 
@@ -171,13 +183,20 @@ class PandelTrackReco:
         photons = np.clip(np.round(charges), 1, self.max_photons)
         centroid = np.average(positions, axis=0, weights=charges)
         return PandelPrepared(
-            positions=np.ascontiguousarray(positions), times=times.astype(float), charges=charges,
-            log_photons=np.log(photons), photons_minus_one=photons - 1.0, centroid=centroid,
-            total_charge=float(cols["charge"].sum()), n_pulses_used=int(len(idx)),
+            positions=np.ascontiguousarray(positions),
+            times=times.astype(float),
+            charges=charges,
+            log_photons=np.log(photons),
+            photons_minus_one=photons - 1.0,
+            centroid=centroid,
+            total_charge=float(cols["charge"].sum()),
+            n_pulses_used=int(len(idx)),
             table=convolved_pandel_table(self.ice_model, self.sigma_ns),
         )
 
-    def fit(self, prepared: PandelPrepared, direction: Direction, variation: int, seed: Vertex | None) -> FitResult:
+    def fit(
+        self, prepared: PandelPrepared, direction: Direction, variation: int, seed: Vertex | None
+    ) -> FitResult:
         try:
             if not 0 <= variation < self.variations:
                 raise ValueError(f"variation {variation} outside [0, {self.variations})")
@@ -186,7 +205,9 @@ class PandelTrackReco:
             return FitResult(math.nan, status="failed", error=f"{type(err).__name__}: {err}")
 
     # -- the fit ---------------------------------------------------------------------------
-    def _fit(self, prep: PandelPrepared, direction: Direction, variation: int, seed: Vertex | None) -> FitResult:
+    def _fit(
+        self, prep: PandelPrepared, direction: Direction, variation: int, seed: Vertex | None
+    ) -> FitResult:
         zenith, azimuth = float(direction.zenith), float(direction.azimuth)
         if not (math.isfinite(zenith) and math.isfinite(azimuth)):
             raise ValueError("direction is not finite")
@@ -212,6 +233,8 @@ class PandelTrackReco:
         du = rel @ u
         dv = rel @ v
         tau = prep.times - along / C_VACUUM_M_PER_NS  # arrival time minus the longitudinal travel
+        if not (np.isfinite(tau).all() and np.isfinite(du).all() and np.isfinite(dv).all()):
+            raise ValueError("non-finite hit times or positions")
         uz, vz = float(u[2]), float(v[2])
         pz_term = COS_CHERENKOV * float(track[2])
         ice = prep.table.ice
@@ -227,7 +250,9 @@ class PandelTrackReco:
             pu = du[None, :] - a
             pv = dv[None, :] - b
             rho = np.sqrt(pu * pu + pv * pv)
-            cos_eta = np.clip(SIN_CHERENKOV * (pu * uz + pv * vz) / np.maximum(rho, 1e-6) + pz_term, -1.0, 1.0)
+            cos_eta = np.clip(
+                SIN_CHERENKOV * (pu * uz + pv * vz) / np.maximum(rho, 1e-6) + pz_term, -1.0, 1.0
+            )
             d_eff = ice.p1 * rho + ice.p0_m + cos_eta * (ice.pc1_m + ice.pc2_m * cos_eta)
             t_res = tau[None, :] - t0 - geo_over_c * rho
             log_p, log_s = table.lookup(t_res, d_eff, want_sf=use_charge)
@@ -249,21 +274,35 @@ class PandelTrackReco:
         centre, best = start[k].copy(), float(values[k])
         n_evals = len(t_grid)
 
-        steps = np.array([24.0, 24.0, 24.0])
-        min_step = self.min_step_m
+        # Pattern search in two passes, each evaluating a whole stencil per vectorised call and
+        # halving the step when no point improves: the 6 axis neighbours from a coarse step (cheap,
+        # gets close), then all 26 cube neighbours from a few metres (diagonal moves matter in the
+        # correlated valley of transverse position and time, so the minimum is polished).
+        # Bounds: at a wrong direction the likelihood keeps improving as the track moves away from
+        # the light and earlier (every hit becomes late, scattered light; unhit DOMs cost nothing),
+        # so the vertex stays within max_offset_m of the anchor and the time within
+        # max_time_shift_ns of the light front.
+        limit2 = self.max_offset_m**2
+        max_shift = self.max_time_shift_ns
         iterations = 0
-        while iterations < self.max_iterations:
-            iterations += 1
-            points = centre + _COMPASS * steps
-            values = neg_llh(points)
-            n_evals += len(points)
-            k = int(np.argmin(values))
-            if values[k] < best - 1e-9:
-                centre, best = points[k].copy(), float(values[k])
-            else:
-                steps *= 0.5
-                if steps[0] < min_step:
-                    break
+        for stencil, first_step in ((_AXES, self._START_STEP), (_CUBE, self._POLISH_STEP)):
+            steps = np.full(3, first_step)
+            while iterations < self.max_iterations:
+                iterations += 1
+                points = centre + stencil * steps
+                values = neg_llh(points)
+                outside = (points[:, 0] ** 2 + points[:, 1] ** 2 > limit2) | (
+                    np.abs(points[:, 2] - t_ref) > max_shift
+                )
+                values[outside] = np.inf
+                n_evals += len(points)
+                k = int(np.argmin(values))
+                if values[k] < best - 1e-9:
+                    centre, best = points[k].copy(), float(values[k])
+                else:
+                    steps *= 0.5
+                    if steps[0] < self.min_step_m:
+                        break
         if not math.isfinite(best):
             return FitResult(math.nan, status="failed", error="likelihood is not finite")
 
@@ -276,9 +315,15 @@ class PandelTrackReco:
         return FitResult(
             llh=best,
             params={
-                "X": float(vertex[0]), "Y": float(vertex[1]), "Z": float(vertex[2]), "T": float(t_vertex),
-                "E_tot": GEV_PER_PE * prep.total_charge, "E_in": math.nan,
-                "rlogl": best / max(1, n_doms - 5), "n_doms": float(n_doms), "n_evals": float(n_evals),
+                "X": float(vertex[0]),
+                "Y": float(vertex[1]),
+                "Z": float(vertex[2]),
+                "T": float(t_vertex),
+                "E_tot": GEV_PER_PE * prep.total_charge,
+                "E_in": math.nan,
+                "rlogl": best / max(1, n_doms - 5),
+                "n_doms": float(n_doms),
+                "n_evals": float(n_evals),
                 "converged": float(iterations < self.max_iterations),
             },
         )
@@ -287,7 +332,9 @@ class PandelTrackReco:
 @register
 class PandelSPE(PandelTrackReco):
     name: ClassVar[str] = "pandel-spe"
-    description: ClassVar[str] = "Convolved-Pandel SPE1st track likelihood (first hit per DOM); vertex fitted per pixel."
+    description: ClassVar[str] = (
+        "Convolved-Pandel SPE1st track likelihood (first hit per DOM); vertex fitted per pixel."
+    )
     use_charge: ClassVar[bool] = False
 
 

@@ -174,9 +174,11 @@ def test_configmap_configures_the_kubernetes_launcher(chart: Any, monkeypatch: p
     assert settings.namespace == NAMESPACE
     assert settings.secret_name == one(objects, "Secret")["metadata"]["name"]
     assert settings.config_map == one(objects, "ConfigMap")["metadata"]["name"]
-    assert settings.image == f"ghcr.io/skydriver/skydriver:{yaml.safe_load((CHART / 'Chart.yaml').read_text())['appVersion']}"
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    assert settings.image == f"ghcr.io/skydriver/skydriver:{app_version}"
     assert settings.instance == RELEASE
-    scan_sa = [sa for sa in by_kind(objects, "ServiceAccount") if sa["metadata"]["name"] == settings.service_account]
+    scan_sa = [sa for sa in by_kind(objects, "ServiceAccount")
+               if sa["metadata"]["name"] == settings.service_account]
     assert scan_sa and scan_sa[0]["automountServiceAccountToken"] is False
     assert data["SKYDRIVER_LAUNCHER"] == "kubernetes"
     assert data["SKYDRIVER_API_URL"] == f"http://{RELEASE}-skydriver.{NAMESPACE}.svc:80"
@@ -189,7 +191,8 @@ def test_configmap_configures_the_kubernetes_launcher(chart: Any, monkeypatch: p
     assert len(secrets["admin-token"]) == 40 and len(secrets["rabbitmq-password"]) == 32
 
 
-def test_ci_values_external_services_ingress_and_htcondor(chart: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ci_values_external_services_ingress_and_htcondor(chart: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     values = VALUE_SETS["external-ingress-htcondor-values.yaml"]
     assert values is not None
     objects, notes = render(chart, values)
@@ -202,7 +205,8 @@ def test_ci_values_external_services_ingress_and_htcondor(chart: Any, monkeypatc
     assert "rabbitmq-password" not in secrets
     ingress = one(objects, "Ingress")
     assert ingress["spec"]["ingressClassName"] == "nginx"
-    assert ingress["spec"]["tls"] == [{"secretName": "skydriver-ci-tls", "hosts": ["skydriver.ci.example.org"]}]
+    assert ingress["spec"]["tls"] == [{"secretName": "skydriver-ci-tls",
+                                        "hosts": ["skydriver.ci.example.org"]}]
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": "skydriver-ci", "port": {"name": "http"}}
     assert "https://skydriver.ci.example.org/" in notes
@@ -211,9 +215,16 @@ def test_ci_values_external_services_ingress_and_htcondor(chart: Any, monkeypatc
     assert env["SKYDRIVER_CONDOR_BROKER_URL"]["valueFrom"]["secretKeyRef"] == {"name": "skydriver-ci",
                                                                               "key": "condor-broker-url"}
     assert pod["imagePullSecrets"] == [{"name": "ghcr-pull"}]
+    assert env["CONDOR_CONFIG"]["value"] == "ONLY_ENV"
+    assert env["_CONDOR_COLLECTOR_HOST"]["value"] == "cm.example.org"
+    mount = next(m for m in api["volumeMounts"] if m["name"] == "condor-token")
+    assert mount == {"name": "condor-token", "mountPath": "/etc/condor/tokens.d", "readOnly": True}
+    volume = next(v for v in pod["volumes"] if v["name"] == "condor-token")
+    assert volume["secret"]["secretName"] == "skydriver-condor-idtoken"
     assert api["image"].endswith("@sha256:" + "0" * 64)
     data = one(objects, "ConfigMap")["data"]
     assert data["SKYDRIVER_MAX_CONCURRENT_SCANS"] == "8" and data["SKYDRIVER_WORKER_PIXEL_TIMEOUT_S"] == "900"
+    assert data["SKYDRIVER_API_URL"] == "https://skydriver.ci.example.org"  # config overrides computed values
     for key, value in data.items():
         monkeypatch.setenv(key, value)
     condor = HTCondorSettings()
@@ -224,6 +235,17 @@ def test_ci_values_external_services_ingress_and_htcondor(chart: Any, monkeypatc
     assert k8s.image_pull_secrets == ["ghcr-pull"]
     assert k8s.node_selector == {"kubernetes.io/arch": "amd64"}
     assert k8s.priority_class == "skydriver-scans"
+
+
+def test_local_launcher_gets_no_kubernetes_permissions(chart: Any) -> None:
+    objects, notes = render(chart, {"launcher": "local"})
+    for obj in objects:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    assert by_kind(objects, "Role") == [] and by_kind(objects, "RoleBinding") == []
+    pod, _ = _api_container(objects)
+    assert pod["automountServiceAccountToken"] is False
+    assert not any(k.startswith("SKYDRIVER_K8S_") for k in one(objects, "ConfigMap")["data"])
+    assert "demos only" in notes
 
 
 def test_existing_secret_means_no_chart_secret(chart: Any) -> None:
@@ -245,6 +267,9 @@ def test_schema_and_required_values_reject_bad_input(chart: Any) -> None:
         chart.validate_schema({"podSecurityContext": {"runAsNonRoot": False}})
     with pytest.raises(helm.HelmError, match="externalMongodb.uri is required"):
         chart.render({"mongodb": {"enabled": False}}, name=RELEASE, namespace=NAMESPACE)
+    with pytest.raises(helm.HelmError, match="needs htcondor.schedd"):
+        chart.render({"launcher": "htcondor", "htcondor": {"brokerUrl": "amqp://x@y/"}}, name=RELEASE,
+                     namespace=NAMESPACE)
 
 
 # --- docs/deploy.md: the configuration reference lists every setting ---------------------------------
@@ -263,3 +288,43 @@ def test_deploy_docs_list_every_setting() -> None:
     expected |= {f"SKYDRIVER_K8S_{name.upper()}" for name in KubernetesSettings.model_fields}
     expected |= {f"SKYDRIVER_CONDOR_{name.upper()}" for name in HTCondorSettings.model_fields}
     assert expected - documented == set()
+
+
+# --- container images: the Dockerfile and the Apptainer definition agree with the repo --------------
+
+
+def test_dockerfile_builds_everything_the_package_needs() -> None:
+    import tomllib
+
+    dockerfile = (ROOT / "containers" / "Dockerfile").read_text()
+    ignore = (ROOT / "containers" / "Dockerfile.dockerignore").read_text().split()
+    stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\w+)", dockerfile, re.M)
+    assert stages == ["build", "runtime"]  # multi-stage; the runtime stage is last, hence the image
+    copied = [source for line in dockerfile.splitlines() if line.startswith("COPY") and "--from=" not in line
+              for source in line.split()[1:-1] if not source.startswith("--")]
+    assert {"pyproject.toml", "constraints.txt", "containers/skydriver-condor-worker"} <= set(copied)
+    for source in copied:
+        assert f"!{source}" in ignore, f"{source} is copied but excluded from the build context"
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]
+    for package in packages:
+        assert re.search(rf"^COPY {package} \./{package}$", dockerfile, re.M), package
+    readme = pyproject["project"].get("readme")
+    assert readme is None or re.search(rf"^COPY .*{readme}", dockerfile, re.M)
+    assert "pip install -c constraints.txt -r" in dockerfile
+    assert "pip install --no-deps -c constraints.txt ." in dockerfile
+    runtime = dockerfile.split("AS runtime", 1)[1]
+    assert re.search(r"^USER 10001:10001$", runtime, re.M)  # numeric: runAsNonRoot can verify it
+    assert 'ENTRYPOINT ["skydriver"]' in runtime
+    labels = set(re.findall(r"org\.opencontainers\.image\.(\w+)=", runtime))
+    assert {"title", "version", "revision", "created", "source", "licenses"} <= labels
+    assert f"/usr/local/bin/{HTCondorSettings().executable.rsplit('/', 1)[-1]}" in runtime
+
+
+def test_apptainer_definition_wraps_the_same_image() -> None:
+    definition = (ROOT / "containers" / "skydriver-worker.def").read_text()
+    assert re.search(r"^Bootstrap: docker$", definition, re.M)
+    assert re.search(r"^From: \{\{ IMAGE \}\}$", definition, re.M)
+    assert "IMAGE=ghcr.io/skydriver/skydriver:" in definition
+    runscript = definition.split("%runscript", 1)[1].split("%", 1)[0]
+    assert f"exec {HTCondorSettings().executable} \"$@\"" in runscript
