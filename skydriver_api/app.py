@@ -13,9 +13,10 @@ from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 
 from skydriver_api import metrics
+from skydriver_api.config import OpsSettings
 from skydriver_api.launchers import Launcher, make_launcher
 from skydriver_api.reconciler import Reconciler
-from skydriver_api.routers import ops, scans
+from skydriver_api.routers import alerts, backlog, catalogs, ops, scans, tokens
 from skydriver_api.store import Store, hash_token
 from skyscan.event import format_validation_error
 from skyscan.settings import Settings, get_settings
@@ -34,7 +35,7 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
             await store.ensure_indexes()
         except PyMongoError as err:  # start anyway; /readyz reports it and requests get 503
             log.warning("could not ensure indexes (database unavailable?): %s", err)
-        app.state.reconciler = Reconciler(settings, store, launcher or make_launcher(settings))
+        app.state.reconciler = Reconciler(settings, store, launcher or make_launcher(settings), app.state.ops_settings)
         if reconcile:
             app.state.reconciler.start()
         try:
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.ops_settings = OpsSettings()
     app.state.admin_token_hash = hash_token(settings.admin_token.get_secret_value()) if settings.admin_token else None
 
     @app.exception_handler(PyMongoError)
@@ -91,6 +93,8 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
 
     app.include_router(ops.router)
     app.include_router(scans.router)
+    for extra in (alerts, catalogs, backlog, tokens):
+        app.include_router(extra.router)
     return app
 
 

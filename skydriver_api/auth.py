@@ -7,17 +7,22 @@ also has system tokens (created at launch) that let its server and workers reach
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import secrets
+import uuid
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, HTTPException, Request
+from pymongo.asynchronous.collection import AsyncCollection
 
 from skydriver_api.store import Store, hash_token, utcnow
 
 Role = Literal["reader", "submitter", "admin"]
+ROLES: tuple[Role, ...] = ("reader", "submitter", "admin")
 ROLE_RANK = {"reader": 0, "submitter": 1, "admin": 2}
+OWNER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$"
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,7 @@ class Principal:
     name: str
     role: Role | Literal["scan"]
     scan_id: str | None = None  # set for per-scan system tokens
+    token_id: str | None = None  # set for stored user tokens
 
     def at_least(self, role: Role) -> bool:
         return self.role != "scan" and ROLE_RANK[self.role] >= ROLE_RANK[role]
@@ -62,7 +68,7 @@ async def authenticate(request: Request) -> Principal:
         expires = doc.get("expires_at")
         if expires is not None and expires < utcnow():
             raise _unauthorized("this token has expired")
-        return Principal(doc["owner"], doc["role"])
+        return Principal(doc["owner"], doc["role"], token_id=doc["_id"])
     scan = await store.scans.find_one({"token_hashes": digest}, {"_id": 1})
     if scan is not None:
         return Principal(f"scan:{scan['_id']}", "scan", scan_id=scan["_id"])
@@ -75,6 +81,8 @@ CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 def require(role: Role):
     async def check(principal: CurrentPrincipal) -> Principal:
         if not principal.at_least(role):
+            if principal.role == "scan":
+                raise HTTPException(403, detail="a scan's system token only reaches that scan's event and status")
             raise HTTPException(403, detail=f"this needs the '{role}' role; your token has '{principal.role}'")
         return principal
 
@@ -89,3 +97,43 @@ def check_scan_access(principal: Principal, scan: dict, *, manage: bool = False)
         return
     if manage and not principal.may_manage(scan):
         raise HTTPException(403, detail="only the scan's owner or an admin may do this")
+
+
+# -- stored user tokens ---------------------------------------------------------------------------
+async def create_token(
+    tokens: AsyncCollection, role: Role, owner: str, *, expires_days: float | None = None,
+    created_by: str = "cli", note: str = "",
+) -> tuple[str, dict[str, Any]]:
+    """Store a new token (its hash only) and return ``(token, document)``; the token is shown once."""
+    if role not in ROLE_RANK:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    token = new_token()
+    now = utcnow()
+    doc: dict[str, Any] = {
+        "_id": uuid.uuid4().hex[:16],
+        "token_hash": hash_token(token),
+        "role": role,
+        "owner": owner,
+        "created_at": now,
+        "created_by": created_by,
+        "expires_at": None if expires_days is None else now + dt.timedelta(days=expires_days),
+        "revoked_at": None,
+        "note": note,
+    }
+    await tokens.insert_one(doc)
+    return token, doc
+
+
+async def revoke_token(tokens: AsyncCollection, token_id: str, by: str = "cli") -> dict[str, Any] | None:
+    """Mark a token revoked (kept for the audit trail); None when no such token exists."""
+    from pymongo import ReturnDocument
+
+    doc = await tokens.find_one_and_update(
+        {"_id": token_id}, {"$set": {"revoked_at": utcnow(), "revoked_by": by}}, return_document=ReturnDocument.AFTER,
+    )
+    return doc
+
+
+def token_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """A token document without its hash, for listings."""
+    return {k: v for k, v in doc.items() if k not in ("token_hash", "_id")} | {"token_id": doc["_id"]}

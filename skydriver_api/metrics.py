@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from skydriver_api.store import SCAN_STATES, Store
+from skydriver_api.queues import queue_depths
+from skydriver_api.store import ACTIVE_STATES, SCAN_STATES, Store
+from skyscan.settings import Settings
+
+log = logging.getLogger("skydriver.metrics")
 
 REGISTRY = CollectorRegistry()
 
@@ -19,10 +25,22 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
+QUEUE_MESSAGES = Gauge(
+    "skydriver_queue_messages", "Ready messages in the scans' queues, summed over running scans", ["queue"],
+    registry=REGISTRY,
+)
+QUEUE_UP = Gauge("skydriver_queue_depths_up", "1 when the broker answered the last depth query", registry=REGISTRY)
+BACKLOG = Gauge("skydriver_backlog_scans", "Queued scans by priority class", ["priority_class"], registry=REGISTRY)
+WORKERS_IN_USE = Gauge("skydriver_workers_in_use", "Workers of launching and running scans", registry=REGISTRY)
+
 _last: dict[str, float] = {}
 
 
-async def refresh(store: Store) -> None:
+def priority_class(priority: int) -> str:
+    return "realtime" if priority >= 100 else "catalog" if priority < 0 else "normal"
+
+
+async def refresh(store: Store, settings: Settings | None = None) -> None:
     counts = {state: 0 for state in SCAN_STATES}
     async for row in store.scans.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}]):
         counts[row["_id"]] = row["n"]
@@ -34,3 +52,22 @@ async def refresh(store: Store) -> None:
     if "t" in _last and now > _last["t"]:
         PIXEL_RATE.set(max(0.0, (total - _last["n"]) / (now - _last["t"])))
     _last.update(t=now, n=total)
+
+    backlog = {"realtime": 0, "normal": 0, "catalog": 0}
+    async for scan in store.scans.find({"state": "queued"}, {"priority": 1}):
+        backlog[priority_class(scan.get("priority", 0))] += 1
+    for cls, n in backlog.items():
+        BACKLOG.labels(cls).set(n)
+    active = [d async for d in store.scans.find({"state": {"$in": list(ACTIVE_STATES)}}, {"workers": 1, "state": 1})]
+    WORKERS_IN_USE.set(sum(d.get("workers", 0) for d in active))
+    if settings is not None:
+        running = [d["_id"] for d in active if d["state"] == "running"]
+        try:
+            depths = await asyncio.wait_for(asyncio.to_thread(queue_depths, settings, running), 10)
+        except Exception as err:  # broker down: say so, keep the last values out
+            log.warning("queue depths unavailable: %s", err)
+            QUEUE_UP.set(0)
+            return
+        QUEUE_UP.set(1)
+        for kind, n in depths.items():
+            QUEUE_MESSAGES.labels(kind).set(n)

@@ -89,6 +89,12 @@ class ScanStatus(BaseModel):
     workforce: dict[str, Any] | None = None
     counters: dict[str, int] = Field(default_factory=dict)
     history: list[dict[str, Any]] = Field(default_factory=list)
+    rescan_of: str | None = None
+    catalog_id: str | None = None
+    alert: dict[str, Any] | None = None
+    workers: int | None = None
+    worker_requests: list[dict[str, Any]] = Field(default_factory=list)
+    launch: dict[str, Any] | None = None
 
 
 class ScanPage(BaseModel):
@@ -98,3 +104,130 @@ class ScanPage(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: str
+
+
+class RescanRequest(BaseModel):
+    """Overrides for a rescan; anything left out is copied from the original scan."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reco: str | None = None
+    reco_options: dict[str, Any] | None = None
+    nsides: str | None = None
+    strategy: Literal["progression", "contour"] | None = None
+    strategy_options: dict[str, Any] | None = None
+    workers: int | None = Field(None, ge=1, le=10000)
+    priority: int | None = Field(None, ge=-100, le=100)
+    classifiers: dict[str, Scalar] | None = Field(None, max_length=64)
+    abort_original: bool = Field(False, description="Abort the original scan first (when it is still active)")
+
+
+class AddWorkersRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workers: int = Field(ge=1, le=10000)
+    cluster: str = Field("default", min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class WorkerRequestAccepted(BaseModel):
+    scan_id: str
+    request_id: str
+    workers: int
+    cluster: str
+    state: str
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["reader", "submitter", "admin"]
+    owner: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
+    expires_days: float | None = Field(None, gt=0, le=3650)
+    note: str = Field("", max_length=200)
+
+
+class TokenCreated(BaseModel):
+    token: str = Field(description="The bearer token; shown once, only its hash is kept")
+    token_id: str
+    role: str
+    owner: str
+    expires_at: dt.datetime | None
+
+
+class AlertMeta(BaseModel):
+    """Realtime alert metadata: (run_id, event_id, revision) identifies one alert revision."""
+
+    model_config = ConfigDict(extra="allow")
+
+    run_id: int = Field(ge=0)
+    event_id: int = Field(ge=0)
+    revision: int = Field(0, ge=0)
+    stream: str = Field("", max_length=100)
+
+
+class AlertRequest(BaseModel):
+    """An open-format event with its alert metadata."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event: Event
+    alert: AlertMeta
+
+
+class AlertAccepted(BaseModel):
+    scan_id: str
+    duplicate: bool
+    alert: dict[str, Any]
+    links: dict[str, str]
+
+
+class CatalogRequest(BaseModel):
+    """Many events scanned with one configuration; each event becomes a child scan at low priority."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[Event] = Field(min_length=1)
+    name: str = Field("", max_length=200)
+    reco: str = "pandel-mpe"
+    reco_options: dict[str, Any] = Field(default_factory=dict)
+    nsides: str = DEFAULT_PROGRESSION
+    strategy: Literal["progression", "contour"] = "progression"
+    strategy_options: dict[str, Any] = Field(default_factory=dict)
+    workers: int = Field(2, ge=1, le=10000)
+    priority: int = Field(-10, ge=-100, le=100)
+    classifiers: dict[str, Scalar] = Field(default_factory=dict, max_length=64)
+
+
+class CatalogStatus(BaseModel):
+    catalog_id: str
+    name: str
+    owner: str
+    created_at: dt.datetime
+    n_events: int
+    states: dict[str, int]
+    tasks_sent: int
+    tasks_done: int
+    complete: bool
+    scans: list[dict[str, Any]]
+    links: dict[str, str]
+
+
+class BacklogEntry(BaseModel):
+    position: int
+    scan_id: str
+    priority: int
+    owner: str
+    workers: int
+    created_at: dt.datetime
+    attempts: int
+    next_attempt_at: dt.datetime | None
+    last_error: str | None
+    waiting_for: str
+
+
+class Backlog(BaseModel):
+    entries: list[BacklogEntry]
+    active_scans: int
+    workers_in_use: int
+    max_concurrent_scans: int
+    max_total_workers: int

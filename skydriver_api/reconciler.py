@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 from typing import Any
 
 from pymongo.errors import PyMongoError
 
 from skydriver_api.auth import new_token
+from skydriver_api.config import OpsSettings
 from skydriver_api.launchers.base import Launcher, LaunchSpec, Resources, WorkerCluster
 from skydriver_api.queues import delete_scan_queues
+from skydriver_api.scheduling import QUEUE_FIELDS, admission_order
 from skydriver_api.store import ACTIVE_STATES, TERMINAL_STATES, Store, hash_token, utcnow
 from skyscan.settings import Settings
 
@@ -35,8 +38,9 @@ def backoff_s(attempts: int) -> float:
 
 
 class Reconciler:
-    def __init__(self, settings: Settings, store: Store, launcher: Launcher) -> None:
+    def __init__(self, settings: Settings, store: Store, launcher: Launcher, ops: OpsSettings | None = None) -> None:
         self.settings = settings
+        self.ops = ops or OpsSettings()
         self.store = store
         self.launcher = launcher
         self._wake = asyncio.Event()
@@ -75,22 +79,37 @@ class Reconciler:
         await self.clean_up()
         await self.supervise()
         await self.admit()
+        await self.serve_worker_requests()
+        await self.send_webhooks()
 
     # -- admission -----------------------------------------------------------------------------
     async def admit(self) -> None:
-        active = [d async for d in self.store.scans.find({"state": {"$in": list(ACTIVE_STATES)}}, {"workers": 1})]
+        """Start queued scans in admission order (priority, then owners in turn) within the budget.
+
+        A scan that does not fit the worker budget holds back every scan of lower priority (so a
+        realtime scan is not starved by catalog scans backfilling), but not smaller scans of its own
+        priority. Scans backing off after a failed launch are not candidates until their time.
+        """
+        active = [d async for d in self.store.scans.find(
+            {"state": {"$in": list(ACTIVE_STATES)}}, {"workers": 1, "priority": 1, "owner": 1})]
         n_active = len(active)
         workers_in_use = sum(d.get("workers", 0) for d in active)
         now = utcnow()
         cursor = self.store.scans.find(
-            {"state": "queued", "launch.next_attempt_at": {"$lte": now}},
-        ).sort([("priority", -1), ("created_at", 1)]).limit(100)
-        async for scan in cursor:
+            {"state": "queued", "launch.next_attempt_at": {"$lte": now}}, QUEUE_FIELDS,
+        ).sort([("priority", -1), ("created_at", 1)]).limit(1000)
+        queued = [d async for d in cursor]
+        held_below: int | None = None
+        for scan in admission_order(queued, active):
             if n_active >= self.settings.max_concurrent_scans:
+                return
+            priority = scan.get("priority", 0)
+            if held_below is not None and priority < held_below:
                 return
             want = scan.get("workers", 1)
             if n_active and workers_in_use + want > self.settings.max_total_workers:
-                continue  # does not fit now; a smaller scan may
+                held_below = priority  # does not fit now; a smaller scan of the same priority may
+                continue
             if await self.launch(scan):
                 n_active += 1
                 workers_in_use += want
@@ -141,7 +160,7 @@ class Reconciler:
     async def _launch_failed(self, scan: dict[str, Any], reason: str) -> None:
         attempts = scan.get("launch", {}).get("attempts", 0) + 1
         log.warning("launch of %s failed (attempt %d): %s", scan["_id"], attempts, reason, extra={"scan_id": scan["_id"]})
-        if attempts >= MAX_LAUNCH_ATTEMPTS:
+        if attempts >= self.ops.max_launch_attempts:
             await self.store.transition(
                 scan["_id"], ("launching",), "failed", reason=f"launch failed {attempts} times; last: {reason}",
                 extra={"launch.attempts": attempts, "launch.last_error": reason},
@@ -240,6 +259,96 @@ class Reconciler:
             log.error("scan %s failed: %s", scan["_id"], reason, extra={"scan_id": scan["_id"]})
             self.wake()
 
+    # -- more workers on request -----------------------------------------------------------------
+    async def serve_worker_requests(self) -> None:
+        """Launch the workers asked for with ``POST /scans/{id}/workers`` on scans that are launched."""
+        cursor = self.store.scans.find({
+            "state": {"$in": list(ACTIVE_STATES)}, "worker_requests.0": {"$exists": True},
+            "launch.launched_at": {"$exists": True},
+        })
+        async for scan in cursor:
+            scan_id = scan["_id"]
+            handles = dict(scan.get("launch", {}).get("handles") or {})
+            for req in scan.get("worker_requests", []):
+                n = min(int(req["workers"]), self.settings.max_workers_per_scan)
+                done = {**req, "workers": n, "served_at": utcnow()}
+                update: dict[str, Any] = {"$pull": {"worker_requests": {"request_id": req["request_id"]}}}
+                try:
+                    token = await self._new_token(scan_id)
+                    new = await asyncio.to_thread(
+                        self.launcher.launch_workers, self._spec(scan, token), WorkerCluster(req["cluster"], n),
+                    )
+                except Exception as err:
+                    done.update(state="failed", error=f"{type(err).__name__}: {err}")
+                    log.warning("adding %d workers to %s failed: %s", n, scan_id, err, extra={"scan_id": scan_id})
+                else:
+                    _merge(handles, new)
+                    done["state"] = "served"
+                    update["$set"] = {"launch.handles": handles}
+                    update["$inc"] = {"workers": n}
+                    log.info("added %d workers to %s", n, scan_id, extra={"scan_id": scan_id})
+                update["$push"] = {"worker_requests_done": done}
+                await self.store.scans.update_one({"_id": scan_id}, update)
+
+    # -- alert webhooks ----------------------------------------------------------------------------
+    async def send_webhooks(self) -> None:
+        """POST the GCN-style summary of finished alert scans to the configured webhook (retried)."""
+        now = utcnow()
+        cursor = self.store.scans.find({
+            "webhook_pending": True, "state": {"$in": list(TERMINAL_STATES)},
+            "webhook.next_attempt_at": {"$lte": now},
+        })
+        async for scan in cursor:
+            await self._send_webhook(scan)
+
+    async def _send_webhook(self, scan: dict[str, Any]) -> None:
+        import httpx
+
+        scan_id = scan["_id"]
+        url = self.ops.alert_webhook_url
+        hook = scan.get("webhook") or {}
+        if not url:
+            await self._webhook_done(scan_id, "skipped: no SKYDRIVER_ALERT_WEBHOOK_URL configured")
+            return
+        if scan["state"] != "completed":
+            payload: dict[str, Any] = {"scan_id": scan_id, "state": scan["state"], "reason": scan.get("state_reason"),
+                                       "alert": scan.get("alert"), "gcn": None}
+        else:
+            result = await self.store.skymap_for(scan_id)
+            event_doc = await self.store.get_event(scan_id)
+            if result is None or event_doc is None:
+                await self._webhook_done(scan_id, "skipped: no stored result")
+                return
+            try:
+                gcn = await asyncio.to_thread(_render_gcn, result, event_doc)
+            except Exception as err:
+                await self._webhook_done(scan_id, f"skipped: cannot render the GCN summary: {err}")
+                return
+            payload = {"scan_id": scan_id, "state": "completed", "alert": scan.get("alert"), "gcn": gcn}
+        attempts = hook.get("attempts", 0) + 1
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                resp = await client.post(url, content=json.dumps(payload, default=str),
+                                         headers={"Content-Type": "application/json"})
+            resp.raise_for_status()
+        except Exception as err:
+            reason = f"{type(err).__name__}: {err}"
+            if attempts >= self.ops.alert_webhook_attempts:
+                await self._webhook_done(scan_id, f"failed after {attempts} attempts: {reason}", attempts)
+                return
+            await self.store.scans.update_one({"_id": scan_id}, {"$set": {
+                "webhook.attempts": attempts, "webhook.last_error": reason,
+                "webhook.next_attempt_at": utcnow() + dt.timedelta(seconds=backoff_s(attempts)),
+            }})
+            return
+        await self._webhook_done(scan_id, f"delivered (HTTP {resp.status_code})", attempts)
+
+    async def _webhook_done(self, scan_id: str, outcome: str, attempts: int = 0) -> None:
+        await self.store.scans.update_one({"_id": scan_id}, {"$set": {
+            "webhook_pending": False, "webhook.outcome": outcome, "webhook.attempts": attempts,
+            "webhook.done_at": utcnow(),
+        }})
+
     # -- clean-up ------------------------------------------------------------------------------
     async def clean_up(self) -> None:
         """Stop the processes and delete the queues of scans that ended from outside (abort, failure)."""
@@ -255,6 +364,13 @@ class Reconciler:
             await self.store.scans.update_one(
                 {"_id": scan["_id"]}, {"$set": {"cleanup_pending": False, "launch.reaped": True}},
             )
+
+
+def _render_gcn(result: dict[str, Any], event_doc: dict[str, Any]) -> Any:
+    from skyscan import exports
+    from skyscan.event import parse_event
+
+    return json.loads(exports.render(result, parse_event(event_doc), "gcn").content)
 
 
 def _merge(handles: dict[str, Any], new: dict[str, Any]) -> None:

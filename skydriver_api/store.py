@@ -3,7 +3,9 @@
 Collections: ``scans`` (state machine, request, progress, launch bookkeeping), ``events`` (the
 event of each scan, kept apart because it can be large), ``pixel_results`` (one document per
 task id, unique index; written by scan servers), ``skymaps`` (the final result document), and
-``tokens`` (hashed bearer tokens).
+``tokens`` (hashed bearer tokens), ``idempotency_keys`` (one per owner and Idempotency-Key),
+``alerts`` (one per realtime alert revision, unique on run, event and revision) and ``catalogs``
+(catalog reprocessing jobs whose child scans carry ``catalog_id``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class Store:
         self.pixel_results = self.db.pixel_results
         self.skymaps = self.db.skymaps
         self.tokens = self.db.tokens
+        self.idempotency_keys = self.db.idempotency_keys
+        self.alerts = self.db.alerts
+        self.catalogs = self.db.catalogs
 
     async def ensure_indexes(self) -> None:
         await self.pixel_results.create_index([("task_id", ASCENDING)], unique=True)
@@ -49,6 +54,13 @@ class Store:
         await self.scans.create_index([("created_at", DESCENDING), ("_id", DESCENDING)])
         await self.skymaps.create_index([("scan_id", ASCENDING)], unique=True)
         await self.tokens.create_index([("token_hash", ASCENDING)], unique=True)
+        await self.scans.create_index([("owner", ASCENDING), ("created_at", DESCENDING)])
+        await self.scans.create_index([("run_id", ASCENDING), ("event_id", ASCENDING)])
+        await self.scans.create_index([("catalog_id", ASCENDING)])
+        await self.alerts.create_index(
+            [("run_id", ASCENDING), ("event_id", ASCENDING), ("revision", ASCENDING)], unique=True,
+        )
+        await self.catalogs.create_index([("created_at", DESCENDING)])
 
     async def ping(self) -> None:
         await self.db.command("ping")

@@ -68,7 +68,7 @@ def demo_event(out: Path, seed: int = 7):  # type: ignore[no-untyped-def]
     from skyscan.event import save_event
     from skyscan.simulate import simulate_track
 
-    event = simulate_track(zenith=2.0, azimuth=1.2, energy=5e4, seed=seed)
+    event = simulate_track(zenith=2.0, azimuth=1.2, energy_gev=5e4, seed=seed, run_id=1, event_id=seed)
     save_event(event, out)
     return event
 

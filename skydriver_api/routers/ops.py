@@ -39,7 +39,7 @@ async def readyz(request: Request) -> JSONResponse:
 
 @router.get("/metrics")
 async def prometheus_metrics(request: Request) -> Response:
-    await metrics.refresh(request.app.state.store)
+    await metrics.refresh(request.app.state.store, request.app.state.settings)
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -122,9 +122,11 @@ def render_png(doc: Mapping[str, Any], event: Event | None, dpi: int = 110) -> b
     ax2 = fig.add_axes((0.62, 0.12, 0.33, 0.76))
     m1 = _full_sky(ax1, an, truth, lines)
     m2 = _zoom(ax2, an, truth, lines)
-    fig.colorbar(m1, ax=ax1, orientation="horizontal", fraction=0.05, pad=0.08).set_label(
-        "2·ΔLLH", fontsize=8
-    )
+    cb1 = fig.colorbar(m1, ax=ax1, orientation="horizontal", fraction=0.05, pad=0.08)
+    top = float(m1.norm.vmax)
+    cb1.set_ticks(sorted({float(f"{top * f:.2g}") for f in (0.0, 0.002, 0.02, 0.1, 0.4, 1.0)}))
+    cb1.ax.tick_params(labelsize=7)
+    cb1.set_label("2·ΔLLH (colour scale compressed: power 0.3)", fontsize=8)
     fig.colorbar(m2, ax=ax2, fraction=0.046, pad=0.03).set_label("2·ΔLLH", fontsize=8)
     b_ra, b_dec = an.best.radec
     r90 = an.region_for(0.9)

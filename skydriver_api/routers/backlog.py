@@ -1,0 +1,39 @@
+"""The admission queue: which queued scans start next, and why each is still waiting."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from skydriver_api.auth import Principal, require
+from skydriver_api.models import Backlog, BacklogEntry
+from skydriver_api.scheduling import QUEUE_FIELDS, admission_order, waiting_reason
+from skydriver_api.store import ACTIVE_STATES, utcnow
+
+router = APIRouter(prefix="/api/v1", tags=["scans"])
+
+
+@router.get("/backlog", response_model=Backlog)
+async def backlog(request: Request, principal: Principal = require("reader")) -> Backlog:
+    """Queued scans in the order the reconciler admits them, with priority, owner, launch attempts,
+    the next attempt time and what each is waiting for."""
+    store = request.app.state.store
+    settings = request.app.state.settings
+    active = [d async for d in store.scans.find(
+        {"state": {"$in": list(ACTIVE_STATES)}}, {"workers": 1, "priority": 1, "owner": 1})]
+    queued = [d async for d in store.scans.find({"state": "queued"}, QUEUE_FIELDS).limit(5000)]
+    n_active = len(active)
+    in_use = sum(d.get("workers", 0) for d in active)
+    now = utcnow()
+    entries = []
+    for position, scan in enumerate(admission_order(queued, active)):
+        launch = scan.get("launch") or {}
+        entries.append(BacklogEntry(
+            position=position, scan_id=scan["_id"], priority=scan.get("priority", 0), owner=scan.get("owner", ""),
+            workers=scan.get("workers", 1), created_at=scan["created_at"], attempts=launch.get("attempts", 0),
+            next_attempt_at=launch.get("next_attempt_at"), last_error=launch.get("last_error"),
+            waiting_for=waiting_reason(scan, now, n_active=n_active, workers_in_use=in_use,
+                                       max_scans=settings.max_concurrent_scans,
+                                       max_workers=settings.max_total_workers),
+        ))
+    return Backlog(entries=entries, active_scans=n_active, workers_in_use=in_use,
+                   max_concurrent_scans=settings.max_concurrent_scans, max_total_workers=settings.max_total_workers)
