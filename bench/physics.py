@@ -5,7 +5,7 @@ Simulates N through-going tracks (isotropic, log-uniform 1-100 TeV, ``skyscan.si
 cheap progressive scan per event (``skyscan.local_scan.run_local_scan``, events spread over a
 process pool, each scan single-process), and prints a markdown table: median and 90th-percentile
 angular error of the best pixel, the fraction of true directions inside the Wilks 90% region
-(``delta_2llh < 4.61``), the level that would contain 90% in this simulation, and ms per fit.
+(``delta_2llh < 4.61``), the level that would contain 90% in this simulation, and CPU ms per pixel fit.
 
     python bench/physics.py --n 100 --processes 2 --reco pandel-mpe
 """
@@ -126,7 +126,7 @@ def main() -> int:
     print(f"{len(rows)} events, {args.processes} processes, wall {wall:.0f} s, CPU: {cpu_model()}\n")
     print(
         "| sample | events | median error (deg) | 90% error (deg) | inside Wilks 90% (2dLLH<4.61) | "
-        "2dLLH containing 90% | ms per fit |"
+        "2dLLH containing 90% | CPU ms per fit |"
     )
     print("|---|---|---|---|---|---|---|")
     for name, sample in bands:

@@ -42,7 +42,7 @@ def priority_class(priority: int) -> str:
 
 async def refresh(store: Store, settings: Settings | None = None) -> None:
     counts = {state: 0 for state in SCAN_STATES}
-    async for row in store.scans.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}]):
+    async for row in await store.scans.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}]):
         counts[row["_id"]] = row["n"]
     for state, n in counts.items():
         SCANS_BY_STATE.labels(state).set(n)

@@ -81,7 +81,8 @@ def watch(scan_id: str, api: ApiOpt = None, token: TokenOpt = None) -> None:
     with _client(api, token) as client:
         try:
             status = follow_scan(client, scan_id)
-            console.print(f"{scan_id}: {status['state']}" + (f" ({status['state_reason']})" if status.get("state_reason") else ""))
+            reason = f" ({status['state_reason']})" if status.get("state_reason") else ""
+            console.print(f"{scan_id}: {status['state']}{reason}")
         except ApiError as err:
             fail(str(err))
 
@@ -101,27 +102,113 @@ def abort(scan_id: str, api: ApiOpt = None, token: TokenOpt = None) -> None:
 
 @scans_app.command("list")
 def list_scans(
-    state: Annotated[str | None, typer.Option(help="Filter by state")] = None,
+    state: Annotated[str | None, typer.Option(help="Filter by state (comma-separated)")] = None,
+    owner: Annotated[str | None, typer.Option(help="Filter by owner")] = None,
+    run_id: Annotated[int | None, typer.Option(help="Filter by run id")] = None,
+    event_id: Annotated[int | None, typer.Option(help="Filter by event id")] = None,
+    reco: Annotated[str | None, typer.Option(help="Filter by reco")] = None,
+    classifier: Annotated[list[str] | None, typer.Option(help="key:value, repeatable")] = None,
+    since: Annotated[str | None, typer.Option(help="Created at or after (ISO 8601)")] = None,
+    sort: Annotated[str, typer.Option(help="-created_at, created_at, -priority or priority")] = "-created_at",
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    all_pages: Annotated[bool, typer.Option("--all", help="Follow the cursor through every page")] = False,
     api: ApiOpt = None,
     token: TokenOpt = None,
 ) -> None:
-    """List scans, newest first."""
+    """List scans, newest first, as a table."""
     from rich.table import Table
 
     from skydriver_api.client import ApiError
 
-    params: dict[str, object] = {"limit": limit}
-    if state:
-        params["state"] = state
+    params: dict[str, object] = {"limit": limit, "sort": sort}
+    for key, value in (("state", state), ("owner", owner), ("run_id", run_id), ("event_id", event_id),
+                       ("reco", reco), ("created_after", since), ("classifier", classifier)):
+        if value:
+            params[key] = value
+    scans: list[dict] = []
     with _client(api, token) as client:
         try:
-            page = client.request("GET", "/api/v1/scans", params=params).json()
+            while True:
+                page = client.request("GET", "/api/v1/scans", params=params).json()
+                scans.extend(page["scans"])
+                if not all_pages or not page["next_cursor"]:
+                    break
+                params["cursor"] = page["next_cursor"]
         except ApiError as err:
             fail(str(err))
-    table = Table("scan id", "state", "reco", "run", "event", "progress", "created")
-    for s in page["scans"]:
+    table = Table("scan id", "state", "owner", "prio", "reco", "run", "event", "progress", "created")
+    for s in scans:
         p = s["progress"]
-        table.add_row(s["scan_id"], s["state"], s["reco"], str(s["run_id"]), str(s["event_id"]),
-                      f"{p['tasks_done']}/{p['tasks_sent']}", s["created_at"][:19])
+        table.add_row(s["scan_id"], s["state"], s["owner"], str(s["priority"]), s["reco"], str(s["run_id"]),
+                      str(s["event_id"]), f"{p['tasks_done']}/{p['tasks_sent']}", s["created_at"][:19])
+    console.print(table)
+
+
+@scans_app.command("rescan")
+def rescan(
+    scan_id: str,
+    reco: Annotated[str | None, typer.Option(help="Override the reco")] = None,
+    nsides: Annotated[str | None, typer.Option(help="Override the nside progression")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Override the worker count")] = None,
+    priority: Annotated[int | None, typer.Option(help="Override the priority")] = None,
+    abort_original: Annotated[bool, typer.Option(help="Abort the original scan first")] = False,
+    follow: Annotated[bool, typer.Option(help="Follow the new scan")] = False,
+    api: ApiOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Scan the same event again with overrides; the new scan records rescan_of."""
+    from skydriver_api.client import ApiError
+
+    body = {k: v for k, v in (("reco", reco), ("nsides", nsides), ("workers", workers),
+                              ("priority", priority)) if v is not None}
+    body["abort_original"] = abort_original
+    with _client(api, token) as client:
+        try:
+            created = client.request("POST", f"/api/v1/scans/{scan_id}/rescan", json=body).json()
+            console.print(f"rescan of {scan_id}: [bold]{created['scan_id']}[/bold]")
+            if follow:
+                status = follow_scan(client, created["scan_id"])
+                console.print(f"{created['scan_id']}: {status['state']}")
+        except ApiError as err:
+            fail(str(err))
+
+
+@scans_app.command("add-workers")
+def add_workers(
+    scan_id: str,
+    workers: Annotated[int, typer.Option(min=1, help="How many workers to add")],
+    cluster: Annotated[str, typer.Option(help="Worker cluster name")] = "default",
+    api: ApiOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Ask for more workers for a scan (started by the reconciler)."""
+    from skydriver_api.client import ApiError
+
+    with _client(api, token) as client:
+        try:
+            resp = client.request("POST", f"/api/v1/scans/{scan_id}/workers",
+                                  json={"workers": workers, "cluster": cluster}).json()
+        except ApiError as err:
+            fail(str(err))
+    console.print(f"requested {resp['workers']} more workers for {scan_id} (request {resp['request_id']})")
+
+
+@scans_app.command("backlog")
+def backlog(api: ApiOpt = None, token: TokenOpt = None) -> None:
+    """Show the admission queue: queued scans in the order they will start, and why they wait."""
+    from rich.table import Table
+
+    from skydriver_api.client import ApiError
+
+    with _client(api, token) as client:
+        try:
+            data = client.request("GET", "/api/v1/backlog").json()
+        except ApiError as err:
+            fail(str(err))
+    console.print(f"{data['active_scans']}/{data['max_concurrent_scans']} scans active, "
+                  f"{data['workers_in_use']}/{data['max_total_workers']} workers in use")
+    table = Table("#", "scan id", "prio", "owner", "workers", "attempts", "waiting for")
+    for e in data["entries"]:
+        table.add_row(str(e["position"]), e["scan_id"], str(e["priority"]), e["owner"], str(e["workers"]),
+                      str(e["attempts"]), e["waiting_for"])
     console.print(table)

@@ -163,7 +163,8 @@ def scan_local(
     best = doc.get("best_fit") or {}
     typer.echo(
         f"{out / 'result.json'}: {doc['n_pixels']} pixels in {stats.get('wall_s', 0.0):.1f} s "
-        f"({stats.get('fit_ms_mean', 0.0):.1f} ms per fit); best RA {best.get('ra_deg', math.nan):.3f} deg "
+        f"({stats.get('fit_ms_mean', 0.0):.1f} CPU ms per fit); "
+        f"best RA {best.get('ra_deg', math.nan):.3f} deg "
         f"Dec {best.get('dec_deg', math.nan):.3f} deg (zenith {best.get('zenith_deg', math.nan):.3f}, "
         f"azimuth {best.get('azimuth_deg', math.nan):.3f})"
     )

@@ -76,7 +76,7 @@ def demo_event(out: Path, seed: int = 7):  # type: ignore[no-untyped-def]
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the result JSON and the plot")] = Path("demo-output"),
     reco: Annotated[str, typer.Option(help="Reco to run")] = "pandel-mpe",
-    nsides: Annotated[str, typer.Option(help="nside:extension progression")] = "8:0,64:12",
+    nsides: Annotated[str, typer.Option(help="nside:extension progression")] = "8:0,64:12,512:12",
     workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 2,
 ) -> None:
     """End to end: start the API, submit a simulated event, follow it, save the skymap and a plot."""

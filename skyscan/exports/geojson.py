@@ -1,7 +1,8 @@
 """Contours of the error regions as GeoJSON (the ``ligo-skymap-contour`` shape).
 
 A FeatureCollection with one feature per level: ``properties.credible_level`` (percent),
-``level_2dllh``, ``area_deg2`` and ``level_set``; geometry a MultiLineString of [RA, Dec] in
+``level_2dllh``, ``level_set``, ``area_deg2`` (tiles of the multi-order map) and
+``contour_area_deg2`` (enclosed by the interpolated lines); geometry a MultiLineString of [RA, Dec] in
 degrees, RA in [0, 360). Lines are split where they cross RA = 0.
 """
 
@@ -42,7 +43,7 @@ def to_geojson(doc: Mapping[str, Any], event: Event | None) -> dict[str, Any]:
     info = event_info(doc, event)
     features = []
     cset = an.contour_set()
-    for region, lines in zip(an.regions, cset.lines, strict=True):
+    for region, lines, traced in zip(an.regions, cset.lines, cset.areas_deg2, strict=True):
         coords: list[list[list[float]]] = []
         for line in lines:
             coords.extend(split_at_wrap(np.degrees(line[:, 0]), np.degrees(line[:, 1])))
@@ -54,6 +55,7 @@ def to_geojson(doc: Mapping[str, Any], event: Event | None) -> dict[str, Any]:
                     "level_2dllh": region.level,
                     "level_set": an.level_set,
                     "area_deg2": region.area_deg2,
+                    "contour_area_deg2": traced,
                 },
                 "geometry": {"type": "MultiLineString", "coordinates": coords},
             }

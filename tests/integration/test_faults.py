@@ -294,3 +294,41 @@ def test_abort_stops_processes_deletes_queues_and_keeps_results(api_with) -> Non
     with api.client() as client:
         partial = client.result(scan_id).json()
     assert partial["complete"] is False and partial["n_pixels"] == kept
+
+
+def test_heartbeats_survive_fits_longer_than_the_heartbeat(api_with) -> None:  # type: ignore[no-untyped-def]
+    # heartbeat 1 s: without heartbeats during a 3 s fit the broker would drop the connection
+    api = api_with(rabbitmq_heartbeat_s="1")
+    scan_id = submit(api, reco="dummy", reco_options={"delay_s": 3.0}, workers=2, nsides="1:0")
+    status = final_status(api, scan_id, timeout_s=120)
+    assert status["state"] == "completed"
+    assert_each_pixel_once(api, scan_id, nside=1)
+    assert sum_worker_fits(api, scan_id) == 12  # no fit was lost and redone
+    logs = "".join(t for n, t in api.scan_logs(scan_id).items() if n.startswith("worker"))
+    assert "connection lost" not in logs
+
+
+def test_worker_quarantines_after_consecutive_failures(api_with) -> None:  # type: ignore[no-untyped-def]
+    api = api_with(worker_max_consecutive_failures="3", worker_prefetch="1")
+    scan_id = submit(api, reco="crash-dummy", workers=1, nsides="1:0",
+                     reco_options={"nside": 1, "raise_pixels": [0, 1, 2]})
+    status = final_status(api, scan_id, timeout_s=120)
+    assert status["state"] == "completed", status
+    assert status["failed_pixels"] == 3
+    logs = api.scan_logs(scan_id)
+    assert "quarantined: 3 consecutive failed fits" in logs["worker-0.log"]
+    assert any("exited with code 3" in r for r in status["workforce"]["reasons"])
+    assert len([n for n in logs if n.startswith("worker")]) == 2  # the reconciler started a replacement
+    assert_each_pixel_once(api, scan_id, nside=1)
+
+
+def test_silent_task_is_republished_under_the_same_id(api_with) -> None:  # type: ignore[no-untyped-def]
+    api = api_with(redeliver_after_s="1.5", worker_pixel_timeout_s="5")
+    scan_id = submit(api, reco="crash-dummy", workers=2, nsides="1:0",
+                     reco_options={"nside": 1, "hang_pixels": [4]})
+    status = final_status(api, scan_id, timeout_s=120)
+    assert status["state"] == "completed", status
+    assert status["counters"]["republished"] >= 1
+    assert status["counters"]["duplicates"] >= 1  # the second copy's result was ignored
+    result = assert_each_pixel_once(api, scan_id, nside=1)
+    assert [p["pixel"] for p in result["pixels"] if p["status"] == "failed"] == [4]

@@ -72,16 +72,16 @@ def test_geojson_contours(scan: dict[str, Any]) -> None:
     ra0, dec0 = scan["centre"]
     for feature, key in zip(data["features"], ("50", "90"), strict=True):
         assert feature["geometry"]["type"] == "MultiLineString"
-        assert feature["properties"]["area_deg2"] == scan["doc"]["regions"]["levels"][key]["area_deg2"]
+        props = feature["properties"]
+        assert props["area_deg2"] == scan["doc"]["regions"]["levels"][key]["area_deg2"]
+        assert props["contour_area_deg2"] == pytest.approx(props["area_deg2"], rel=0.05)
         lines = feature["geometry"]["coordinates"]
         assert len(lines) == 1
         pts = np.radians(np.array(lines[0]))
         assert np.all((pts[:, 0] >= 0) & (pts[:, 0] < 2 * math.pi)) and np.all(
             np.abs(pts[:, 1]) <= math.pi / 2
         )
-        dist = np.degrees(
-            angular_distance(ra0, dec0, *pts.T)
-        )
+        dist = np.degrees(angular_distance(ra0, dec0, *pts.T))
         # the ellipse's semi-axes are 0.7 and 0.5 deg times sqrt(level)
         level = feature["properties"]["level_2dllh"]
         assert 0.5 * math.sqrt(level) - 0.05 < dist.min() and dist.max() < 0.7 * math.sqrt(level) + 0.05

@@ -29,7 +29,7 @@ logging.getLogger("skyreader").setLevel(logging.ERROR)
 @pytest.fixture(scope="module")
 def scan() -> dict[str, Any]:
     f = gaussian_llh(math.radians(250.0), math.radians(35.0), 0.9, 0.6, angle_deg=20.0)
-    strategy = make_strategy("contour", "8,16,32,64,128,256")
+    strategy = make_strategy("contour", "8,16,32,64,128,256,512")
     ref = drive(strategy, f)
     complete = dict(ref.complete)
     # one failed pixel far away: left out of the skyreader files
@@ -54,7 +54,7 @@ def test_skyreader_loads_our_file_and_agrees(scan: dict[str, Any], fmt: str, tmp
     doc, event = scan["doc"], scan["event"]
     path = write_product(doc, event, fmt, tmp_path)
     result = SkyScanResult.read_json(path) if fmt == "skyreader-json" else SkyScanResult.read_npz(path)
-    assert result.nsides == [8, 16, 32, 64, 128, 256]
+    assert result.nsides == [8, 16, 32, 64, 128, 256, 512]
     meta = result.get_event_metadata()
     assert (meta.run_id, meta.event_id, meta.event_type, meta.mjd, meta.is_real_event, meta.version) == (
         123456,
