@@ -94,6 +94,7 @@ class ScanServer:
         if scan["state"] in TERMINAL:
             log.info("scan already %s; nothing to do", scan["state"])
             return 0
+        await self.db_retry("ensure indexes", self.ensure_indexes)
         event_doc = await self.db_retry("load event", lambda: self.db.events.find_one({"_id": self.scan_id}))
         self.scan = scan
         self.event = parse_event(event_doc["event"])
@@ -114,6 +115,11 @@ class ScanServer:
             await self.broker.close()
         await self.finish()
         return 0
+
+    async def ensure_indexes(self) -> None:
+        """The unique indexes that make writes idempotent (the API creates them too; both are no-ops if present)."""
+        await self.db.pixel_results.create_index("task_id", unique=True)
+        await self.db.skymaps.create_index("scan_id", unique=True)
 
     async def _stored_results(self) -> list[VariationResult]:
         cursor = self.db.pixel_results.find({"scan_id": self.scan_id}, {"_id": 0})

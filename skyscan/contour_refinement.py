@@ -96,7 +96,10 @@ class ContourStrategy:
         self._seen_n = 0
         self._seen_last: PixelKey | None = None
         self._values: dict[int, dict[int, float]] = {}
-        self._memo: dict[tuple[object, ...], object] = {}
+        self._level_best: dict[int, tuple[float, int]] = {}
+        self._array_cache: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
+        self._done_parents: dict[int, set[int]] = {}
+        self._memo: dict[tuple[object, ...], list[int]] = {}
 
     @classmethod
     def from_spec(cls, nsides: str, max_nside: int = 1 << 29, **options: object) -> ContourStrategy:
@@ -151,34 +154,50 @@ class ContourStrategy:
         if self.predictive_threshold >= 1.0 and pending:
             return []
         self._absorb(view)
-        pend = Counter(k[0] for k in pending)
+        pend: dict[int, list[int]] = {}
+        for nside, pixel in pending:
+            pend.setdefault(nside, []).append(pixel)
         ready = []
         for nside in self._nsides:
             done = len(self._values.get(nside, ()))
-            total = done + pend.get(nside, 0)
+            total = done + len(pend.get(nside, ()))
             ready.append(done > 0 and done >= self.predictive_threshold * total - 1e-9)
         best = self._best(ready)
         if best is None:
             return []
         out: list[PixelKey] = []
         for i in range(len(self._nsides) - 1):
-            if not ready[i]:
+            if ready[i]:
+                out.extend(self._plan_step(i, ready, best, pend.get(self._nsides[i + 1], [])))
+        return out
+
+    def _plan_step(
+        self, i: int, ready: list[bool], best: tuple[int, int, float], pending_fine: list[int]
+    ) -> list[PixelKey]:
+        """Children at nside i+1 of the parents to refine that are not planned yet, within the cap."""
+        coarse, fine = self._nsides[i], self._nsides[i + 1]
+        done_parents = self._done_parents.setdefault(i, set())
+        parents = [p for p in self._parents(i, ready, best) if p not in done_parents]
+        if not parents:
+            return []
+        planned = np.union1d(self._arrays(fine)[0], np.asarray(pending_fine, dtype=np.int64))
+        factor = fine // coarse
+        shift = 2 * (factor.bit_length() - 1)
+        nest = np.asarray(hp.ring2nest(coarse, np.asarray(parents, dtype=np.int64)), dtype=np.int64)
+        kids_nest = (nest[:, None] << shift) + np.arange(factor * factor, dtype=np.int64)
+        kids = np.asarray(hp.nest2ring(fine, kids_nest), dtype=np.int64).reshape(kids_nest.shape)
+        fresh = ~np.isin(kids, planned)
+        n_fresh = fresh.sum(axis=1)
+        budget = self.max_pixels_per_step - planned.size
+        out: list[PixelKey] = []
+        for row, parent in enumerate(parents):
+            if n_fresh[row] == 0:
+                done_parents.add(parent)
                 continue
-            fine = self._nsides[i + 1]
-            planned_fine = len(self._values.get(fine, ())) + pend.get(fine, 0)
-            for parent in self._parents(i, ready, best):
-                kids = px.children(self._nsides[i], parent, fine)
-                fresh = [
-                    (fine, int(k))
-                    for k in kids
-                    if (fine, int(k)) not in complete and (fine, int(k)) not in pending
-                ]
-                if not fresh:
-                    continue
-                if planned_fine + len(fresh) > self.max_pixels_per_step:
-                    break
-                planned_fine += len(fresh)
-                out.extend(fresh)
+            if n_fresh[row] > budget:
+                break
+            budget -= int(n_fresh[row])
+            out.extend((fine, int(k)) for k in kids[row][fresh[row]])
         return out
 
     def _absorb(self, view: RefinementView) -> None:
@@ -191,28 +210,43 @@ class ContourStrategy:
             stale = last != self._seen_last
         if stale:
             self._values = {}
+            self._level_best = {}
+            self._array_cache = {}
+            self._done_parents = {}
             self._memo = {}
             self._seen_n = 0
             self._seen_view = id(view)
         for key, pb in islice(complete.items(), self._seen_n, None):
-            self._values.setdefault(key[0], {})[key[1]] = _llh(pb)
+            nside, pixel = key
+            llh = _llh(pb)
+            self._values.setdefault(nside, {})[pixel] = llh
+            if math.isfinite(llh):
+                cur = self._level_best.get(nside)
+                if cur is None or (llh, pixel) < cur:
+                    self._level_best[nside] = (llh, pixel)
             self._seen_last = key
         self._seen_n = n
 
+    def _arrays(self, nside: int) -> tuple[np.ndarray, np.ndarray]:
+        """Fitted pixels of an nside, sorted, and their -lnL (NaN for failed fits)."""
+        vals = self._values.get(nside, {})
+        cached = self._array_cache.get(nside)
+        if cached is not None and cached[0] == len(vals):
+            return cached[1], cached[2]
+        pix = np.fromiter(vals.keys(), np.int64, len(vals))
+        llh = np.fromiter(vals.values(), float, len(vals))
+        order = np.argsort(pix)
+        self._array_cache[nside] = (len(vals), pix[order], llh[order])
+        return pix[order], llh[order]
+
     def _best(self, ready: list[bool]) -> tuple[int, int, float] | None:
-        key = ("best", tuple(ready), tuple(len(self._values.get(n, ())) for n in self._nsides))
-        if key in self._memo:
-            return self._memo[key]  # type: ignore[return-value]
+        """Best fit (nside, pixel, llh) over the nsides in use; ties prefer the finer nside."""
         best: tuple[float, int, int] | None = None
         for nside, ok in zip(self._nsides, ready, strict=True):
-            if not ok:
-                continue
-            for pixel, llh in self._values.get(nside, {}).items():
-                if math.isfinite(llh) and (best is None or (llh, -nside, pixel) < best):
-                    best = (llh, -nside, pixel)
-        out = None if best is None else (-best[1], best[2], best[0])
-        self._memo[key] = out  # type: ignore[assignment]
-        return out
+            level_best = self._level_best.get(nside) if ok else None
+            if level_best is not None and (best is None or (level_best[0], -nside, level_best[1]) < best):
+                best = (level_best[0], -nside, level_best[1])
+        return None if best is None else (-best[1], best[2], best[0])
 
     def _parents(self, i: int, ready: list[bool], best: tuple[int, int, float]) -> list[int]:
         """Pixels at nside i to refine, in priority order (lowest -lnL first, then pixel index).
@@ -223,87 +257,99 @@ class ContourStrategy:
         * C: the pixel holding the best fit.
         B parents are ranked by the -lnL of the fine pixel that asked for them.
         """
-        key = (i, tuple(ready), best, tuple(len(self._values.get(n, ())) for n in self._nsides))
-        if len(self._memo) > 256:
-            self._memo.clear()
+        coarse, fine = self._nsides[i], self._nsides[i + 1]
+        n_fine = len(self._values.get(fine, ())) if ready[i + 1] else 0
+        key = (i, best, len(self._values.get(coarse, ())), n_fine)
         cached = self._memo.get(key)
         if cached is not None:
             return cached  # type: ignore[return-value]
-        coarse, fine = self._nsides[i], self._nsides[i + 1]
+        if len(self._memo) > 256:
+            self._memo.clear()
         llh_best = best[2]
         cut = self.level + self.margin
-        own = self._values.get(coarse, {})
-        fine_vals = self._values.get(fine, {}) if ready[i + 1] else {}
-        fine_done: set[int] = set()
-        if fine_vals:
-            fine_done = _ancestors(fine, np.fromiter(fine_vals, np.int64, len(fine_vals)), coarse)
-        a = {
-            p for p, v in own.items() if p not in fine_done and math.isfinite(v) and 2 * (v - llh_best) <= cut
-        }
-        selected = set(self._dilate(coarse, np.array(sorted(a), dtype=np.int64), own, llh_best, cut).tolist())
-        rank: dict[int, float] = {p: _sort_llh(own.get(p)) for p in selected}
-        # B: grow where the region touches fine pixels that were never fitted
-        inside = [(p, v) for p, v in fine_vals.items() if math.isfinite(v) and 2 * (v - llh_best) <= cut]
-        if inside:
-            pix = np.array([p for p, _ in inside], dtype=np.int64)
-            nbrs = np.asarray(hp.get_all_neighbours(fine, pix))
-            shift = 2 * ((fine // coarse).bit_length() - 1)
-            for j, (_, v) in enumerate(inside):
-                missing = [q for q in nbrs[:, j].tolist() if q >= 0 and q not in fine_vals]
-                if not missing:
-                    continue
-                nest = np.asarray(hp.ring2nest(fine, missing), dtype=np.int64) >> shift
-                for parent in np.asarray(hp.nest2ring(coarse, nest)).tolist():
-                    selected.add(int(parent))
-                    rank[int(parent)] = min(rank.get(int(parent), math.inf), v)
+        pix_c, llh_c = self._arrays(coarse)
+        pix_f, llh_f = self._arrays(fine) if n_fine else (np.empty(0, np.int64), np.empty(0))
+        ts_c = 2 * (llh_c - llh_best)
+        ts_f = 2 * (llh_f - llh_best)
+        # A, grown
+        refined = _parents_of(fine, pix_f, coarse)
+        with np.errstate(invalid="ignore"):
+            a_mask = np.isfinite(ts_c) & (ts_c <= cut) & ~np.isin(pix_c, refined)
+        sel = self._dilate(coarse, pix_c[a_mask], pix_c, ts_c, cut)
+        pos = np.clip(np.searchsorted(pix_c, sel), 0, max(pix_c.size - 1, 0))
+        known = (pix_c.size > 0) & (pix_c[pos] == sel) if pix_c.size else np.zeros(sel.size, bool)
+        sel_rank = np.where(known & np.isfinite(llh_c[pos] if pix_c.size else np.zeros(sel.size)), 0.0, np.inf)
+        if pix_c.size:
+            sel_rank = np.where(sel_rank == 0.0, llh_c[pos], np.inf)
+        groups = [(sel, sel_rank)]
+        # B: the region touches fine pixels never fitted
+        with np.errstate(invalid="ignore"):
+            in_f = np.isfinite(ts_f) & (ts_f <= cut)
+        if in_f.any():
+            nbrs = np.asarray(hp.get_all_neighbours(fine, pix_f[in_f]))  # (8, m)
+            trigger = np.broadcast_to(llh_f[in_f], nbrs.shape)
+            missing = (nbrs >= 0) & ~np.isin(nbrs, pix_f)
+            if missing.any():
+                groups.append((_parents_of(fine, nbrs[missing], coarse, unique=False), trigger[missing]))
         # C: the best fit's pixel
         b_nside, b_pixel, b_llh = best
         if b_nside >= coarse:
-            c = next(iter(_ancestors(b_nside, np.array([b_pixel]), coarse)))
+            c = _parents_of(b_nside, np.array([b_pixel], dtype=np.int64), coarse)
         else:
             ra, dec = px.pixel_radec(b_nside, b_pixel)
-            c = int(px.radec_pixel(coarse, ra, dec))
-        selected.add(c)
-        rank[c] = min(rank.get(c, math.inf), b_llh)
-        ordered = sorted(selected, key=lambda p: (rank.get(p, math.inf), p))
-        self._memo[key] = ordered  # type: ignore[assignment]
+            c = np.array([int(px.radec_pixel(coarse, ra, dec))], dtype=np.int64)
+        groups.append((c, np.array([b_llh])))
+        allpix = np.concatenate([g[0] for g in groups])
+        allrank = np.concatenate([g[1] for g in groups])
+        order = np.lexsort((allrank, allpix))  # by pixel, then rank: first of each pixel is its min
+        allpix, allrank = allpix[order], allrank[order]
+        first = np.concatenate([[True], allpix[1:] != allpix[:-1]]) if allpix.size else np.zeros(0, bool)
+        upix, urank = allpix[first], allrank[first]
+        ordered = [int(p) for p in upix[np.lexsort((upix, urank))]]
+        self._memo[key] = ordered
         return ordered
 
-    def _dilate(
-        self, nside: int, arr: np.ndarray, own: dict[int, float], llh_best: float, cut: float
-    ) -> np.ndarray:
+    def _dilate(self, nside: int, sel: np.ndarray, pix: np.ndarray, ts: np.ndarray, cut: float) -> np.ndarray:
         """Add neighbours the region may reach into.
 
         A neighbour P of a selected pixel n is added when P has no fit at this nside, or when the
         linear interpolation between the two centres crosses the cut before the shared edge:
-        (ts_n + ts_P) / 2 <= cut, with ts_n capped at the cut (a pixel selected through its
-        children may carry a stale coarse value).
+        (ts_n + ts_P) / 2 <= cut, with ts_n capped at the cut.
         """
+        sel = np.unique(sel)
         for _ in range(self.dilate):
-            if arr.size == 0:
+            if sel.size == 0:
                 break
-            inside = set(arr.tolist())
-            nbrs = np.asarray(hp.get_all_neighbours(nside, arr))
-            added: set[int] = set()
-            for j, n in enumerate(arr.tolist()):
-                v_n = own.get(n)
-                ts_n = 2 * (v_n - llh_best) if v_n is not None and math.isfinite(v_n) else cut
-                limit = 2 * cut - min(ts_n, cut)
-                for p in nbrs[:, j].tolist():
-                    if p < 0 or p in inside or p in added:
-                        continue
-                    v_p = own.get(p)
-                    if (
-                        self.full_dilation
-                        or v_p is None
-                        or not math.isfinite(v_p)
-                        or 2 * (v_p - llh_best) <= limit
-                    ):
-                        added.add(p)
-            if not added:
+            ts_sel = np.minimum(_lookup(pix, ts, sel, cut), cut)
+            nbrs = np.asarray(hp.get_all_neighbours(nside, sel))  # (8, m)
+            limit = np.broadcast_to(2 * cut - ts_sel, nbrs.shape)
+            ts_n = _lookup(pix, ts, np.where(nbrs >= 0, nbrs, 0), np.nan)
+            with np.errstate(invalid="ignore"):
+                take = (nbrs >= 0) & (~np.isfinite(ts_n) | (ts_n <= limit))
+            grown = np.union1d(sel, nbrs[take])
+            if grown.size == sel.size:
                 break
-            arr = np.union1d(arr, np.fromiter(added, np.int64, len(added)))
-        return arr
+            sel = grown
+        return sel
+
+
+def _lookup(pix: np.ndarray, values: np.ndarray, query: np.ndarray, missing: float) -> np.ndarray:
+    """values[pix == query] for sorted ``pix``; ``missing`` where a pixel is absent."""
+    if pix.size == 0:
+        return np.full(np.shape(query), missing)
+    pos = np.clip(np.searchsorted(pix, query), 0, pix.size - 1)
+    return np.where(pix[pos] == query, values[pos], missing)
+
+
+def _parents_of(nside: int, pixels: np.ndarray, coarse: int, unique: bool = True) -> np.ndarray:
+    """RING parents at ``coarse`` of RING pixels at ``nside``."""
+    pixels = np.asarray(pixels, dtype=np.int64)
+    if pixels.size == 0:
+        return np.empty(0, dtype=np.int64)
+    shift = 2 * ((nside // coarse).bit_length() - 1)
+    nest = np.asarray(hp.ring2nest(nside, pixels), dtype=np.int64) >> shift
+    out = np.asarray(hp.nest2ring(coarse, nest), dtype=np.int64)
+    return np.unique(out) if unique else out
 
 
 def _ancestors(nside: int, pixels: np.ndarray, coarse: int) -> set[int]:

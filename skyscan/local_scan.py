@@ -12,7 +12,9 @@ import math
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +51,23 @@ def _init_worker(event_doc: dict[str, Any], reco_name: str, reco_options: dict[s
 
 def _fit_in_worker(spec: TaskSpec) -> tuple[VariationResult, float]:
     return fit_task(_WORKER["reco"], _WORKER["prepared"], spec)
+
+
+def _fit_chunk_in_worker(specs: list[TaskSpec]) -> list[tuple[VariationResult, float]]:
+    return [_fit_in_worker(spec) for spec in specs]
+
+
+def _pool_results(
+    pool: ProcessPoolExecutor, tasks: list[TaskSpec], processes: int
+) -> Iterator[tuple[VariationResult, float]]:
+    """Results in completion order; tasks go out in chunks to keep the IPC overhead small."""
+    size = max(1, min(16, len(tasks) // (4 * processes)))
+    futures = [pool.submit(_fit_chunk_in_worker, tasks[i : i + size]) for i in range(0, len(tasks), size)]
+    try:
+        for future in as_completed(futures):
+            yield from future.result()
+    except BrokenProcessPool as err:
+        raise RuntimeError(f"a scan worker process died: {err}") from None
 
 
 def fit_task(reco: Reco, prepared: Any, spec: TaskSpec) -> tuple[VariationResult, float]:
@@ -128,12 +147,17 @@ def run_local_scan(
                 best = refinement.best()
                 progress(ScanProgress(nside, done, n_sent, math.nan if best is None else best.llh))
 
-    pool = None
+    pool: ProcessPoolExecutor | None = None
     if processes > 1:
-        # fork: workers inherit the imported modules; the initializer prepares the event once each.
+        # fork: workers inherit the imported modules (and the PDF table built by prepare above);
+        # the initializer prepares the event once per worker. A worker that dies breaks the pool
+        # and the scan fails with an error instead of waiting forever for its tasks.
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        pool = multiprocessing.get_context(method).Pool(
-            processes, initializer=_init_worker, initargs=(event.to_json_dict(), reco_name, options)
+        pool = ProcessPoolExecutor(
+            processes,
+            mp_context=multiprocessing.get_context(method),
+            initializer=_init_worker,
+            initargs=(event.to_json_dict(), reco_name, options),
         )
     try:
         while True:
@@ -146,12 +170,10 @@ def run_local_scan(
             if pool is None:
                 consume((fit_task(reco, prepared, t) for t in tasks), len(tasks), nside)
             else:
-                chunk = max(1, min(16, len(tasks) // (4 * processes)))
-                consume(pool.imap_unordered(_fit_in_worker, tasks, chunksize=chunk), len(tasks), nside)
+                consume(_pool_results(pool, tasks, processes), len(tasks), nside)
     finally:
         if pool is not None:
-            pool.close()
-            pool.join()
+            pool.shutdown(wait=True, cancel_futures=True)
 
     truth_llh = llh_at_truth(reco, prepared, event, refinement)
     doc = build_result(

@@ -110,3 +110,23 @@ def test_duplicate_result_messages_store_one_result_each(database) -> None:  # t
     assert scan["counters"]["duplicates"] == 768
     skymap = db.skymaps.find_one({"scan_id": scan_id})
     assert skymap["result"]["n_pixels"] == 768
+
+
+def test_a_late_writer_cannot_replace_the_final_skymap(database) -> None:  # type: ignore[no-untyped-def]
+    name, db = database
+    scan_id = insert_scan(db, make_event())
+    settings = Settings(mongodb_database=name, mongodb_uri=MONGO_URI, rabbitmq_url=AMQP_URL)
+
+    async def main() -> None:
+        server = ScanServer(settings, scan_id)
+        try:
+            await server.ensure_indexes()
+            await server.store_final({"n_pixels": 768, "writer": "first"})
+            await server.store_final({"n_pixels": 12, "writer": "late"})
+        finally:
+            await server.close()
+
+    asyncio.run(main())
+    docs = list(db.skymaps.find({"scan_id": scan_id}))
+    assert len(docs) == 1
+    assert docs[0]["result"] == {"n_pixels": 768, "writer": "first"} and docs[0]["final"] is True
