@@ -36,7 +36,7 @@ from skyscan.messages import (
     task_id,
 )
 from skyscan.recos import get_reco
-from skyscan.recos.evaluate import fit_direction
+from skyscan.local_scan import llh_at_truth
 from skyscan.refinement import Refinement, TaskSpec, VariationResult, make_strategy
 from skyscan.settings import Settings
 from skyscan.skymap import best_fit_summary, build_result
@@ -338,7 +338,7 @@ class ScanServer:
         best = self.ref.best()
         llh_truth = None
         if best is not None and self.event.truth is not None:
-            llh_truth = await asyncio.to_thread(self.fit_truth, best.fit)
+            llh_truth = await asyncio.to_thread(self.fit_truth)
         doc = build_result(
             scan_id=self.scan_id, event=self.event, reco=self.scan["reco"], strategy=self.strategy.describe(),
             nsides=self.strategy.nsides, complete=self.ref.complete, finished=True, llh_at_truth=llh_truth,
@@ -372,20 +372,10 @@ class ScanServer:
         except DuplicateKeyError:
             log.warning("a final skymap exists already; keeping it")
 
-    def fit_truth(self, best_fit: Any) -> float | None:
-        from skyscan.coordinates import detector_to_equatorial
-
-        assert self.event.truth is not None
+    def fit_truth(self) -> float | None:
+        """-lnL at the simulated truth (for the result's ``truth.delta_2llh``), as the local scan does it."""
         reco = get_reco(self.scan["reco"], self.scan.get("reco_options", {}))
-        prepared = reco.prepare(self.event)
-        ra, dec = detector_to_equatorial(self.event.truth.zenith, self.event.truth.azimuth, self.event.mjd)
-        direction = Direction(ra=float(ra), dec=float(dec), zenith=self.event.truth.zenith,
-                              azimuth=self.event.truth.azimuth)
-        vals = [best_fit.get(k) for k in ("X", "Y", "Z", "T")]
-        seed = Vertex(x=vals[0], y=vals[1], z=vals[2], t=vals[3]) if all(
-            v is not None and math.isfinite(v) for v in vals) else None
-        result = fit_direction(reco, prepared, direction, seed)
-        return None if result.failed else result.llh
+        return llh_at_truth(reco, reco.prepare(self.event), self.event, self.ref)
 
     async def delete_queues(self) -> None:
         for attempt in range(5):

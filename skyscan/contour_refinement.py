@@ -25,7 +25,6 @@ is a deterministic function of the results so far.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterable
 from itertools import islice
 
@@ -90,7 +89,6 @@ class ContourStrategy:
         self.max_pixels_per_step = int(max_pixels_per_step)
         self.predictive_threshold = float(predictive_threshold)
         self.dilate = int(dilate)
-        self.full_dilation = False
         # incremental view of the completed pixels: {nside: {pixel: llh}} (NaN for failed)
         self._seen_view: int | None = None
         self._seen_n = 0
@@ -276,12 +274,8 @@ class ContourStrategy:
         with np.errstate(invalid="ignore"):
             a_mask = np.isfinite(ts_c) & (ts_c <= cut) & ~np.isin(pix_c, refined)
         sel = self._dilate(coarse, pix_c[a_mask], pix_c, ts_c, cut)
-        pos = np.clip(np.searchsorted(pix_c, sel), 0, max(pix_c.size - 1, 0))
-        known = (pix_c.size > 0) & (pix_c[pos] == sel) if pix_c.size else np.zeros(sel.size, bool)
-        sel_rank = np.where(known & np.isfinite(llh_c[pos] if pix_c.size else np.zeros(sel.size)), 0.0, np.inf)
-        if pix_c.size:
-            sel_rank = np.where(sel_rank == 0.0, llh_c[pos], np.inf)
-        groups = [(sel, sel_rank)]
+        sel_rank = _lookup(pix_c, llh_c, sel, np.inf)
+        groups = [(sel, np.where(np.isnan(sel_rank), np.inf, sel_rank))]
         # B: the region touches fine pixels never fitted
         with np.errstate(invalid="ignore"):
             in_f = np.isfinite(ts_f) & (ts_f <= cut)
@@ -352,18 +346,8 @@ def _parents_of(nside: int, pixels: np.ndarray, coarse: int, unique: bool = True
     return np.unique(out) if unique else out
 
 
-def _ancestors(nside: int, pixels: np.ndarray, coarse: int) -> set[int]:
-    shift = 2 * ((nside // coarse).bit_length() - 1)
-    nest = np.asarray(hp.ring2nest(nside, pixels), dtype=np.int64) >> shift
-    return {int(p) for p in np.unique(np.asarray(hp.nest2ring(coarse, nest), dtype=np.int64))}
-
-
 def _llh(pb: PixelBest) -> float:
     return math.nan if pb.failed else float(pb.llh)
-
-
-def _sort_llh(value: float | None) -> float:
-    return value if value is not None and math.isfinite(value) else math.inf
 
 
 def _as_float(name: str, value: object) -> float:

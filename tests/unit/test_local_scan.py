@@ -118,3 +118,20 @@ def test_cli_scan_local(track, tmp_path: Path) -> None:  # type: ignore[no-untyp
         app, ["scan-local", str(event_path), "--reco", "nope", "--out", str(out), "--quiet"]
     )
     assert res.exit_code == 2 and "unknown reco" in res.output
+
+
+class _Dying(DummyReco):
+    """Kills its worker process: the scan must fail loudly, not wait forever for the lost tasks."""
+
+    name: ClassVar[str] = "test-dying"
+
+    def fit(self, prepared: Any, direction: Any, variation: int, seed: Any) -> FitResult:
+        import os
+
+        os._exit(3)
+
+
+def test_a_dead_worker_fails_the_scan(track, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setitem(RECOS, _Dying.name, _Dying)
+    with pytest.raises(RuntimeError, match="worker process died"):
+        run_local_scan(track, _Dying.name, "1:0", processes=2)
