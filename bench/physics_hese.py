@@ -20,10 +20,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skyscan.coordinates import angular_distance  # noqa: E402
+from skyscan.coordinates import angular_distance, detector_to_equatorial  # noqa: E402
 from skyscan.geometry import load_geometry_csv, shared_data_dir  # noqa: E402
 from skyscan.local_scan import run_local_scan  # noqa: E402
+from skyscan.messages import Direction, Vertex  # noqa: E402
 from skyscan.realtime import read_realtime_event  # noqa: E402
+from skyscan.recos import get_reco  # noqa: E402
+from skyscan.recos.evaluate import fit_direction  # noqa: E402
 
 
 def angle_deg(zen1: float, az1: float, zen2: float, az2: float) -> float:
@@ -47,9 +50,9 @@ def main() -> int:
     print(f"progression `{args.nsides}`, {args.processes} processes\n")
     print(
         "| event | pulses | reco | best zenith, azimuth (deg) | HESE_SPEFit2 zenith, azimuth (deg) | "
-        "angle to SPEFit2 (deg) | angle to LineFit (deg) | scan (s) | CPU ms per fit |"
+        "angle to SPEFit2 (deg) | our 2dLLH at SPEFit2 | angle to LineFit (deg) | scan (s) | CPU ms per fit |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for i in range(4):
         event = read_realtime_event(args.data / "realtime_events" / f"hese_event_{i:02d}.json", geometry)
         spe = event.reference_fits["HESE_SPEFit2"]
@@ -60,13 +63,25 @@ def main() -> int:
             doc = run_local_scan(event, reco, args.nsides, args.processes, stats=stats)
             wall = time.perf_counter() - started
             best = doc["best_fit"]
+            # Our likelihood at IceCube's direction (best over variations, seeded with our best
+            # vertex): is SPEFit2 inside our Wilks 90% region (2dLLH < 4.61)?
+            reco_obj = get_reco(reco)
+            seed = Vertex(x=best["X"], y=best["Y"], z=best["Z"], t=best["T"])
+            ra, dec = detector_to_equatorial(spe.zenith, spe.azimuth, event.mjd)
+            at_ref = fit_direction(
+                reco_obj,
+                reco_obj.prepare(event),
+                Direction(ra=float(ra), dec=float(dec), zenith=spe.zenith, azimuth=spe.azimuth),
+                seed,
+            )
+            delta_at_spefit2 = 2.0 * (at_ref.llh - best["llh"])
             zen, az = math.radians(best["zenith_deg"]), math.radians(best["azimuth_deg"])
             print(
                 f"| hese_event_{i:02d} (run {event.run_id}, event {event.event_id}) | "
                 f"{len(event.pulses)} | {reco} | "
                 f"{best['zenith_deg']:.2f}, {best['azimuth_deg']:.2f} | "
                 f"{np.degrees(spe.zenith):.2f}, {np.degrees(spe.azimuth):.2f} | "
-                f"{angle_deg(zen, az, spe.zenith, spe.azimuth):.2f} | "
+                f"{angle_deg(zen, az, spe.zenith, spe.azimuth):.2f} | {delta_at_spefit2:.1f} | "
                 f"{angle_deg(zen, az, line.zenith, line.azimuth):.2f} | "
                 f"{wall:.0f} | {stats['fit_ms_mean']:.1f} |",
                 flush=True,

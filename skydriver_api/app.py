@@ -35,7 +35,9 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
             await store.ensure_indexes()
         except PyMongoError as err:  # start anyway; /readyz reports it and requests get 503
             log.warning("could not ensure indexes (database unavailable?): %s", err)
-        app.state.reconciler = Reconciler(settings, store, launcher or make_launcher(settings), app.state.ops_settings)
+        app.state.reconciler = Reconciler(
+            settings, store, launcher or make_launcher(settings), app.state.ops_settings,
+        )
         if reconcile:
             app.state.reconciler.start()
         try:

@@ -54,7 +54,10 @@ async def authenticate(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise _unauthorized("missing bearer token: send 'Authorization: Bearer <token>' (create one with 'skydriver tokens create')")
+        raise _unauthorized(
+            "missing bearer token: send 'Authorization: Bearer <token>' "
+            "(create one with 'skydriver tokens create')"
+        )
     token = token.strip()
     digest = hash_token(token)
     admin = request.app.state.admin_token_hash
@@ -82,8 +85,12 @@ def require(role: Role):
     async def check(principal: CurrentPrincipal) -> Principal:
         if not principal.at_least(role):
             if principal.role == "scan":
-                raise HTTPException(403, detail="a scan's system token only reaches that scan's event and status")
-            raise HTTPException(403, detail=f"this needs the '{role}' role; your token has '{principal.role}'")
+                raise HTTPException(
+                    403, detail="a scan's system token only reaches that scan's event and status"
+                )
+            raise HTTPException(
+                403, detail=f"this needs the '{role}' role; your token has '{principal.role}'"
+            )
         return principal
 
     return Depends(check)
@@ -101,8 +108,13 @@ def check_scan_access(principal: Principal, scan: dict, *, manage: bool = False)
 
 # -- stored user tokens ---------------------------------------------------------------------------
 async def create_token(
-    tokens: AsyncCollection, role: Role, owner: str, *, expires_days: float | None = None,
-    created_by: str = "cli", note: str = "",
+    tokens: AsyncCollection,
+    role: Role,
+    owner: str,
+    *,
+    expires_days: float | None = None,
+    created_by: str = "cli",
+    note: str = "",
 ) -> tuple[str, dict[str, Any]]:
     """Store a new token (its hash only) and return ``(token, document)``; the token is shown once."""
     if role not in ROLE_RANK:
@@ -129,7 +141,9 @@ async def revoke_token(tokens: AsyncCollection, token_id: str, by: str = "cli") 
     from pymongo import ReturnDocument
 
     doc = await tokens.find_one_and_update(
-        {"_id": token_id}, {"$set": {"revoked_at": utcnow(), "revoked_by": by}}, return_document=ReturnDocument.AFTER,
+        {"_id": token_id},
+        {"$set": {"revoked_at": utcnow(), "revoked_by": by}},
+        return_document=ReturnDocument.AFTER,
     )
     return doc
 

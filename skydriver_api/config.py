@@ -25,11 +25,13 @@ class OpsSettings(BaseSettings):
     alert_nsides: str = Field("8:0,64:12,512:24", description="nside progression of alert scans.")
     alert_workers: int = Field(4, ge=1, le=10000, description="Workers of an alert scan.")
     alert_webhook_url: str = Field(
-        "", description="POST the GCN-style summary of each completed alert scan here (empty: off).",
+        "",
+        description="POST the GCN-style summary of each completed alert scan here (empty: off).",
     )
     alert_webhook_attempts: int = Field(5, ge=1, description="Webhook deliveries tried before giving up.")
     geometry_file: Path | None = Field(
-        None, description="Detector geometry CSV for i3live alerts (default: the shared IC86 table if present).",
+        None,
+        description="Detector geometry CSV for i3live alerts (default: the shared IC86 table if present).",
     )
 
     # --- catalogs -------------------------------------------------------------------------

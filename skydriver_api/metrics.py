@@ -18,20 +18,35 @@ REGISTRY = CollectorRegistry()
 
 SCANS_BY_STATE = Gauge("skydriver_scans", "Scans by state", ["state"], registry=REGISTRY)
 PIXELS_DONE = Gauge("skydriver_pixel_results_total", "Pixel results stored (all scans)", registry=REGISTRY)
-PIXEL_RATE = Gauge("skydriver_pixels_per_second", "Pixel results per second over active scans", registry=REGISTRY)
-REQUESTS = Counter("skydriver_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=REGISTRY)
+PIXEL_RATE = Gauge(
+    "skydriver_pixels_per_second", "Pixel results per second over active scans", registry=REGISTRY
+)
+REQUESTS = Counter(
+    "skydriver_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=REGISTRY
+)
 LATENCY = Histogram(
-    "skydriver_http_request_seconds", "HTTP request latency", ["method", "route"], registry=REGISTRY,
+    "skydriver_http_request_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    registry=REGISTRY,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
 QUEUE_MESSAGES = Gauge(
-    "skydriver_queue_messages", "Ready messages in the scans' queues, summed over running scans", ["queue"],
+    "skydriver_queue_messages",
+    "Ready messages in the scans' queues, summed over running scans",
+    ["queue"],
     registry=REGISTRY,
 )
-QUEUE_UP = Gauge("skydriver_queue_depths_up", "1 when the broker answered the last depth query", registry=REGISTRY)
-BACKLOG = Gauge("skydriver_backlog_scans", "Queued scans by priority class", ["priority_class"], registry=REGISTRY)
-WORKERS_IN_USE = Gauge("skydriver_workers_in_use", "Workers of launching and running scans", registry=REGISTRY)
+QUEUE_UP = Gauge(
+    "skydriver_queue_depths_up", "1 when the broker answered the last depth query", registry=REGISTRY
+)
+BACKLOG = Gauge(
+    "skydriver_backlog_scans", "Queued scans by priority class", ["priority_class"], registry=REGISTRY
+)
+WORKERS_IN_USE = Gauge(
+    "skydriver_workers_in_use", "Workers of launching and running scans", registry=REGISTRY
+)
 
 _last: dict[str, float] = {}
 
@@ -58,7 +73,9 @@ async def refresh(store: Store, settings: Settings | None = None) -> None:
         backlog[priority_class(scan.get("priority", 0))] += 1
     for cls, n in backlog.items():
         BACKLOG.labels(cls).set(n)
-    active = [d async for d in store.scans.find({"state": {"$in": list(ACTIVE_STATES)}}, {"workers": 1, "state": 1})]
+    active = [
+        d async for d in store.scans.find({"state": {"$in": list(ACTIVE_STATES)}}, {"workers": 1, "state": 1})
+    ]
     WORKERS_IN_USE.set(sum(d.get("workers", 0) for d in active))
     if settings is not None:
         running = [d["_id"] for d in active if d["state"] == "running"]

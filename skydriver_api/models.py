@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from skyscan.event import Event
 from skyscan.refinement import DEFAULT_PROGRESSION
 
+INT64 = 2**63 - 1
 Scalar = str | int | float | bool
+# Stored values: bounded so that MongoDB can hold them (64-bit integers, no '$' or '.' in keys).
+StoredScalar = (
+    Annotated[str, StringConstraints(max_length=256)]
+    | bool
+    | Annotated[int, Field(ge=-INT64, le=INT64)]
+    | float
+)
+ClassifierKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Classifiers = dict[ClassifierKey, StoredScalar]
 
 
 class ClusterRequest(BaseModel):
@@ -43,7 +53,7 @@ class ScanRequest(BaseModel):
     clusters: list[ClusterRequest] = Field(default_factory=list, max_length=16)
     resources: ResourceRequest = Field(default_factory=ResourceRequest)
     priority: int = Field(0, ge=-100, le=100, description="Higher runs first; realtime alerts use 100")
-    classifiers: dict[str, Scalar] = Field(default_factory=dict, max_length=64)
+    classifiers: Classifiers = Field(default_factory=dict, max_length=64)
 
 
 class ScanCreated(BaseModel):
@@ -118,7 +128,7 @@ class RescanRequest(BaseModel):
     strategy_options: dict[str, Any] | None = None
     workers: int | None = Field(None, ge=1, le=10000)
     priority: int | None = Field(None, ge=-100, le=100)
-    classifiers: dict[str, Scalar] | None = Field(None, max_length=64)
+    classifiers: Classifiers | None = Field(None, max_length=64)
     abort_original: bool = Field(False, description="Abort the original scan first (when it is still active)")
 
 
@@ -159,10 +169,29 @@ class AlertMeta(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    run_id: int = Field(ge=0)
-    event_id: int = Field(ge=0)
-    revision: int = Field(0, ge=0)
+    run_id: int = Field(ge=0, le=INT64)
+    event_id: int = Field(ge=0, le=INT64)
+    revision: int = Field(0, ge=0, le=INT64)
     stream: str = Field("", max_length=100)
+
+    @model_validator(mode="after")
+    def _extras_are_storable(self) -> AlertMeta:
+        extra = self.model_extra or {}
+        if len(extra) > 32:
+            raise ValueError("at most 32 extra alert fields")
+        for key, value in extra.items():
+            if not (key.replace("_", "").replace("-", "").isalnum() and len(key) <= 64 and key.isascii()):
+                raise ValueError(f"alert field name {key!r}: letters, digits, '_' and '-' only")
+            ok = (
+                value is None
+                or isinstance(value, bool | float | str)
+                or (isinstance(value, int) and -INT64 <= value <= INT64)
+            )
+            if not ok or (isinstance(value, str) and len(value) > 256):
+                raise ValueError(
+                    f"alert field {key!r}: a number, boolean, null or string of at most 256 characters"
+                )
+        return self
 
 
 class AlertRequest(BaseModel):
@@ -195,7 +224,7 @@ class CatalogRequest(BaseModel):
     strategy_options: dict[str, Any] = Field(default_factory=dict)
     workers: int = Field(2, ge=1, le=10000)
     priority: int = Field(-10, ge=-100, le=100)
-    classifiers: dict[str, Scalar] = Field(default_factory=dict, max_length=64)
+    classifiers: Classifiers = Field(default_factory=dict, max_length=64)
 
 
 class CatalogStatus(BaseModel):

@@ -38,7 +38,9 @@ def backoff_s(attempts: int) -> float:
 
 
 class Reconciler:
-    def __init__(self, settings: Settings, store: Store, launcher: Launcher, ops: OpsSettings | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, launcher: Launcher, ops: OpsSettings | None = None,
+    ) -> None:
         self.settings = settings
         self.ops = ops or OpsSettings()
         self.store = store

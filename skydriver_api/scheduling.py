@@ -19,7 +19,9 @@ from typing import Any
 QUEUE_FIELDS = {"_id": 1, "priority": 1, "owner": 1, "created_at": 1, "workers": 1, "launch": 1, "state": 1}
 
 
-def admission_order(queued: Iterable[dict[str, Any]], active: Iterable[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+def admission_order(
+    queued: Iterable[dict[str, Any]], active: Iterable[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
     """Queued scans in the order they should start."""
     running: dict[tuple[int, str], int] = defaultdict(int)
     for scan in active:
@@ -44,8 +46,13 @@ def admission_order(queued: Iterable[dict[str, Any]], active: Iterable[dict[str,
 
 
 def waiting_reason(
-    scan: dict[str, Any], now: dt.datetime, *, n_active: int, workers_in_use: int,
-    max_scans: int, max_workers: int,
+    scan: dict[str, Any],
+    now: dt.datetime,
+    *,
+    n_active: int,
+    workers_in_use: int,
+    max_scans: int,
+    max_workers: int,
 ) -> str:
     """A short, human answer to 'why has this scan not started?'."""
     launch = scan.get("launch") or {}
@@ -55,5 +62,6 @@ def waiting_reason(
     if n_active >= max_scans:
         return f"concurrent-scan budget full ({n_active}/{max_scans})"
     if n_active and workers_in_use + scan.get("workers", 1) > max_workers:
-        return f"worker budget: needs {scan.get('workers', 1)}, {max_workers - workers_in_use} of {max_workers} free"
+        free = max_workers - workers_in_use
+        return f"worker budget: needs {scan.get('workers', 1)}, {free} of {max_workers} free"
     return "next reconciler pass"

@@ -45,8 +45,14 @@ def submit(
         event = json.loads(event_file.read_text())
     except json.JSONDecodeError as err:
         fail(f"{event_file} is not JSON: {err}")
-    body = {"event": event, "reco": reco, "nsides": nsides, "strategy": strategy, "workers": workers,
-            "priority": priority}
+    body = {
+        "event": event,
+        "reco": reco,
+        "nsides": nsides,
+        "strategy": strategy,
+        "workers": workers,
+        "priority": priority,
+    }
     with _client(api, token) as client:
         try:
             created = client.submit(body)
@@ -121,8 +127,15 @@ def list_scans(
     from skydriver_api.client import ApiError
 
     params: dict[str, object] = {"limit": limit, "sort": sort}
-    for key, value in (("state", state), ("owner", owner), ("run_id", run_id), ("event_id", event_id),
-                       ("reco", reco), ("created_after", since), ("classifier", classifier)):
+    for key, value in (
+        ("state", state),
+        ("owner", owner),
+        ("run_id", run_id),
+        ("event_id", event_id),
+        ("reco", reco),
+        ("created_after", since),
+        ("classifier", classifier),
+    ):
         if value:
             params[key] = value
     scans: list[dict] = []
@@ -139,8 +152,17 @@ def list_scans(
     table = Table("scan id", "state", "owner", "prio", "reco", "run", "event", "progress", "created")
     for s in scans:
         p = s["progress"]
-        table.add_row(s["scan_id"], s["state"], s["owner"], str(s["priority"]), s["reco"], str(s["run_id"]),
-                      str(s["event_id"]), f"{p['tasks_done']}/{p['tasks_sent']}", s["created_at"][:19])
+        table.add_row(
+            s["scan_id"],
+            s["state"],
+            s["owner"],
+            str(s["priority"]),
+            s["reco"],
+            str(s["run_id"]),
+            str(s["event_id"]),
+            f"{p['tasks_done']}/{p['tasks_sent']}",
+            s["created_at"][:19],
+        )
     console.print(table)
 
 
@@ -159,8 +181,11 @@ def rescan(
     """Scan the same event again with overrides; the new scan records rescan_of."""
     from skydriver_api.client import ApiError
 
-    body = {k: v for k, v in (("reco", reco), ("nsides", nsides), ("workers", workers),
-                              ("priority", priority)) if v is not None}
+    body = {
+        k: v
+        for k, v in (("reco", reco), ("nsides", nsides), ("workers", workers), ("priority", priority))
+        if v is not None
+    }
     body["abort_original"] = abort_original
     with _client(api, token) as client:
         try:
@@ -186,8 +211,9 @@ def add_workers(
 
     with _client(api, token) as client:
         try:
-            resp = client.request("POST", f"/api/v1/scans/{scan_id}/workers",
-                                  json={"workers": workers, "cluster": cluster}).json()
+            resp = client.request(
+                "POST", f"/api/v1/scans/{scan_id}/workers", json={"workers": workers, "cluster": cluster}
+            ).json()
         except ApiError as err:
             fail(str(err))
     console.print(f"requested {resp['workers']} more workers for {scan_id} (request {resp['request_id']})")
@@ -205,10 +231,19 @@ def backlog(api: ApiOpt = None, token: TokenOpt = None) -> None:
             data = client.request("GET", "/api/v1/backlog").json()
         except ApiError as err:
             fail(str(err))
-    console.print(f"{data['active_scans']}/{data['max_concurrent_scans']} scans active, "
-                  f"{data['workers_in_use']}/{data['max_total_workers']} workers in use")
+    console.print(
+        f"{data['active_scans']}/{data['max_concurrent_scans']} scans active, "
+        f"{data['workers_in_use']}/{data['max_total_workers']} workers in use"
+    )
     table = Table("#", "scan id", "prio", "owner", "workers", "attempts", "waiting for")
     for e in data["entries"]:
-        table.add_row(str(e["position"]), e["scan_id"], str(e["priority"]), e["owner"], str(e["workers"]),
-                      str(e["attempts"]), e["waiting_for"])
+        table.add_row(
+            str(e["position"]),
+            e["scan_id"],
+            str(e["priority"]),
+            e["owner"],
+            str(e["workers"]),
+            str(e["attempts"]),
+            e["waiting_for"],
+        )
     console.print(table)

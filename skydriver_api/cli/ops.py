@@ -13,8 +13,10 @@ import typer
 from skydriver_api.cli.client import ApiOpt, TokenOpt, _client
 from skydriver_api.cli.common import console, err_console, fail
 
-tokens_app = typer.Typer(help="Create and revoke bearer tokens (on the server host: writes MongoDB directly).",
-                         no_args_is_help=True)
+tokens_app = typer.Typer(
+    help="Create and revoke bearer tokens (on the server host: writes MongoDB directly).",
+    no_args_is_help=True,
+)
 alerts_app = typer.Typer(help="Send realtime alerts.", no_args_is_help=True)
 catalog_app = typer.Typer(help="Reprocess a catalog of events.", no_args_is_help=True)
 
@@ -57,13 +59,20 @@ def tokens_create(
     if not re.match(OWNER_PATTERN, owner):
         fail("--owner: letters, digits and . _ @ - only (at most 100)")
     try:
-        token, doc = asyncio.run(_with_store(lambda store: create_token(
-            store.tokens, role, owner, expires_days=expires_days, created_by="cli", note=note))) # type: ignore[arg-type]
+        token, doc = asyncio.run(
+            _with_store(
+                lambda store: create_token(
+                    store.tokens, role, owner, expires_days=expires_days, created_by="cli", note=note
+                )
+            )
+        )  # type: ignore[arg-type]
     except PyMongoError as err:
         fail(f"cannot reach MongoDB: {err}")
-    err_console.print(f"token id {doc['_id']} ({role} for {owner}"
-                      + (f", expires {doc['expires_at']:%Y-%m-%d %H:%M} UTC" if doc["expires_at"] else "")
-                      + "); shown once, only its hash is stored:")
+    err_console.print(
+        f"token id {doc['_id']} ({role} for {owner}"
+        + (f", expires {doc['expires_at']:%Y-%m-%d %H:%M} UTC" if doc["expires_at"] else "")
+        + "); shown once, only its hash is stored:"
+    )
     print(token)
 
 
@@ -93,17 +102,25 @@ def tokens_list() -> None:
 
     table = Table("token id", "role", "owner", "created", "expires", "revoked", "note")
     for d in asyncio.run(_with_store(fetch)):
-        table.add_row(d["_id"], d["role"], d["owner"], f"{d['created_at']:%Y-%m-%d %H:%M}",
-                      f"{d['expires_at']:%Y-%m-%d}" if d.get("expires_at") else "",
-                      f"{d['revoked_at']:%Y-%m-%d %H:%M}" if d.get("revoked_at") else "", d.get("note", ""))
+        table.add_row(
+            d["_id"],
+            d["role"],
+            d["owner"],
+            f"{d['created_at']:%Y-%m-%d %H:%M}",
+            f"{d['expires_at']:%Y-%m-%d}" if d.get("expires_at") else "",
+            f"{d['revoked_at']:%Y-%m-%d %H:%M}" if d.get("revoked_at") else "",
+            d.get("note", ""),
+        )
     console.print(table)
 
 
 # -- alerts ------------------------------------------------------------------------------------------
 @alerts_app.command("send")
 def alerts_send(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
-                                         help="i3live realtime JSON, or an open-format event")],
+    file: Annotated[
+        Path,
+        typer.Argument(exists=True, dir_okay=False, help="i3live realtime JSON, or an open-format event"),
+    ],
     revision: Annotated[int, typer.Option(min=0, help="Alert revision")] = 0,
     stream: Annotated[str, typer.Option(help="Alert stream (gold, bronze, ...)")] = "",
     follow: Annotated[bool, typer.Option(help="Follow the scan until it ends")] = False,
@@ -121,8 +138,15 @@ def alerts_send(
     if isinstance(doc, dict) and "event" in doc and "alert" in doc:
         body = doc
     elif isinstance(doc, dict) and doc.get("schema", "").startswith("skydriver.event/"):
-        body = {"event": doc, "alert": {"run_id": doc.get("run_id"), "event_id": doc.get("event_id"),
-                                        "revision": revision, "stream": stream}}
+        body = {
+            "event": doc,
+            "alert": {
+                "run_id": doc.get("run_id"),
+                "event_id": doc.get("event_id"),
+                "revision": revision,
+                "stream": stream,
+            },
+        }
     else:
         alert = {"revision": revision, **({"stream": stream} if stream else {})}
         body = {"i3live": doc, "alert": alert}
@@ -141,8 +165,12 @@ def alerts_send(
 # -- catalogs ----------------------------------------------------------------------------------------
 @catalog_app.command("submit")
 def catalog_submit(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
-                                         help="JSON Lines (one event per line) or a JSON list of events")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, help="JSON Lines (one event per line) or a JSON list of events"
+        ),
+    ],
     name: Annotated[str, typer.Option(help="Catalog name")] = "",
     reco: Annotated[str, typer.Option(help="Reco name")] = "pandel-mpe",
     nsides: Annotated[str, typer.Option(help="nside:extension progression")] = "8:0,64:12,512:24",
@@ -162,8 +190,13 @@ def catalog_submit(
                 events = json.loads(text)
                 resp = client.request("POST", "/api/v1/catalogs", json={"events": events, **params}).json()
             else:
-                resp = client.request("POST", "/api/v1/catalogs", params=params, content=text.encode(),
-                                      headers={"Content-Type": "application/x-ndjson"}).json()
+                resp = client.request(
+                    "POST",
+                    "/api/v1/catalogs",
+                    params=params,
+                    content=text.encode(),
+                    headers={"Content-Type": "application/x-ndjson"},
+                ).json()
         except json.JSONDecodeError as err:
             fail(f"{file} is not a JSON list: {err}")
         except ApiError as err:
@@ -188,9 +221,13 @@ def catalog_status(
         try:
             status = client.request("GET", f"/api/v1/catalogs/{catalog_id}").json()
             if follow:
-                with Progress(TextColumn("{task.description}"), BarColumn(),
-                              TextColumn("{task.completed}/{task.total} scans"), TimeElapsedColumn(),
-                              console=console) as bar:
+                with Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    TextColumn("{task.completed}/{task.total} scans"),
+                    TimeElapsedColumn(),
+                    console=console,
+                ) as bar:
                     task = bar.add_task(catalog_id, total=status["n_events"])
                     while True:
                         ended = sum(status["states"].get(s, 0) for s in ("completed", "failed", "aborted"))
@@ -202,14 +239,23 @@ def catalog_status(
         except ApiError as err:
             fail(str(err))
     states = ", ".join(f"{k} {v}" for k, v in status["states"].items() if v)
-    console.print(f"catalog {catalog_id} {status['name']!r}: {status['n_events']} events; {states}; "
-                  f"{status['tasks_done']}/{status['tasks_sent']} fits")
+    console.print(
+        f"catalog {catalog_id} {status['name']!r}: {status['n_events']} events; {states}; "
+        f"{status['tasks_done']}/{status['tasks_sent']} fits"
+    )
     table = Table("#", "scan id", "run", "event", "state", "fits", "RA", "Dec")
     for row in status["scans"]:
         best = row.get("best_fit") or {}
-        table.add_row(str(row["index"]), row["scan_id"], str(row["run_id"]), str(row["event_id"]), row["state"],
-                      str(row["tasks_done"]), f"{best['ra_deg']:.2f}" if best else "",
-                      f"{best['dec_deg']:+.2f}" if best else "")
+        table.add_row(
+            str(row["index"]),
+            row["scan_id"],
+            str(row["run_id"]),
+            str(row["event_id"]),
+            row["state"],
+            str(row["tasks_done"]),
+            f"{best['ra_deg']:.2f}" if best else "",
+            f"{best['dec_deg']:+.2f}" if best else "",
+        )
     console.print(table)
 
 
@@ -226,7 +272,9 @@ def catalog_download(
 
     with _client(api, token) as client:
         try:
-            resp = client.request("GET", f"/api/v1/catalogs/{catalog_id}/download", params={"formats": formats})
+            resp = client.request(
+                "GET", f"/api/v1/catalogs/{catalog_id}/download", params={"formats": formats}
+            )
         except ApiError as err:
             fail(str(err))
     output.write_bytes(resp.content)

@@ -57,13 +57,16 @@ def _convert_i3live(document: dict[str, Any], ops: OpsSettings) -> Event:
 
     path = _geometry_path(ops)
     if path is None or not Path(path).is_file():
-        raise HTTPException(422, detail="i3live alerts need a detector geometry: set SKYDRIVER_GEOMETRY_FILE "
-                                        "(or send the open format: {event, alert})")
+        raise HTTPException(
+            422,
+            detail="i3live alerts need a detector geometry: set SKYDRIVER_GEOMETRY_FILE "
+            "(or send the open format: {event, alert})",
+        )
     try:
         return read_realtime_event(document, _geometry(str(path)))
     except RealtimeFormatError as err:
         raise HTTPException(422, detail=f"i3live event: {err}") from None
-    except (ValueError, KeyError, TypeError) as err:  # malformed beyond what the reader names
+    except Exception as err:  # untrusted input, malformed beyond what the reader names: still a 4xx
         raise HTTPException(422, detail=f"i3live event: unreadable ({type(err).__name__}: {err})") from None
 
 
@@ -83,18 +86,29 @@ async def parse_alert(body: dict[str, Any], ops: OpsSettings) -> tuple[Event, Al
         except ValidationError as err:
             raise HTTPException(422, detail=_validation_detail(err)) from None
         if (req.alert.run_id, req.alert.event_id) != (req.event.run_id, req.event.event_id):
-            raise HTTPException(422, detail=f"alert: run_id/event_id ({req.alert.run_id}, {req.alert.event_id}) "
-                                            f"differ from the event's ({req.event.run_id}, {req.event.event_id})")
+            raise HTTPException(
+                422,
+                detail=f"alert: run_id/event_id ({req.alert.run_id}, {req.alert.event_id}) "
+                f"differ from the event's ({req.event.run_id}, {req.event.event_id})",
+            )
         return req.event, req.alert, "open"
     document = body.get("i3live", body)
     if not isinstance(document, dict) or "value" not in document:
-        raise HTTPException(422, detail="expected {event, alert} (open format) or an i3live realtime document "
-                                        "(with 'value'), optionally as {i3live, alert}")
+        raise HTTPException(
+            422,
+            detail="expected {event, alert} (open format) or an i3live realtime document "
+            "(with 'value'), optionally as {i3live, alert}",
+        )
     event = await asyncio.to_thread(_convert_i3live, document, ops)
     extra = body.get("alert", {}) if "i3live" in body else {}
     if not isinstance(extra, dict):
         raise HTTPException(422, detail="alert: must be an object")
-    meta_doc = {"stream": _i3live_stream(document), **extra, "run_id": event.run_id, "event_id": event.event_id}
+    meta_doc = {
+        "stream": _i3live_stream(document),
+        **extra,
+        "run_id": event.run_id,
+        "event_id": event.event_id,
+    }
     try:
         meta = AlertMeta.model_validate(meta_doc)
     except ValidationError as err:
@@ -104,22 +118,30 @@ async def parse_alert(body: dict[str, Any], ops: OpsSettings) -> tuple[Event, Al
 
 async def _existing(request: Request, meta: AlertMeta, response: Response) -> AlertAccepted | None:
     found = await store_of(request).alerts.find_one(
-        {"run_id": meta.run_id, "event_id": meta.event_id, "revision": meta.revision})
+        {"run_id": meta.run_id, "event_id": meta.event_id, "revision": meta.revision}
+    )
     if found is None:
         return None
     response.status_code = 200
-    return AlertAccepted(scan_id=found["scan_id"], duplicate=True, alert=_public(found),
-                         links=scan_links(found["scan_id"]))
+    return AlertAccepted(
+        scan_id=found["scan_id"], duplicate=True, alert=_public(found), links=scan_links(found["scan_id"])
+    )
 
 
 def _public(alert_doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in alert_doc.items() if k != "_id"}
 
 
-@router.post("/alerts", status_code=201, response_model=AlertAccepted,
-             responses={200: {"model": AlertAccepted, "description": "a duplicate: the existing scan"}})
+@router.post(
+    "/alerts",
+    status_code=201,
+    response_model=AlertAccepted,
+    responses={200: {"model": AlertAccepted, "description": "a duplicate: the existing scan"}},
+)
 async def submit_alert(
-    request: Request, response: Response, body: dict[str, Any] = Body(...),
+    request: Request,
+    response: Response,
+    body: dict[str, Any] = Body(...),
     principal: Principal = require("submitter"),
 ) -> AlertAccepted:
     """Scan a realtime alert at priority 100 with the configured reco, nsides and workers. The same
@@ -129,15 +151,23 @@ async def submit_alert(
     if (dup := await _existing(request, meta, response)) is not None:
         return dup
     req = ScanRequest(
-        event=event, reco=ops.alert_reco, nsides=ops.alert_nsides, workers=ops.alert_workers,
+        event=event,
+        reco=ops.alert_reco,
+        nsides=ops.alert_nsides,
+        workers=ops.alert_workers,
         priority=REALTIME_PRIORITY,
         classifiers={"alert_stream": meta.stream or "unknown", "alert_revision": meta.revision},
     )
     validate_request(req, request.app.state.settings.max_nside)
     scan_id = uuid.uuid4().hex
     now = utcnow()
-    alert_doc = {**meta.model_dump(), "scan_id": scan_id, "received_at": now, "owner": principal.name,
-                 "source": source}
+    alert_doc = {
+        **meta.model_dump(),
+        "scan_id": scan_id,
+        "received_at": now,
+        "owner": principal.name,
+        "source": source,
+    }
     store = store_of(request)
     try:
         await store.alerts.insert_one(alert_doc)
@@ -146,11 +176,16 @@ async def submit_alert(
         if dup is None:
             raise HTTPException(409, detail="a concurrent copy of this alert failed; retry") from None
         return dup
-    extra = {"alert": _public(alert_doc), "webhook_pending": bool(ops.alert_webhook_url),
-             "webhook": {"attempts": 0, "next_attempt_at": now}}
+    extra = {
+        "alert": _public(alert_doc),
+        "webhook_pending": bool(ops.alert_webhook_url),
+        "webhook": {"attempts": 0, "next_attempt_at": now},
+    }
     try:
         await create_scan(request, req, principal.name, extra, scan_id=scan_id)
     except BaseException:
         await store.alerts.delete_one({"scan_id": scan_id})
         raise
-    return AlertAccepted(scan_id=scan_id, duplicate=False, alert=_public(alert_doc), links=scan_links(scan_id))
+    return AlertAccepted(
+        scan_id=scan_id, duplicate=False, alert=_public(alert_doc), links=scan_links(scan_id)
+    )

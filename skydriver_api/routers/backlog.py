@@ -18,8 +18,12 @@ async def backlog(request: Request, principal: Principal = require("reader")) ->
     the next attempt time and what each is waiting for."""
     store = request.app.state.store
     settings = request.app.state.settings
-    active = [d async for d in store.scans.find(
-        {"state": {"$in": list(ACTIVE_STATES)}}, {"workers": 1, "priority": 1, "owner": 1})]
+    active = [
+        d
+        async for d in store.scans.find(
+            {"state": {"$in": list(ACTIVE_STATES)}}, {"workers": 1, "priority": 1, "owner": 1}
+        )
+    ]
     queued = [d async for d in store.scans.find({"state": "queued"}, QUEUE_FIELDS).limit(5000)]
     n_active = len(active)
     in_use = sum(d.get("workers", 0) for d in active)
@@ -27,13 +31,31 @@ async def backlog(request: Request, principal: Principal = require("reader")) ->
     entries = []
     for position, scan in enumerate(admission_order(queued, active)):
         launch = scan.get("launch") or {}
-        entries.append(BacklogEntry(
-            position=position, scan_id=scan["_id"], priority=scan.get("priority", 0), owner=scan.get("owner", ""),
-            workers=scan.get("workers", 1), created_at=scan["created_at"], attempts=launch.get("attempts", 0),
-            next_attempt_at=launch.get("next_attempt_at"), last_error=launch.get("last_error"),
-            waiting_for=waiting_reason(scan, now, n_active=n_active, workers_in_use=in_use,
-                                       max_scans=settings.max_concurrent_scans,
-                                       max_workers=settings.max_total_workers),
-        ))
-    return Backlog(entries=entries, active_scans=n_active, workers_in_use=in_use,
-                   max_concurrent_scans=settings.max_concurrent_scans, max_total_workers=settings.max_total_workers)
+        entries.append(
+            BacklogEntry(
+                position=position,
+                scan_id=scan["_id"],
+                priority=scan.get("priority", 0),
+                owner=scan.get("owner", ""),
+                workers=scan.get("workers", 1),
+                created_at=scan["created_at"],
+                attempts=launch.get("attempts", 0),
+                next_attempt_at=launch.get("next_attempt_at"),
+                last_error=launch.get("last_error"),
+                waiting_for=waiting_reason(
+                    scan,
+                    now,
+                    n_active=n_active,
+                    workers_in_use=in_use,
+                    max_scans=settings.max_concurrent_scans,
+                    max_workers=settings.max_total_workers,
+                ),
+            )
+        )
+    return Backlog(
+        entries=entries,
+        active_scans=n_active,
+        workers_in_use=in_use,
+        max_concurrent_scans=settings.max_concurrent_scans,
+        max_total_workers=settings.max_total_workers,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -21,6 +22,7 @@ from pymongo.errors import DuplicateKeyError
 from skydriver_api.auth import CurrentPrincipal, Principal, check_scan_access, require
 from skydriver_api.config import OpsSettings, get_ops_settings
 from skydriver_api.models import (
+    INT64,
     AddWorkersRequest,
     RescanRequest,
     ScanCreated,
@@ -45,6 +47,9 @@ def store_of(request: Request) -> Store:
 
 def validate_request(req: ScanRequest, max_nside: int) -> tuple[int, str]:
     """Check reco, options and progression up front: a bad request changes nothing."""
+    for name in ("run_id", "event_id"):
+        if getattr(req.event, name) > INT64:
+            raise HTTPException(422, detail=f"event.{name}: at most {INT64} (a 64-bit integer)")
     try:
         reco = get_reco(req.reco, req.reco_options)
         reco.check_event(req.event)
@@ -57,7 +62,9 @@ def validate_request(req: ScanRequest, max_nside: int) -> tuple[int, str]:
     return reco.n_variations(), strategy.describe()
 
 
-def new_scan_document(req: ScanRequest, owner: str, n_variations: int, nsides: str, **extra: Any) -> dict[str, Any]:
+def new_scan_document(
+    req: ScanRequest, owner: str, n_variations: int, nsides: str, **extra: Any
+) -> dict[str, Any]:
     now = utcnow()
     scan_id = uuid.uuid4().hex
     clusters = [c.model_dump() for c in req.clusters] or [{"name": "default", "workers": req.workers}]
@@ -97,16 +104,31 @@ def ops_settings_of(request: Request) -> OpsSettings:
 
 def scan_status(doc: dict[str, Any]) -> ScanStatus:
     return ScanStatus(
-        scan_id=doc["_id"], state=doc["state"], state_reason=doc.get("state_reason"), owner=doc["owner"],
-        reco=doc["reco"], nsides=doc["nsides"], strategy=doc["strategy"], priority=doc["priority"],
-        run_id=doc["run_id"], event_id=doc["event_id"], classifiers=doc.get("classifiers", {}),
-        created_at=doc["created_at"], updated_at=doc["updated_at"], progress=doc.get("progress", {}),
-        best_fit=doc.get("best_fit"), failed_pixels=doc.get("failed_pixels", 0),
-        server_restarts=doc.get("server_restarts", 0), workforce=doc.get("workforce"),
+        scan_id=doc["_id"],
+        state=doc["state"],
+        state_reason=doc.get("state_reason"),
+        owner=doc["owner"],
+        reco=doc["reco"],
+        nsides=doc["nsides"],
+        strategy=doc["strategy"],
+        priority=doc["priority"],
+        run_id=doc["run_id"],
+        event_id=doc["event_id"],
+        classifiers=doc.get("classifiers", {}),
+        created_at=doc["created_at"],
+        updated_at=doc["updated_at"],
+        progress=doc.get("progress", {}),
+        best_fit=doc.get("best_fit"),
+        failed_pixels=doc.get("failed_pixels", 0),
+        server_restarts=doc.get("server_restarts", 0),
+        workforce=doc.get("workforce"),
         counters=doc.get("counters", {}),
         history=[{k: v for k, v in h.items() if v is not None} for h in doc.get("history", [])],
-        rescan_of=doc.get("rescan_of"), catalog_id=doc.get("catalog_id"), alert=doc.get("alert"),
-        workers=doc.get("workers"), worker_requests=doc.get("worker_requests", []) + doc.get("worker_requests_done", []),
+        rescan_of=doc.get("rescan_of"),
+        catalog_id=doc.get("catalog_id"),
+        alert=doc.get("alert"),
+        workers=doc.get("workers"),
+        worker_requests=doc.get("worker_requests", []) + doc.get("worker_requests_done", []),
         launch=_launch_summary(doc.get("launch")),
     )
 
@@ -115,10 +137,14 @@ def _launch_summary(launch: dict[str, Any] | None) -> dict[str, Any] | None:
     """Launch bookkeeping without the handles (process ids, Job names are operators' business)."""
     if not launch:
         return None
-    return {k: launch.get(k) for k in ("attempts", "last_error", "next_attempt_at", "launched_at") if k in launch}
+    return {
+        k: launch.get(k) for k in ("attempts", "last_error", "next_attempt_at", "launched_at") if k in launch
+    }
 
 
-async def load_scan(store: Store, scan_id: str, principal: Principal, *, manage: bool = False) -> dict[str, Any]:
+async def load_scan(
+    store: Store, scan_id: str, principal: Principal, *, manage: bool = False
+) -> dict[str, Any]:
     doc = await store.get_scan(scan_id)
     if doc is None:
         raise HTTPException(404, detail=f"no scan with id {scan_id!r}")
@@ -136,16 +162,24 @@ def _request_hash(req: Any) -> str:
 async def _replay(store: Store, key_doc: dict[str, Any], body_hash: str, response: Response) -> ScanCreated:
     if key_doc["body_hash"] != body_hash:
         raise HTTPException(
-            409, detail="this Idempotency-Key was used with a different request body; use a new key for a new scan",
+            409,
+            detail="this Idempotency-Key was used with a different request body; use a new key for a new "
+            "scan",
         )
     scan = await store.get_scan(key_doc["scan_id"])
     response.status_code = 200
-    return ScanCreated(scan_id=key_doc["scan_id"], state=scan["state"] if scan else "queued",
-                       links=scan_links(key_doc["scan_id"]))
+    return ScanCreated(
+        scan_id=key_doc["scan_id"],
+        state=scan["state"] if scan else "queued",
+        links=scan_links(key_doc["scan_id"]),
+    )
 
 
 async def create_scan(
-    request: Request, req: ScanRequest, owner: str, extra: dict[str, Any] | None = None,
+    request: Request,
+    req: ScanRequest,
+    owner: str,
+    extra: dict[str, Any] | None = None,
     scan_id: str | None = None,
 ) -> dict[str, Any]:
     """Validate and store a queued scan; the reconciler launches it. Returns the scan document."""
@@ -159,11 +193,20 @@ async def create_scan(
     return doc
 
 
-@router.post("/scans", status_code=201, response_model=ScanCreated,
-             responses={200: {"model": ScanCreated, "description": "replay of an Idempotency-Key"},
-                        409: {"description": "Idempotency-Key reused with another body"}})
+@router.post(
+    "/scans",
+    status_code=201,
+    response_model=ScanCreated,
+    responses={
+        200: {"model": ScanCreated, "description": "replay of an Idempotency-Key"},
+        409: {"description": "Idempotency-Key reused with another body"},
+    },
+)
 async def submit_scan(
-    req: ScanRequest, request: Request, response: Response, principal: Principal = require("submitter"),
+    req: ScanRequest,
+    request: Request,
+    response: Response,
+    principal: Principal = require("submitter"),
     idempotency_key: Annotated[str | None, Header(max_length=IDEMPOTENCY_KEY_MAX)] = None,
 ) -> ScanCreated:
     """Submit a scan. With an ``Idempotency-Key`` header, a repeat of the same request by the same
@@ -181,17 +224,27 @@ async def submit_scan(
     validate_request(req, settings.max_nside)  # a bad request must not reserve the key
     scan_id = uuid.uuid4().hex
     try:
-        await store.idempotency_keys.insert_one({
-            "_id": key_id, "owner": principal.name, "key": idempotency_key, "body_hash": body_hash,
-            "scan_id": scan_id, "created_at": utcnow(),
-        })
+        await store.idempotency_keys.insert_one(
+            {
+                "_id": key_id,
+                "owner": principal.name,
+                "key": idempotency_key,
+                "body_hash": body_hash,
+                "scan_id": scan_id,
+                "created_at": utcnow(),
+            }
+        )
     except DuplicateKeyError:  # a concurrent request with the same key won the race
         existing = await store.idempotency_keys.find_one({"_id": key_id})
         if existing is None:
-            raise HTTPException(409, detail="a concurrent request with this Idempotency-Key failed; retry") from None
+            raise HTTPException(
+                409, detail="a concurrent request with this Idempotency-Key failed; retry"
+            ) from None
         return await _replay(store, existing, body_hash, response)
     try:
-        doc = await create_scan(request, req, principal.name, {"idempotency_key": idempotency_key}, scan_id=scan_id)
+        doc = await create_scan(
+            request, req, principal.name, {"idempotency_key": idempotency_key}, scan_id=scan_id
+        )
     except BaseException:
         await store.idempotency_keys.delete_one({"_id": key_id, "scan_id": scan_id})
         raise
@@ -224,32 +277,59 @@ async def partial_result(store: Store, scan: dict[str, Any], event_doc: dict[str
     by_pixel: dict[tuple[int, int], list[VariationResult]] = defaultdict(list)
     for r in await store.pixel_results_for(scan["_id"]):
         llh = r.get("llh")
-        by_pixel[(r["nside"], r["pixel"])].append(VariationResult(
-            r["nside"], r["pixel"], r["variation"], math.nan if llh is None else float(llh), r.get("fit", {}),
-            r.get("status") == "failed", r.get("error"),
-        ))
+        by_pixel[(r["nside"], r["pixel"])].append(
+            VariationResult(
+                r["nside"],
+                r["pixel"],
+                r["variation"],
+                math.nan if llh is None else float(llh),
+                r.get("fit", {}),
+                r.get("status") == "failed",
+                r.get("error"),
+            )
+        )
     n_var = scan.get("n_variations", 1)
     complete: dict[tuple[int, int], PixelBest] = {
-        key: best_of(results) for key, results in by_pixel.items() if len({r.variation for r in results}) >= n_var
+        key: best_of(results)
+        for key, results in by_pixel.items()
+        if len({r.variation for r in results}) >= n_var
     }
     strategy = make_strategy(scan["strategy"], scan["nsides"], **scan.get("strategy_options", {}))
     return build_result(
-        scan_id=scan["_id"], event=event, reco=scan["reco"], strategy=strategy.describe(),
-        nsides=strategy.nsides, complete=complete, finished=False,
+        scan_id=scan["_id"],
+        event=event,
+        reco=scan["reco"],
+        strategy=strategy.describe(),
+        nsides=strategy.nsides,
+        complete=complete,
+        finished=False,
     )
 
 
 @router.get(
     "/scans/{scan_id}/result",
-    responses={200: {"content": {"application/json": {}, "application/octet-stream": {}, "image/png": {},
-                                 "application/fits": {}, "application/geo+json": {}}}},
+    responses={
+        200: {
+            "content": {
+                "application/json": {},
+                "application/octet-stream": {},
+                "image/png": {},
+                "application/fits": {},
+                "application/geo+json": {},
+            }
+        }
+    },
 )
 async def get_result(
-    scan_id: str, request: Request, principal: CurrentPrincipal,
+    scan_id: str,
+    request: Request,
+    principal: CurrentPrincipal,
     format: Annotated[str, Query(description=f"one of {', '.join(exports.FORMATS)}")] = "json",
 ) -> Response:
     if format not in exports.FORMATS:
-        raise HTTPException(422, detail=f"format: unknown format {format!r}; known: {', '.join(exports.FORMATS)}")
+        raise HTTPException(
+            422, detail=f"format: unknown format {format!r}; known: {', '.join(exports.FORMATS)}"
+        )
     store = store_of(request)
     scan = await load_scan(store, scan_id, principal)
     doc = await store.skymap_for(scan_id)
@@ -263,7 +343,8 @@ async def get_result(
         return JSONResponse(doc)
     rendered = exports.render(doc, parse_event(event_doc), format)
     return Response(
-        rendered.content, media_type=rendered.media_type,
+        rendered.content,
+        media_type=rendered.media_type,
         headers={"Content-Disposition": f'attachment; filename="{rendered.filename}"'},
     )
 
@@ -275,7 +356,10 @@ async def abort_scan(scan_id: str, request: Request, principal: CurrentPrincipal
     scan = await load_scan(store, scan_id, principal, manage=True)
     if scan["state"] not in TERMINAL_STATES:
         updated = await store.transition(
-            scan_id, ("queued", "launching", "running"), "aborted", reason=f"aborted by {principal.name}",
+            scan_id,
+            ("queued", "launching", "running"),
+            "aborted",
+            reason=f"aborted by {principal.name}",
             extra={"cleanup_pending": True},
         )
         scan = updated or await store.get_scan(scan_id) or scan
@@ -303,7 +387,10 @@ def _decode_cursor(cursor: str, sort: str) -> list[Any]:
         fields = SORTS[sort]
         if cursor_sort != sort or len(values) != len(fields):
             raise ValueError("another sort")
-        return [dt.datetime.fromisoformat(v) if f in ("created_at",) else v for (f, _), v in zip(fields, values, strict=True)]
+        return [
+            dt.datetime.fromisoformat(v) if f in ("created_at",) else v
+            for (f, _), v in zip(fields, values, strict=True)
+        ]
     except Exception:
         raise HTTPException(422, detail="cursor: not a cursor this API returned for this sort") from None
 
@@ -321,13 +408,13 @@ def _after(fields: list[tuple[str, int]], values: list[Any]) -> dict[str, Any]:
 def _classifier_filter(spec: str) -> dict[str, Any]:
     key, sep, raw = spec.partition(":")
     if not sep or not key or not key.replace("_", "").replace("-", "").isalnum():
-        raise HTTPException(422, detail=f"classifier: expected key:value (e.g. classifier=campaign:ic23), got {spec!r}")
+        raise HTTPException(
+            422, detail=f"classifier: expected key:value (e.g. classifier=campaign:ic23), got {spec!r}"
+        )
     values: list[Any] = [raw]
     for convert in (int, float):
-        try:
+        with contextlib.suppress(ValueError):
             values.append(convert(raw))
-        except ValueError:
-            pass
     if raw.lower() in ("true", "false"):
         values.append(raw.lower() == "true")
     return {f"classifiers.{key}": {"$in": values}}
@@ -338,12 +425,14 @@ async def list_scans(
     request: Request,
     principal: Principal = require("reader"),
     state: Annotated[str | None, Query()] = None,
-    run_id: Annotated[int | None, Query(ge=0)] = None,
-    event_id: Annotated[int | None, Query(ge=0)] = None,
+    run_id: Annotated[int | None, Query(ge=0, le=INT64)] = None,
+    event_id: Annotated[int | None, Query(ge=0, le=INT64)] = None,
     reco: Annotated[str | None, Query(max_length=64)] = None,
     owner: Annotated[str | None, Query(max_length=200)] = None,
     catalog_id: Annotated[str | None, Query(max_length=64)] = None,
-    classifier: Annotated[list[str] | None, Query(max_length=200, description="key:value, repeatable")] = None,
+    classifier: Annotated[
+        list[str] | None, Query(max_length=200, description="key:value, repeatable")
+    ] = None,
     created_after: Annotated[dt.datetime | None, Query(description="ISO 8601, inclusive")] = None,
     created_before: Annotated[dt.datetime | None, Query(description="ISO 8601, exclusive")] = None,
     sort: Annotated[str, Query(description=f"one of {', '.join(SORTS)}")] = "-created_at",
@@ -358,10 +447,17 @@ async def list_scans(
     if state is not None:
         states = state.split(",")
         if any(s not in SCAN_STATES for s in states):
-            raise HTTPException(422, detail=f"state: must be one of {', '.join(SCAN_STATES)} (comma-separated)")
+            raise HTTPException(
+                422, detail=f"state: must be one of {', '.join(SCAN_STATES)} (comma-separated)"
+            )
         conditions.append({"state": {"$in": states}})
-    for key, value in (("run_id", run_id), ("event_id", event_id), ("reco", reco), ("owner", owner),
-                       ("catalog_id", catalog_id)):
+    for key, value in (
+        ("run_id", run_id),
+        ("event_id", event_id),
+        ("reco", reco),
+        ("owner", owner),
+        ("catalog_id", catalog_id),
+    ):
         if value is not None:
             conditions.append({key: value})
     for spec in classifier or []:
@@ -370,6 +466,11 @@ async def list_scans(
         if bound is not None:
             if bound.tzinfo is None:
                 bound = bound.replace(tzinfo=dt.UTC)
+            bound = bound.replace(microsecond=bound.microsecond // 1000 * 1000)  # BSON dates are ms
+            if op == "$gte":
+                # '>= t' as '> t - 1 ms' (the same set at millisecond resolution): the MongoDB-wire server
+                # we test on mishandles inclusive bounds on a compound index's inner field.
+                op, bound = "$gt", bound - dt.timedelta(milliseconds=1)
             conditions.append({"created_at": {op: bound}})
     fields = SORTS[sort]
     if cursor:
@@ -379,13 +480,17 @@ async def list_scans(
     docs = [d async for d in found]
     more = len(docs) > limit
     docs = docs[:limit]
-    return ScanPage(scans=[scan_status(d) for d in docs], next_cursor=_encode_cursor(docs[-1], sort) if more else None)
+    return ScanPage(
+        scans=[scan_status(d) for d in docs], next_cursor=_encode_cursor(docs[-1], sort) if more else None
+    )
 
 
 # -- rescan ------------------------------------------------------------------------------------------
 @router.post("/scans/{scan_id}/rescan", status_code=201, response_model=ScanCreated)
 async def rescan(
-    scan_id: str, request: Request, overrides: RescanRequest | None = None,
+    scan_id: str,
+    request: Request,
+    overrides: RescanRequest | None = None,
     principal: Principal = require("submitter"),
 ) -> ScanCreated:
     """Scan the same event again, with overrides (reco, nsides, workers, priority, ...). The new scan
@@ -406,10 +511,11 @@ async def rescan(
         reco_options=o.reco_options if o.reco_options is not None else original.get("reco_options", {}),
         nsides=o.nsides if o.nsides is not None else original["nsides"],
         strategy=o.strategy if o.strategy is not None else original["strategy"],
-        strategy_options=(o.strategy_options if o.strategy_options is not None
-                          else original.get("strategy_options", {})),
+        strategy_options=(
+            o.strategy_options if o.strategy_options is not None else original.get("strategy_options", {})
+        ),
         workers=sum(c["workers"] for c in clusters),
-        clusters=clusters if o.workers is None and len(clusters) > 1 else [],
+        clusters=clusters if o.workers is None else [],
         resources=original.get("resources", {}),
         priority=o.priority if o.priority is not None else original["priority"],
         classifiers=o.classifiers if o.classifiers is not None else original.get("classifiers", {}),
@@ -419,8 +525,11 @@ async def rescan(
     await store.scans.update_one({"_id": original["_id"]}, {"$push": {"rescans": doc["_id"]}})
     if o.abort_original and original["state"] not in TERMINAL_STATES:
         await store.transition(
-            original["_id"], ("queued", "launching", "running"), "aborted",
-            reason=f"aborted by {principal.name} for rescan {doc['_id']}", extra={"cleanup_pending": True},
+            original["_id"],
+            ("queued", "launching", "running"),
+            "aborted",
+            reason=f"aborted by {principal.name} for rescan {doc['_id']}",
+            extra={"cleanup_pending": True},
         )
         request.app.state.reconciler.wake()
     return ScanCreated(scan_id=doc["_id"], state="queued", links=scan_links(doc["_id"]))
@@ -429,7 +538,10 @@ async def rescan(
 # -- more workers ---------------------------------------------------------------------------------
 @router.post("/scans/{scan_id}/workers", status_code=202, response_model=WorkerRequestAccepted)
 async def add_workers(
-    scan_id: str, body: AddWorkersRequest, request: Request, principal: CurrentPrincipal,
+    scan_id: str,
+    body: AddWorkersRequest,
+    request: Request,
+    principal: CurrentPrincipal,
 ) -> WorkerRequestAccepted:
     """Ask for more workers: recorded on the scan, started by the reconciler through the launcher
     (at once for a running scan, after launch for a queued one)."""
@@ -438,16 +550,24 @@ async def add_workers(
     if scan["state"] in TERMINAL_STATES:
         raise HTTPException(409, detail=f"scan {scan_id} is {scan['state']}: no workers can be added")
     request_id = uuid.uuid4().hex[:12]
-    entry = {"request_id": request_id, "workers": body.workers, "cluster": body.cluster, "by": principal.name,
-             "requested_at": utcnow(), "state": "pending"}
+    entry = {
+        "request_id": request_id,
+        "workers": body.workers,
+        "cluster": body.cluster,
+        "by": principal.name,
+        "requested_at": utcnow(),
+        "state": "pending",
+    }
     res = await store.scans.update_one(
-        {"_id": scan_id, "state": {"$nin": list(TERMINAL_STATES)}}, {"$push": {"worker_requests": entry}},
+        {"_id": scan_id, "state": {"$nin": list(TERMINAL_STATES)}},
+        {"$push": {"worker_requests": entry}},
     )
     if res.matched_count == 0:
         raise HTTPException(409, detail=f"scan {scan_id} ended meanwhile: no workers can be added")
     request.app.state.reconciler.wake()
-    return WorkerRequestAccepted(scan_id=scan_id, request_id=request_id, workers=body.workers,
-                                 cluster=body.cluster, state="pending")
+    return WorkerRequestAccepted(
+        scan_id=scan_id, request_id=request_id, workers=body.workers, cluster=body.cluster, state="pending"
+    )
 
 
 # -- server-sent events ---------------------------------------------------------------------------
@@ -465,10 +585,15 @@ def _json_default(value: Any) -> Any:
 _SSE_FIELDS = {"state": 1, "state_reason": 1, "history": 1, "progress": 1, "best_fit": 1}
 
 
-@router.get("/scans/{scan_id}/events", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}})
+@router.get(
+    "/scans/{scan_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
 async def scan_events(
-    scan_id: str, request: Request, principal: CurrentPrincipal,
+    scan_id: str,
+    request: Request,
+    principal: CurrentPrincipal,
     last_event_id: Annotated[int | None, Header(ge=-1)] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: a ``state`` event for every entry of the scan's history, in order (``id``
@@ -500,14 +625,23 @@ async def scan_events(
             key = (prog.get("tasks_sent"), prog.get("tasks_done"), doc["state"])
             if key != last_progress:
                 last_progress = key
-                yield _sse("progress", {
-                    "scan_id": scan_id, "state": doc["state"], "tasks_sent": prog.get("tasks_sent", 0),
-                    "tasks_done": prog.get("tasks_done", 0), "rate_per_s": prog.get("rate_per_s"),
-                    "eta_s": prog.get("eta_s"), "best_fit": doc.get("best_fit"),
-                })
+                yield _sse(
+                    "progress",
+                    {
+                        "scan_id": scan_id,
+                        "state": doc["state"],
+                        "tasks_sent": prog.get("tasks_sent", 0),
+                        "tasks_done": prog.get("tasks_done", 0),
+                        "rate_per_s": prog.get("rate_per_s"),
+                        "eta_s": prog.get("eta_s"),
+                        "best_fit": doc.get("best_fit"),
+                    },
+                )
                 emitted = True
             if doc["state"] in TERMINAL_STATES:
-                yield _sse("end", {"scan_id": scan_id, "state": doc["state"], "reason": doc.get("state_reason")})
+                yield _sse(
+                    "end", {"scan_id": scan_id, "state": doc["state"], "reason": doc.get("state_reason")}
+                )
                 return
             now = asyncio.get_running_loop().time()
             if emitted:
@@ -519,5 +653,8 @@ async def scan_events(
                 return
             await asyncio.sleep(poll_s)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -13,14 +13,21 @@ router = APIRouter(prefix="/api/v1", tags=["tokens"])
 
 
 @router.post("/tokens", status_code=201, response_model=TokenCreated)
-async def create(body: TokenCreate, request: Request, principal: Principal = require("admin")) -> TokenCreated:
+async def create(
+    body: TokenCreate, request: Request, principal: Principal = require("admin")
+) -> TokenCreated:
     """Create a token for ``owner`` with ``role``; the token is in this response only (its hash is kept)."""
     token, doc = await create_token(
-        request.app.state.store.tokens, body.role, body.owner, expires_days=body.expires_days,
-        created_by=principal.name, note=body.note,
+        request.app.state.store.tokens,
+        body.role,
+        body.owner,
+        expires_days=body.expires_days,
+        created_by=principal.name,
+        note=body.note,
     )
-    return TokenCreated(token=token, token_id=doc["_id"], role=doc["role"], owner=doc["owner"],
-                        expires_at=doc["expires_at"])
+    return TokenCreated(
+        token=token, token_id=doc["_id"], role=doc["role"], owner=doc["owner"], expires_at=doc["expires_at"]
+    )
 
 
 @router.get("/tokens")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -346,10 +346,3 @@ class PandelMPE(PandelTrackReco):
     )
     use_charge: ClassVar[bool] = True
 
-
-def describe_options() -> dict[str, Any]:
-    """Constructor options and defaults, for CLI help and docs."""
-    import inspect
-
-    sig = inspect.signature(PandelTrackReco.__init__)
-    return {name: p.default for name, p in sig.parameters.items() if name != "self"}

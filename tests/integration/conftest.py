@@ -10,7 +10,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -45,8 +44,15 @@ class OpsApi:
     def db(self):  # type: ignore[no-untyped-def]
         return self.api.db()
 
-    def insert_scan(self, owner: str = "alice", state: str = "queued", *, admit: bool = False,
-                    scan_token: str | None = None, **fields: Any) -> str:
+    def insert_scan(
+        self,
+        owner: str = "alice",
+        state: str = "queued",
+        *,
+        admit: bool = False,
+        scan_token: str | None = None,
+        **fields: Any,
+    ) -> str:
         """A scan document as the API would store it; never admitted unless ``admit``."""
         scan_id = uuid.uuid4().hex
         t = now()
@@ -55,16 +61,36 @@ class OpsApi:
             history.append({"state": state, "at": t, "reason": None})
         event = make_event(run_id=fields.pop("run_id", 1), event_id=fields.pop("event_id", 2))
         doc = {
-            "_id": scan_id, "state": state, "state_reason": None, "owner": owner, "priority": 0,
-            "created_at": t, "updated_at": t, "history": history, "run_id": event["run_id"],
-            "event_id": event["event_id"], "reco": "dummy", "reco_options": {}, "n_variations": 1,
-            "nsides": "8:0", "strategy": "progression", "strategy_options": {},
-            "clusters": [{"name": "default", "workers": 1}], "workers": 1, "resources": {}, "classifiers": {},
+            "_id": scan_id,
+            "state": state,
+            "state_reason": None,
+            "owner": owner,
+            "priority": 0,
+            "created_at": t,
+            "updated_at": t,
+            "history": history,
+            "run_id": event["run_id"],
+            "event_id": event["event_id"],
+            "reco": "dummy",
+            "reco_options": {},
+            "n_variations": 1,
+            "nsides": "8:0",
+            "strategy": "progression",
+            "strategy_options": {},
+            "clusters": [{"name": "default", "workers": 1}],
+            "workers": 1,
+            "resources": {},
+            "classifiers": {},
             "progress": {"nsides": {}, "tasks_sent": 0, "tasks_done": 0},
             "token_hashes": [hash_token(scan_token)] if scan_token else [],
-            "launch": {"attempts": 0, "handles": {}, "last_error": None,
-                       "next_attempt_at": t if admit else FAR_FUTURE},
-            "server_restarts": 0, "counters": {},
+            "launch": {
+                "attempts": 0,
+                "handles": {},
+                "last_error": None,
+                "next_attempt_at": t if admit else FAR_FUTURE,
+            },
+            "server_restarts": 0,
+            "counters": {},
         }
         doc.update(fields)
         db = self.db()
@@ -75,10 +101,15 @@ class OpsApi:
 
 def make_tokens(ops: OpsApi) -> None:
     """Stored tokens for every role, created through the admin route; scan tokens on placeholders."""
-    with httpx.Client(base_url=ops.url, headers={"Authorization": f"Bearer {ops.api.admin_token}"},
-                      timeout=30) as admin:
-        for who, role, owner in (("admin", "admin", "root"), ("reader", "reader", "rita"),
-                                 ("owner", "submitter", "alice"), ("other", "submitter", "bob")):
+    with httpx.Client(
+        base_url=ops.url, headers={"Authorization": f"Bearer {ops.api.admin_token}"}, timeout=30
+    ) as admin:
+        for who, role, owner in (
+            ("admin", "admin", "root"),
+            ("reader", "reader", "rita"),
+            ("owner", "submitter", "alice"),
+            ("other", "submitter", "bob"),
+        ):
             resp = admin.post("/api/v1/tokens", json={"role": role, "owner": owner})
             assert resp.status_code == 201, resp.text
             ops.tokens[who] = resp.json()["token"]
@@ -91,19 +122,39 @@ def make_tokens(ops: OpsApi) -> None:
 def hold_the_only_slot(api: LiveApi) -> None:
     """A placeholder 'running' scan (no processes, no handles) fills max_concurrent_scans=1."""
     t = now()
-    api.db().scans.insert_one({
-        "_id": "placeholder-" + uuid.uuid4().hex[:8], "state": "running", "owner": "system", "priority": -100,
-        "created_at": t - dt.timedelta(days=1), "updated_at": t, "history": [], "workers": 0, "run_id": 0,
-        "event_id": 0, "reco": "dummy", "nsides": "8:0", "strategy": "progression", "classifiers": {},
-        "progress": {}, "token_hashes": [], "launch": {"attempts": 1, "handles": {}, "next_attempt_at": t},
-    })
+    api.db().scans.insert_one(
+        {
+            "_id": "placeholder-" + uuid.uuid4().hex[:8],
+            "state": "running",
+            "owner": "system",
+            "priority": -100,
+            "created_at": t - dt.timedelta(days=1),
+            "updated_at": t,
+            "history": [],
+            "workers": 0,
+            "run_id": 0,
+            "event_id": 0,
+            "reco": "dummy",
+            "nsides": "8:0",
+            "strategy": "progression",
+            "classifiers": {},
+            "progress": {},
+            "token_hashes": [],
+            "launch": {"attempts": 1, "handles": {}, "next_attempt_at": t},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def quiet_api(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsApi]:
     """An API that stores and answers but launches nothing (its single slot is taken)."""
-    api = start_api(tmp_path_factory.mktemp("quiet"), max_concurrent_scans="1", alert_reco="dummy",
-                    alert_nsides="8:0", alert_workers="1")
+    api = start_api(
+        tmp_path_factory.mktemp("quiet"),
+        max_concurrent_scans="1",
+        alert_reco="pandel-mpe",
+        alert_nsides="8:0,64:12",
+        alert_workers="3",
+    )
     try:
         hold_the_only_slot(api)
         ops = OpsApi(api)
@@ -116,7 +167,9 @@ def quiet_api(services: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
 @pytest.fixture(scope="module")
 def running_api(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsApi]:
     """An API that really launches scans (local processes), with role tokens."""
-    api = start_api(tmp_path_factory.mktemp("running"), alert_reco="dummy", alert_nsides="8:0", alert_workers="1")
+    api = start_api(
+        tmp_path_factory.mktemp("running"), alert_reco="dummy", alert_nsides="8:0", alert_workers="1"
+    )
     try:
         ops = OpsApi(api)
         make_tokens(ops)
@@ -133,8 +186,3 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str, poll_s
             return value
         time.sleep(poll_s)
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
-@pytest.fixture
-def tmp_dir(tmp_path: Path) -> Path:
-    return tmp_path

@@ -21,8 +21,19 @@ import pytest
 from tests.conftest import ROOT, make_event
 from tests.integration.conftest import OpsApi
 
-ANON, BOGUS, R, O, X, A, SO, ST = "anonymous", "bogus", "reader", "owner", "other", "admin", "scan_own", "scan_other"
-CALLERS = (ANON, BOGUS, R, O, X, A, SO, ST)
+# callers
+
+ANON, BOGUS, R, OWN, X, A, SO, ST = (
+    "anonymous",
+    "bogus",
+    "reader",
+    "owner",
+    "other",
+    "admin",
+    "scan_own",
+    "scan_other",
+)
+CALLERS = (ANON, BOGUS, R, OWN, X, A, SO, ST)
 
 
 @dataclass
@@ -40,31 +51,45 @@ def _scan_body(ctx: dict[str, str]) -> dict[str, Any]:
 
 def _alert_body(ctx: dict[str, str]) -> dict[str, Any]:
     run, evt = int(ctx["n"]), 7
-    return {"event": make_event(run_id=run, event_id=evt),
-            "alert": {"run_id": run, "event_id": evt, "revision": 0, "stream": "gold"}}
+    return {
+        "event": make_event(run_id=run, event_id=evt),
+        "alert": {"run_id": run, "event_id": evt, "revision": 0, "stream": "gold"},
+    }
 
 
-READERS = {R: 200, O: 200, X: 200, A: 200}
+READERS = {R: 200, OWN: 200, X: 200, A: 200}
 CASES: dict[str, Case] = {
     "list_scans": Case("GET", lambda c: "/api/v1/scans", READERS),
-    "submit_scan": Case("POST", lambda c: "/api/v1/scans", {O: 201, X: 201, A: 201}, _scan_body),
+    "submit_scan": Case("POST", lambda c: "/api/v1/scans", {OWN: 201, X: 201, A: 201}, _scan_body),
     "get_scan": Case("GET", lambda c: f"/api/v1/scans/{c['scan']}", {**READERS, SO: 200}),
     "get_event": Case("GET", lambda c: f"/api/v1/scans/{c['scan']}/event", {**READERS, SO: 200}),
     "get_result": Case("GET", lambda c: f"/api/v1/scans/{c['scan']}/result", {**READERS, SO: 200}),
-    "scan_events": Case("GET", lambda c: f"/api/v1/scans/{c['scan']}/events", {**READERS, SO: 200},
-                        target_state="aborted"),
-    "abort_scan": Case("DELETE", lambda c: f"/api/v1/scans/{c['scan']}", {O: 202, A: 202}),
-    "rescan": Case("POST", lambda c: f"/api/v1/scans/{c['scan']}/rescan", {O: 201, X: 201, A: 201},
-                   lambda c: {"nsides": "8:0"}),
-    "add_workers": Case("POST", lambda c: f"/api/v1/scans/{c['scan']}/workers", {O: 202, A: 202},
-                        lambda c: {"workers": 2}),
+    "scan_events": Case(
+        "GET", lambda c: f"/api/v1/scans/{c['scan']}/events", {**READERS, SO: 200}, target_state="aborted"
+    ),
+    "abort_scan": Case("DELETE", lambda c: f"/api/v1/scans/{c['scan']}", {OWN: 202, A: 202}),
+    "rescan": Case(
+        "POST",
+        lambda c: f"/api/v1/scans/{c['scan']}/rescan",
+        {OWN: 201, X: 201, A: 201},
+        lambda c: {"nsides": "8:0"},
+    ),
+    "add_workers": Case(
+        "POST", lambda c: f"/api/v1/scans/{c['scan']}/workers", {OWN: 202, A: 202}, lambda c: {"workers": 2}
+    ),
     "backlog": Case("GET", lambda c: "/api/v1/backlog", READERS),
-    "submit_alert": Case("POST", lambda c: "/api/v1/alerts", {O: 201, X: 201, A: 201}, _alert_body),
-    "submit_catalog": Case("POST", lambda c: "/api/v1/catalogs", {O: 201, X: 201, A: 201},
-                           lambda c: {"events": [make_event()], "reco": "dummy", "nsides": "8:0"}),
+    "submit_alert": Case("POST", lambda c: "/api/v1/alerts", {OWN: 201, X: 201, A: 201}, _alert_body),
+    "submit_catalog": Case(
+        "POST",
+        lambda c: "/api/v1/catalogs",
+        {OWN: 201, X: 201, A: 201},
+        lambda c: {"events": [make_event()], "reco": "dummy", "nsides": "8:0"},
+    ),
     "get_catalog": Case("GET", lambda c: f"/api/v1/catalogs/{c['catalog']}", READERS),
     "download_catalog": Case("GET", lambda c: f"/api/v1/catalogs/{c['catalog']}/download", READERS),
-    "create_token": Case("POST", lambda c: "/api/v1/tokens", {A: 201}, lambda c: {"role": "reader", "owner": "zed"}),
+    "create_token": Case(
+        "POST", lambda c: "/api/v1/tokens", {A: 201}, lambda c: {"role": "reader", "owner": "zed"}
+    ),
     "list_tokens": Case("GET", lambda c: "/api/v1/tokens", {A: 200}),
     "revoke_token": Case("DELETE", lambda c: f"/api/v1/tokens/{c['token_id']}", {A: 200}),
 }
@@ -74,8 +99,10 @@ _counter = iter(range(1000, 100000))
 
 @pytest.fixture(scope="module")
 def catalog_id(quiet_api: OpsApi) -> str:
-    with quiet_api.http(O) as http:
-        resp = http.post("/api/v1/catalogs", json={"events": [make_event()], "reco": "dummy", "nsides": "8:0"})
+    with quiet_api.http(OWN) as http:
+        resp = http.post(
+            "/api/v1/catalogs", json={"events": [make_event()], "reco": "dummy", "nsides": "8:0"}
+        )
     assert resp.status_code == 201, resp.text
     return resp.json()["catalog_id"]
 
@@ -85,19 +112,27 @@ def catalog_id(quiet_api: OpsApi) -> str:
 def test_route_by_caller(quiet_api: OpsApi, catalog_id: str, route: str, caller: str) -> None:
     case = CASES[route]
     own_token, other_token = "sd_" + secrets.token_urlsafe(24), "sd_" + secrets.token_urlsafe(24)
-    ctx = {"scan": quiet_api.insert_scan("alice", case.target_state, scan_token=own_token),
-           "catalog": catalog_id, "n": str(next(_counter))}
+    ctx = {
+        "scan": quiet_api.insert_scan("alice", case.target_state, scan_token=own_token),
+        "catalog": catalog_id,
+        "n": str(next(_counter)),
+    }
     quiet_api.insert_scan("bob", scan_token=other_token)
     if route == "revoke_token":
         with quiet_api.http(A) as admin:
-            ctx["token_id"] = admin.post("/api/v1/tokens", json={"role": "reader", "owner": "tmp"}).json()["token_id"]
+            ctx["token_id"] = admin.post("/api/v1/tokens", json={"role": "reader", "owner": "tmp"}).json()[
+                "token_id"
+            ]
     token = {SO: own_token, ST: other_token}.get(caller) or quiet_api.tokens.get(caller)
     headers = {"Authorization": f"Bearer {token}"} if caller != ANON else {}
     body = case.body(ctx) if case.body else None
     with quiet_api.http(None) as http:
         resp = http.request(case.method, case.path(ctx), json=body, headers=headers)
-    detail = resp.json().get("detail", "") if resp.headers.get("content-type", "").startswith("application/json") \
+    detail = (
+        resp.json().get("detail", "")
+        if resp.headers.get("content-type", "").startswith("application/json")
         else ""
+    )
     if caller in (ANON, BOGUS):
         assert resp.status_code == 401, resp.text
         assert resp.headers["www-authenticate"] == "Bearer"
@@ -125,12 +160,12 @@ def test_denied_bodies_name_the_role(quiet_api: OpsApi) -> None:
 
 
 def test_submitted_scans_belong_to_the_submitter(quiet_api: OpsApi) -> None:
-    with quiet_api.http(O) as http:
+    with quiet_api.http(OWN) as http:
         scan_id = http.post("/api/v1/scans", json=_scan_body({})).json()["scan_id"]
         assert http.get(f"/api/v1/scans/{scan_id}").json()["owner"] == "alice"
     with quiet_api.http(X) as http:
         assert http.delete(f"/api/v1/scans/{scan_id}").status_code == 403
-    with quiet_api.http(O) as http:
+    with quiet_api.http(OWN) as http:
         assert http.delete(f"/api/v1/scans/{scan_id}").json()["state"] == "aborted"
 
 
@@ -139,7 +174,7 @@ def test_tokens_are_stored_hashed_and_listed_without_secrets(quiet_api: OpsApi) 
     stored = list(db.tokens.find({}))
     assert stored and all("token" not in d for d in stored)
     secrets_in_db = {d["token_hash"] for d in stored}
-    for who in (R, O, X, A):
+    for who in (R, OWN, X, A):
         assert quiet_api.tokens[who] not in secrets_in_db
         assert quiet_api.tokens[who] not in str(stored)
     with quiet_api.http(A) as http:
@@ -157,9 +192,13 @@ def test_revoked_and_expired_tokens_get_401(quiet_api: OpsApi) -> None:
             assert admin.delete(f"/api/v1/tokens/{created['token_id']}").json()["revoked_at"]
             resp = http.get("/api/v1/scans", headers=auth)
             assert resp.status_code == 401 and resp.json()["detail"] == "this token was revoked"
-        short = admin.post("/api/v1/tokens", json={"role": "reader", "owner": "temp", "expires_days": 1}).json()
-    quiet_api.db().tokens.update_one({"_id": short["token_id"]},
-                                     {"$set": {"expires_at": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)}})
+        short = admin.post(
+            "/api/v1/tokens", json={"role": "reader", "owner": "temp", "expires_days": 1}
+        ).json()
+    quiet_api.db().tokens.update_one(
+        {"_id": short["token_id"]},
+        {"$set": {"expires_at": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)}},
+    )
     with quiet_api.http(None) as http:
         resp = http.get("/api/v1/scans", headers={"Authorization": f"Bearer {short['token']}"})
     assert resp.status_code == 401 and resp.json()["detail"] == "this token has expired"
@@ -174,13 +213,19 @@ def test_token_create_validates_role_and_owner(quiet_api: OpsApi) -> None:
 
 def _cli(quiet_api: OpsApi, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, SKYDRIVER_MONGODB_DATABASE=quiet_api.api.database, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "skydriver_api.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "skydriver_api.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_cli_creates_a_token_in_mongodb_and_revokes_it(quiet_api: OpsApi) -> None:
-    created = _cli(quiet_api, "tokens", "create", "--role", "admin", "--owner", "ops-bootstrap",
-                   "--expires-days", "2")
+    created = _cli(
+        quiet_api, "tokens", "create", "--role", "admin", "--owner", "ops-bootstrap", "--expires-days", "2"
+    )
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip().splitlines()[-1]
     assert token.startswith("sd_")

@@ -43,7 +43,11 @@ def test_idempotency_keys_are_per_owner(quiet_api: OpsApi) -> None:
     ids = set()
     for who in ("owner", "other"):
         with quiet_api.http(who) as http:
-            ids.add(http.post("/api/v1/scans", json=_body(), headers={"Idempotency-Key": "shared"}).json()["scan_id"])
+            ids.add(
+                http.post("/api/v1/scans", json=_body(), headers={"Idempotency-Key": "shared"}).json()[
+                    "scan_id"
+                ]
+            )
     assert len(ids) == 2
 
 
@@ -62,7 +66,9 @@ def test_concurrent_requests_with_one_key_make_one_scan(quiet_api: OpsApi) -> No
 
 def test_invalid_request_does_not_reserve_the_key(quiet_api: OpsApi) -> None:
     with quiet_api.http("owner") as http:
-        bad = http.post("/api/v1/scans", json=_body(reco="no-such-reco"), headers={"Idempotency-Key": "k-bad"})
+        bad = http.post(
+            "/api/v1/scans", json=_body(reco="no-such-reco"), headers={"Idempotency-Key": "k-bad"}
+        )
         good = http.post("/api/v1/scans", json=_body(), headers={"Idempotency-Key": "k-bad"})
     assert bad.status_code == 422 and good.status_code == 201
 
@@ -105,8 +111,15 @@ def test_pagination_is_stable_while_scans_are_added(quiet_api: OpsApi) -> None:
 def test_filters_and_sort(quiet_api: OpsApi) -> None:
     db = quiet_api.db()
     t0 = dt.datetime.now(dt.UTC)
-    a = quiet_api.insert_scan("carol", "completed", run_id=900, event_id=1, reco="pandel-mpe",
-                              classifiers={"campaign": "ic23", "n": 3}, priority=5)
+    a = quiet_api.insert_scan(
+        "carol",
+        "completed",
+        run_id=900,
+        event_id=1,
+        reco="pandel-mpe",
+        classifiers={"campaign": "ic23", "n": 3},
+        priority=5,
+    )
     b = quiet_api.insert_scan("carol", "failed", run_id=900, event_id=2, classifiers={"campaign": "ic24"})
     c = quiet_api.insert_scan("dave", "completed", run_id=901, event_id=1, priority=-10)
     db.scans.update_one({"_id": c}, {"$set": {"created_at": t0 - dt.timedelta(days=2)}})
@@ -127,6 +140,9 @@ def test_filters_and_sort(quiet_api: OpsApi) -> None:
     assert ids(classifier="n:4") == []
     assert c not in ids(owner="dave", created_after=(t0 - dt.timedelta(hours=1)).isoformat())
     assert ids(owner="dave", created_before=(t0 - dt.timedelta(days=1)).isoformat()) == [c]
+    exact = db.scans.find_one({"_id": c})["created_at"]
+    assert ids(owner="dave", created_after=exact.isoformat()) == [c]  # inclusive
+    assert ids(owner="dave", created_before=exact.isoformat()) == []  # exclusive
     carol_and_dave = ids(run_id=900, sort="-priority") + ids(run_id=901, sort="-priority")
     assert carol_and_dave == [a, b, c]
     assert ids(owner="carol", sort="created_at")[0] == a
@@ -143,7 +159,12 @@ def test_priority_sort_pages_without_gaps(quiet_api: OpsApi) -> None:
     seen, cursor = [], None
     with quiet_api.http("reader") as http:
         while True:
-            params = {"run_id": 950, "sort": "-priority", "limit": 2, **({"cursor": cursor} if cursor else {})}
+            params = {
+                "run_id": 950,
+                "sort": "-priority",
+                "limit": 2,
+                **({"cursor": cursor} if cursor else {}),
+            }
             page = http.get("/api/v1/scans", params=params).json()
             seen.extend(page["scans"])
             cursor = page["next_cursor"]
@@ -157,13 +178,20 @@ def test_priority_sort_pages_without_gaps(quiet_api: OpsApi) -> None:
 def test_rescan_with_overrides_links_to_the_origin(quiet_api: OpsApi) -> None:
     original = quiet_api.insert_scan("alice", "completed", classifiers={"campaign": "x"})
     with quiet_api.http("other") as http:
-        resp = http.post(f"/api/v1/scans/{original}/rescan",
-                         json={"nsides": "8:0,64:12", "workers": 3, "priority": 7, "reco": "dummy"})
+        resp = http.post(
+            f"/api/v1/scans/{original}/rescan",
+            json={"nsides": "8:0,64:12", "workers": 3, "priority": 7, "reco": "dummy"},
+        )
         assert resp.status_code == 201, resp.text
         new = http.get(f"/api/v1/scans/{resp.json()['scan_id']}").json()
         again = http.post(f"/api/v1/scans/{new['scan_id']}/rescan", json={}).json()
     assert new["rescan_of"] == original and new["owner"] == "bob"
-    assert (new["nsides"], new["priority"], new["workers"], new["classifiers"]) == ("8:0,64:12", 7, 3, {"campaign": "x"})
+    assert (new["nsides"], new["priority"], new["workers"], new["classifiers"]) == (
+        "8:0,64:12",
+        7,
+        3,
+        {"campaign": "x"},
+    )
     db = quiet_api.db()
     copied, source = (db.events.find_one({"_id": i})["event"] for i in (new["scan_id"], original))
     assert all(copied[k] == source[k] for k in ("run_id", "event_id", "mjd", "pulses", "truth"))
@@ -229,3 +257,42 @@ def test_backlog_lists_queued_scans_in_admission_order(quiet_api: OpsApi) -> Non
     assert (first["priority"], first["owner"], first["attempts"], first["position"]) == (100, "bob", 0, 0)
     assert first["waiting_for"].startswith("concurrent-scan budget full")
     assert data["active_scans"] == 1 and data["max_concurrent_scans"] == 1
+
+
+# -- metrics -----------------------------------------------------------------------------------------
+def test_metrics_show_backlog_and_queue_depths_without_per_scan_labels(quiet_api: OpsApi) -> None:
+    for _ in range(2):
+        quiet_api.insert_scan("alice", priority=100)
+    quiet_api.insert_scan("alice", priority=-10)
+    db = quiet_api.db()
+    queued = [d["priority"] for d in db.scans.find({"state": "queued"}, {"priority": 1})]
+    expected = {
+        "realtime": sum(p >= 100 for p in queued),
+        "catalog": sum(p < 0 for p in queued),
+        "normal": sum(0 <= p < 100 for p in queued),
+    }
+    assert expected["realtime"] >= 2 and expected["catalog"] >= 1
+    with quiet_api.http(None) as http:
+        text = http.get("/metrics").text
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith("skydriver_") and " " in line
+    }
+    for cls, n in expected.items():
+        assert values[f'skydriver_backlog_scans{{priority_class="{cls}"}}'] == n, (cls, values)
+    assert values["skydriver_queue_depths_up"] == 1.0
+    assert {k for k in values if k.startswith("skydriver_queue_messages")} == {
+        f'skydriver_queue_messages{{queue="{q}"}}' for q in ("pixels", "results", "dead")
+    }
+    assert values['skydriver_scans{state="running"}'] == db.scans.count_documents({"state": "running"})
+    assert not any(scan_id in text for scan_id in (d["_id"] for d in db.scans.find({}, {"_id": 1})))
+
+
+def test_rescan_without_overrides_keeps_the_worker_clusters(quiet_api: OpsApi) -> None:
+    clusters = [{"name": "osg", "workers": 4}, {"name": "k8s", "workers": 2}]
+    original = quiet_api.insert_scan("alice", "failed", clusters=clusters, workers=6)
+    with quiet_api.http("owner") as http:
+        new_id = http.post(f"/api/v1/scans/{original}/rescan").json()["scan_id"]
+    doc = quiet_api.db().scans.find_one({"_id": new_id})
+    assert doc["clusters"] == clusters and doc["workers"] == 6

@@ -65,27 +65,49 @@ def settings_for(database: str, **kw: Any) -> Settings:
 _clock = [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)]
 
 
-def scan_doc(owner: str = "alice", priority: int = 0, workers: int = 1, state: str = "queued") -> dict[str, Any]:
+def scan_doc(
+    owner: str = "alice", priority: int = 0, workers: int = 1, state: str = "queued"
+) -> dict[str, Any]:
     _clock[0] += dt.timedelta(seconds=1)  # strictly increasing creation times
     t = _clock[0]
     return {
-        "_id": uuid.uuid4().hex, "state": state, "owner": owner, "priority": priority, "created_at": t,
-        "updated_at": t, "history": [{"state": state, "at": t, "reason": None}], "run_id": 1, "event_id": 2,
-        "reco": "dummy", "nsides": "8:0", "strategy": "progression", "classifiers": {},
-        "clusters": [{"name": "default", "workers": workers}], "workers": workers, "resources": {},
-        "progress": {}, "token_hashes": [],
+        "_id": uuid.uuid4().hex,
+        "state": state,
+        "owner": owner,
+        "priority": priority,
+        "created_at": t,
+        "updated_at": t,
+        "history": [{"state": state, "at": t, "reason": None}],
+        "run_id": 1,
+        "event_id": 2,
+        "reco": "dummy",
+        "nsides": "8:0",
+        "strategy": "progression",
+        "classifiers": {},
+        "clusters": [{"name": "default", "workers": workers}],
+        "workers": workers,
+        "resources": {},
+        "progress": {},
+        "token_hashes": [],
         "launch": {"attempts": 0, "handles": {}, "last_error": None, "next_attempt_at": t},
     }
 
 
-def run(database: str, launcher: FakeLauncher, body: Callable[[Reconciler, Store], Awaitable[Any]],
-        ops: OpsSettings | None = None, **settings: Any) -> Any:
+def run(
+    database: str,
+    launcher: FakeLauncher,
+    body: Callable[[Reconciler, Store], Awaitable[Any]],
+    ops: OpsSettings | None = None,
+    **settings: Any,
+) -> Any:
     async def main() -> Any:
         s = settings_for(database, **settings)
         store = Store(s)
         try:
             await store.ensure_indexes()
-            return await body(Reconciler(s, store, launcher, ops or OpsSettings(max_launch_attempts=3)), store)
+            return await body(
+                Reconciler(s, store, launcher, ops or OpsSettings(max_launch_attempts=3)), store
+            )
         finally:
             await store.close()
 
@@ -113,8 +135,16 @@ def test_admission_order_priority_then_owners_in_turn() -> None:
     rt = scan_doc("dave", priority=100)
     cat = scan_doc("erin", priority=-10)
     order = admission_order([cat, *a, *b, c, rt])
-    assert [s["_id"] for s in order] == [rt["_id"], a[0]["_id"], b[0]["_id"], c["_id"], a[1]["_id"],
-                                         b[1]["_id"], a[2]["_id"], cat["_id"]]
+    assert [s["_id"] for s in order] == [
+        rt["_id"],
+        a[0]["_id"],
+        b[0]["_id"],
+        c["_id"],
+        a[1]["_id"],
+        b[1]["_id"],
+        a[2]["_id"],
+        cat["_id"],
+    ]
 
 
 def test_admission_order_serves_owners_with_fewer_running_scans_first() -> None:
@@ -124,7 +154,9 @@ def test_admission_order_serves_owners_with_fewer_running_scans_first() -> None:
 
 
 # -- reconciler --------------------------------------------------------------------------------------
-def test_realtime_scan_starts_before_earlier_catalog_scans_when_the_worker_budget_frees(database: str) -> None:
+def test_realtime_scan_starts_before_earlier_catalog_scans_when_the_worker_budget_frees(
+    database: str,
+) -> None:
     busy = insert(database, scan_doc("bob", workers=4, state="running"))[0]
     catalog = insert(database, *[scan_doc("carol", priority=-10, workers=2) for _ in range(3)])
     realtime = insert(database, scan_doc("icecube-realtime", priority=100, workers=4))[0]
@@ -175,8 +207,15 @@ def test_a_launch_that_always_fails_does_not_delay_the_others(database: str) -> 
     doc = db.scans.find_one({"_id": bad})
     assert doc["state"] == "failed"
     assert doc["state_reason"].startswith("launch failed 3 times; last: LaunchError: quota exceeded")
-    assert [h["state"] for h in doc["history"]] == ["queued", "launching", "queued", "launching", "queued",
-                                                   "launching", "failed"]
+    assert [h["state"] for h in doc["history"]] == [
+        "queued",
+        "launching",
+        "queued",
+        "launching",
+        "queued",
+        "launching",
+        "failed",
+    ]
     assert launcher.servers == good
 
 
@@ -184,8 +223,20 @@ def test_worker_requests_are_served_through_launch_workers(database: str) -> Non
     scan = insert(database, scan_doc("alice", workers=2))[0]
     launcher = FakeLauncher()
     db = MongoClient(MONGO_URI, tz_aware=True)[database]
-    db.scans.update_one({"_id": scan}, {"$push": {"worker_requests": {
-        "request_id": "r1", "workers": 3, "cluster": "osg", "state": "pending", "by": "alice"}}})
+    db.scans.update_one(
+        {"_id": scan},
+        {
+            "$push": {
+                "worker_requests": {
+                    "request_id": "r1",
+                    "workers": 3,
+                    "cluster": "osg",
+                    "state": "pending",
+                    "by": "alice",
+                }
+            }
+        },
+    )
     run(database, launcher, once)  # launched and, in the same pass, the request served
     assert launcher.workers == [(scan, "default", 2), (scan, "osg", 3)]
     doc = db.scans.find_one({"_id": scan})
@@ -197,10 +248,20 @@ def test_worker_requests_are_served_through_launch_workers(database: str) -> Non
 def test_a_failing_worker_request_is_recorded_and_the_scan_goes_on(database: str) -> None:
     scan = insert(database, scan_doc("alice", state="running"))[0]
     db = MongoClient(MONGO_URI, tz_aware=True)[database]
-    db.scans.update_one({"_id": scan}, {"$set": {"launch.launched_at": dt.datetime.now(dt.UTC),
-                                                 "launch.handles": {"server": "s"}},
-                                        "$push": {"worker_requests": {"request_id": "r2", "workers": 1,
-                                                                      "cluster": "nowhere", "state": "pending"}}})
+    db.scans.update_one(
+        {"_id": scan},
+        {
+            "$set": {"launch.launched_at": dt.datetime.now(dt.UTC), "launch.handles": {"server": "s"}},
+            "$push": {
+                "worker_requests": {
+                    "request_id": "r2",
+                    "workers": 1,
+                    "cluster": "nowhere",
+                    "state": "pending",
+                }
+            },
+        },
+    )
 
     class NoWorkers(FakeLauncher):
         def launch_workers(self, spec: LaunchSpec, cluster: WorkerCluster) -> dict[str, Any]:
