@@ -64,7 +64,7 @@ def render_fits(doc: Mapping[str, Any], event: Event | None) -> bytes:
         ("LEVELSET", an.level_set, "2*dLLH levels of the regions"),
     ]
     for r in an.regions:
-        pct = f"{r.containment * 100:g}"
+        pct = f"{r.containment * 100:g}".replace(".", "P")  # FITS keywords: no dots
         cards += [
             (f"AREA{pct}", r.area_deg2, f"Area (deg2) of 2*dLLH <= {r.level:g}"),
             (f"RAP{pct}", r.ra_err_plus_deg, f"RA error + (deg), {pct}%"),
@@ -75,7 +75,7 @@ def render_fits(doc: Mapping[str, Any], event: Event | None) -> bytes:
     for pct, area in an.credible_areas.items():
         cards.append((f"CRED{pct}", area, f"Area (deg2) of the {pct}% credible region"))
     for key, value, comment in cards:
-        h[key] = (value, comment)
+        h[key if len(key) <= 8 else f"HIERARCH {key}"] = (value, comment)
     h["COMMENT"] = "PROBDENSITY is exp(-dLLH) normalised over the sky; LLH is -lnL of the fit shown."
     h["COMMENT"] = "Tiles no finite fit covers have LLH NaN and PROBDENSITY 0."
     buf = io.BytesIO()

@@ -13,12 +13,12 @@ from skyscan.contour_refinement import ContourStrategy, parse_nsides
 from skyscan.contours import region
 from skyscan.multiorder import SR_TO_DEG2, build_multiorder
 from skyscan.refinement import PixelBest, Refinement, VariationResult, make_strategy
-from tests.support.skymaps import drive, gaussian_llh
+from tests.support.skymaps import LlhFunc, drive, gaussian_llh
 
 NSIDES = "8,16,32,64,128,256"
 
 
-def fine_truth_area(f, nside: int, llh_best: float, level: float = 4.61) -> float:  # type: ignore[no-untyped-def]
+def fine_truth_area(f: LlhFunc, nside: int, llh_best: float, level: float = 4.61) -> float:
     """90% area a full scan at ``nside`` would give (TS relative to ``llh_best``)."""
     ra, dec = px.pixel_radec(nside, np.arange(px.npix(nside)))
     ts = 2 * (f(ra, dec) - llh_best)

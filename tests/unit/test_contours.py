@@ -20,11 +20,13 @@ from skyscan.contours import (
 )
 from skyscan.coordinates import angular_distance
 from skyscan.multiorder import build_multiorder
-from skyscan.refinement import global_best
-from tests.support.skymaps import cap_area_deg2, ellipse_area_deg2, full_map, gaussian_llh
+from skyscan.refinement import PixelBest, PixelKey, global_best
+from tests.support.skymaps import LlhFunc, cap_area_deg2, ellipse_area_deg2, full_map, gaussian_llh
 
 
-def refined_map(f, ra0: float, dec0: float, radius_deg: float, fine: int = 512):  # type: ignore[no-untyped-def]
+def refined_map(
+    f: LlhFunc, ra0: float, dec0: float, radius_deg: float, fine: int = 512
+) -> dict[PixelKey, PixelBest]:
     """nside 8 over the sky, and at nside `fine` every child of the nside-16 pixels near the centre.
 
     Whole coarse pixels are refined, as a refinement strategy does; a partly refined coarse pixel

@@ -104,3 +104,16 @@ def test_mhealpy_reads_it_as_a_multiorder_map(scan: dict[str, Any], tmp_path: An
     m = mhealpy.HealpixMap.read_map(str(path), field="PROBDENSITY", density=True)
     assert m.is_moc
     assert m.nside == 512
+
+
+def test_custom_level_set_keywords(recwarn: pytest.WarningsRecorder) -> None:
+    from tests.support.skymaps import full_map
+
+    complete = full_map(16, gaussian_llh(1.0, 0.2, 3.0))
+    doc = make_doc(complete, make_event(), [16], level_set="68.27:2.3,95:5.99")
+    with fits.open(io.BytesIO(render(doc, None, "fits").content)) as hdul:
+        h = hdul[1].header
+        assert h["LEVELSET"] == "custom"
+        assert h["AREA95"] == pytest.approx(doc["regions"]["levels"]["95"]["area_deg2"])
+        assert h["AREA68P27"] == pytest.approx(doc["regions"]["levels"]["68.27"]["area_deg2"])
+    assert not [w for w in recwarn if "Keyword name" in str(w.message)]

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from skyscan import pixels as px
-from skyscan.multiorder import MAX_ORDER, build_multiorder, credible_area_deg2, probability, probdensity
+from skyscan.multiorder import (
+    MAX_ORDER,
+    MultiOrderMap,
+    build_multiorder,
+    credible_area_deg2,
+    probability,
+    probdensity,
+)
 from skyscan.refinement import PixelBest, make_strategy
 from skyscan.skymap import SKYMAP_SCHEMA, analyse, analysis_from_result, build_result, pixels_from_result
 from tests.support.skymaps import FIT, drive, full_map, gaussian_llh, make_doc, make_event
@@ -23,7 +30,7 @@ def pb(nside: int, pixel: int, llh: float, failed: bool = False) -> PixelBest:
     )
 
 
-def assert_tiles_sphere(mom) -> None:  # type: ignore[no-untyped-def]
+def assert_tiles_sphere(mom: MultiOrderMap) -> None:
     """Tiles are disjoint and cover the sphere: their NESTED ranges at order 29 abut exactly."""
     start = mom.nest << (2 * (MAX_ORDER - mom.order))
     length = np.left_shift(np.int64(1), 2 * (MAX_ORDER - mom.order))
