@@ -21,7 +21,13 @@ from pydantic import ValidationError
 from skydriver_api.auth import Principal, require
 from skydriver_api.config import CATALOG_PRIORITY
 from skydriver_api.models import CatalogRequest, CatalogStatus, ScanRequest
-from skydriver_api.routers.scans import new_scan_document, ops_settings_of, store_of, validate_request
+from skydriver_api.routers.scans import (
+    ensure_storable,
+    new_scan_document,
+    ops_settings_of,
+    store_of,
+    validate_request,
+)
 from skydriver_api.store import SCAN_STATES, TERMINAL_STATES, utcnow
 from skyscan import exports
 from skyscan.event import EventFormatError, parse_event
@@ -153,6 +159,7 @@ async def submit_catalog(
         )
         scans.append(doc)
         events.append({"_id": doc["_id"], "event": event.to_json_dict()})
+    ensure_storable(*scans, *events)
     store = store_of(request)
     now = utcnow()
     await store.catalogs.insert_one(

@@ -53,7 +53,7 @@ def validate_request(req: ScanRequest, max_nside: int) -> tuple[int, str]:
     try:
         reco = get_reco(req.reco, req.reco_options)
         reco.check_event(req.event)
-    except (ValueError, RecoUnsuitable) as err:
+    except (ValueError, OverflowError, RecoUnsuitable) as err:  # OverflowError: ints beyond 64 bits
         raise HTTPException(422, detail=f"reco: {err}") from None
     try:
         strategy = make_strategy(req.strategy, req.nsides, max_nside, **req.strategy_options)
@@ -175,6 +175,20 @@ async def _replay(store: Store, key_doc: dict[str, Any], body_hash: str, respons
     )
 
 
+def ensure_storable(*docs: dict[str, Any]) -> None:
+    """Refuse (422) what MongoDB cannot store (integers beyond 64 bits, '$' keys) before writing anything."""
+    import bson
+    from bson.errors import InvalidDocument
+
+    for doc in docs:
+        try:
+            bson.encode(doc)
+        except (OverflowError, InvalidDocument) as err:
+            raise HTTPException(
+                422, detail=f"the request holds a value that cannot be stored: {err}"
+            ) from None
+
+
 async def create_scan(
     request: Request,
     req: ScanRequest,
@@ -188,7 +202,9 @@ async def create_scan(
     doc = new_scan_document(req, owner, n_variations, nsides, **(extra or {}))
     if scan_id is not None:
         doc["_id"] = scan_id
-    await store_of(request).insert_scan(doc, req.event.to_json_dict())
+    event = req.event.to_json_dict()
+    ensure_storable(doc, event)
+    await store_of(request).insert_scan(doc, event)
     request.app.state.reconciler.wake()
     return doc
 

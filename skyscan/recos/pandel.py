@@ -345,4 +345,3 @@ class PandelMPE(PandelTrackReco):
         "Convolved-Pandel MPE track likelihood (first hit and total charge per DOM); vertex fitted per pixel."
     )
     use_charge: ClassVar[bool] = True
-
