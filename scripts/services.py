@@ -11,6 +11,7 @@ Usage: services.py up | down | status
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -92,15 +93,21 @@ def rabbitmq_up() -> None:
         subprocess.run(["apt-get", "install", "-y", "-q", "rabbitmq-server"], check=True, env=env)
     log("starting rabbitmq-server")
     if os.geteuid() != 0:
-        raise SetupError("rabbitmq-server is installed but not running; start it (as root: rabbitmq-server -detached)")
-    subprocess.run(["rabbitmq-server", "-detached"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        raise SetupError(
+            "rabbitmq-server is installed but not running; start it (as root: rabbitmq-server -detached)"
+        )
+    subprocess.run(
+        ["rabbitmq-server", "-detached"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     wait_for(lambda: amqp_ok(url), "RabbitMQ", 120)
     log("RabbitMQ is up")
 
 
 def rabbitmq_down() -> None:
     if shutil.which("rabbitmqctl"):
-        subprocess.run(["rabbitmqctl", "stop"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            ["rabbitmqctl", "stop"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,7 +121,9 @@ def mongo_up() -> None:
         log("MongoDB-wire server is answering; reusing it")
         return
     if "SKYDRIVER_MONGODB_URI" in os.environ:
-        raise SetupError(f"SKYDRIVER_MONGODB_URI={uri!r} does not answer; start that server or unset the variable")
+        raise SetupError(
+            f"SKYDRIVER_MONGODB_URI={uri!r} does not answer; start that server or unset the variable"
+        )
     STATE.mkdir(parents=True, exist_ok=True)
     logfile = open(STATE / "mongo.log", "ab")  # noqa: SIM115 - handed to the daemon
     if shutil.which("mongod"):
@@ -126,8 +135,17 @@ def mongo_up() -> None:
         server = Path(sys.executable).parent / "secantusd-py"
         if not server.exists():
             raise SetupError("no mongod on PATH and SecantusDB is not installed (pip install secantusdb)")
-        cmd = [str(server), "--host", "127.0.0.1", "--port", str(DEFAULT_MONGO_PORT),
-               "--storage-path", str(STATE / "secantus-data"), "--log-level", "WARNING"]
+        cmd = [
+            str(server),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(DEFAULT_MONGO_PORT),
+            "--storage-path",
+            str(STATE / "secantus-data"),
+            "--log-level",
+            "WARNING",
+        ]
         what = "SecantusDB"
     log(f"starting {what} on 127.0.0.1:{DEFAULT_MONGO_PORT}")
     proc = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True, cwd=STATE)
@@ -139,10 +157,8 @@ def mongo_up() -> None:
 def mongo_down() -> None:
     pidfile = STATE / "mongo.pid"
     if pidfile.exists():
-        try:
+        with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pidfile.read_text()), signal.SIGTERM)
-        except (ProcessLookupError, ValueError):
-            pass
         pidfile.unlink()
 
 
@@ -156,7 +172,10 @@ def main(argv: list[str]) -> int:
             mongo_down()
             rabbitmq_down()
         elif action == "status":
-            print("rabbitmq:", "up" if amqp_ok(os.environ.get("SKYDRIVER_RABBITMQ_URL", DEFAULT_AMQP)) else "down")
+            print(
+                "rabbitmq:",
+                "up" if amqp_ok(os.environ.get("SKYDRIVER_RABBITMQ_URL", DEFAULT_AMQP)) else "down",
+            )
             print("mongodb:", "up" if mongo_ok(mongo_uri()) else "down")
         else:
             raise SetupError(f"unknown action {action!r}; use up, down or status")

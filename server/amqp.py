@@ -8,6 +8,7 @@ messages are in flight and confirms (often ``multiple``) release the window as t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -69,8 +70,11 @@ class AsyncBroker:
             self._lost(reason)
 
         self._conn = AsyncioConnection(
-            params, on_open_callback=on_open, on_open_error_callback=on_open_error,
-            on_close_callback=on_close, custom_ioloop=loop,
+            params,
+            on_open_callback=on_open,
+            on_open_error_callback=on_open_error,
+            on_close_callback=on_close,
+            custom_ioloop=loop,
         )
         await opened
         ch_ready: asyncio.Future[Any] = loop.create_future()
@@ -102,10 +106,8 @@ class AsyncBroker:
     async def close(self) -> None:
         if self._conn is not None and not self._conn.is_closed and not self._conn.is_closing:
             self._conn.close()
-            try:
+            with contextlib.suppress(BrokerLost, TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(self._closed), 5) if self._closed else None
-            except (BrokerLost, TimeoutError, asyncio.CancelledError):
-                pass
 
     def _require(self) -> Any:
         if self._ch is None or not self._ch.is_open:
@@ -116,16 +118,22 @@ class AsyncBroker:
         """Run a pika channel method that reports completion through a ``callback``."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        getattr(self._require(), method)(*args, callback=lambda frame: fut.done() or fut.set_result(frame), **kwargs)
+        getattr(self._require(), method)(
+            *args, callback=lambda frame: fut.done() or fut.set_result(frame), **kwargs
+        )
         waiter = asyncio.ensure_future(self._closed) if self._closed else None
-        done, _ = await asyncio.wait([fut, *([waiter] if waiter else [])], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            [fut, *([waiter] if waiter else [])], timeout=30, return_when=asyncio.FIRST_COMPLETED
+        )
         if fut in done:
             return fut.result()
         raise BrokerLost(f"{method} did not complete")
 
     # -- topology ------------------------------------------------------------------------------
     async def declare_quorum(self, name: str, arguments: dict[str, Any]) -> None:
-        await self._call("queue_declare", name, durable=True, arguments={"x-queue-type": "quorum", **arguments})
+        await self._call(
+            "queue_declare", name, durable=True, arguments={"x-queue-type": "quorum", **arguments}
+        )
 
     async def delete_queue(self, name: str) -> None:
         await self._call("queue_delete", name)
@@ -134,7 +142,11 @@ class AsyncBroker:
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
         acked = isinstance(method, Basic.Ack)
-        tags = [t for t in self._unconfirmed if t <= method.delivery_tag] if method.multiple else [method.delivery_tag]
+        tags = (
+            [t for t in self._unconfirmed if t <= method.delivery_tag]
+            if method.multiple
+            else [method.delivery_tag]
+        )
         for tag in tags:
             fut = self._unconfirmed.pop(tag, None)
             if fut is not None and not fut.done():
@@ -158,7 +170,9 @@ class AsyncBroker:
             self._unconfirmed[self._next_tag] = fut
             self._next_tag += 1
             ch.basic_publish(
-                "", queue, body,
+                "",
+                queue,
+                body,
                 pika.BasicProperties(delivery_mode=2, content_type="application/json", message_id=message_id),
             )
             futures.append(fut)
@@ -174,7 +188,9 @@ class AsyncBroker:
         generation = self.generation
 
         def on_message(_ch: Any, method: Any, _props: Any, body: bytes) -> None:
-            self.deliveries.put_nowait(Delivery(queue, method.delivery_tag, body, method.redelivered, generation))
+            self.deliveries.put_nowait(
+                Delivery(queue, method.delivery_tag, body, method.redelivered, generation)
+            )
 
         self._require().basic_consume(queue, on_message)
 

@@ -23,6 +23,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from server.amqp import AsyncBroker, BrokerLost, Delivery
 from skyscan.event import parse_event
+from skyscan.local_scan import llh_at_truth
 from skyscan.messages import (
     Direction,
     MessageError,
@@ -36,7 +37,6 @@ from skyscan.messages import (
     task_id,
 )
 from skyscan.recos import get_reco
-from skyscan.local_scan import llh_at_truth
 from skyscan.refinement import Refinement, TaskSpec, VariationResult, make_strategy
 from skyscan.settings import Settings
 from skyscan.skymap import best_fit_summary, build_result
@@ -57,15 +57,24 @@ class ScanServer:
         self.scan_id = scan_id
         self.queues = queue_names(scan_id)
         self.client: AsyncMongoClient = AsyncMongoClient(
-            settings.mongodb_uri.get_secret_value(), serverSelectionTimeoutMS=5000, tz_aware=True,
+            settings.mongodb_uri.get_secret_value(),
+            serverSelectionTimeoutMS=5000,
+            tz_aware=True,
         )
         self.db = self.client[settings.mongodb_database]
-        self.broker = AsyncBroker(settings.rabbitmq_url.get_secret_value(), settings.rabbitmq_heartbeat_s,
-                                  settings.publish_window)
+        self.broker = AsyncBroker(
+            settings.rabbitmq_url.get_secret_value(), settings.rabbitmq_heartbeat_s, settings.publish_window
+        )
         self.outstanding: dict[str, tuple[bytes, float]] = {}  # task id -> (body, last published)
         self.unpublished: list[tuple[str, bytes]] = []
-        self.counters: dict[str, int] = {"malformed": 0, "foreign": 0, "unexpected": 0, "duplicates": 0,
-                                         "dead_lettered": 0, "republished": 0}
+        self.counters: dict[str, int] = {
+            "malformed": 0,
+            "foreign": 0,
+            "unexpected": 0,
+            "duplicates": 0,
+            "dead_lettered": 0,
+            "republished": 0,
+        }
         self.published = 0
         self._rate: float | None = None
         self._rate_mark = (time.monotonic(), 0)
@@ -80,7 +89,9 @@ class ScanServer:
             except PyMongoError as err:
                 if waited >= max_wait_s:
                     raise
-                log.warning("database error during %s, retrying in %.1fs: %s", what, delay, type(err).__name__)
+                log.warning(
+                    "database error during %s, retrying in %.1fs: %s", what, delay, type(err).__name__
+                )
                 await asyncio.sleep(delay)
                 waited += delay
                 delay = min(delay * 2, 5.0)
@@ -117,7 +128,7 @@ class ScanServer:
         return 0
 
     async def ensure_indexes(self) -> None:
-        """The unique indexes that make writes idempotent (the API creates them too; both are no-ops if present)."""
+        """Unique indexes that make writes idempotent (the API creates them too; no-ops if present)."""
         await self.db.pixel_results.create_index("task_id", unique=True)
         await self.db.skymaps.create_index("scan_id", unique=True)
 
@@ -127,16 +138,30 @@ class ScanServer:
 
     async def set_running(self, n_stored: int) -> None:
         now = _now()
-        server = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": now, "resumed_results": n_stored}
+        server = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": now,
+            "resumed_results": n_stored,
+        }
         self.run_started = now
-        res = await self.db_retry("mark running", lambda: self.db.scans.update_one(
-            {"_id": self.scan_id, "state": {"$in": ["queued", "launching"]}},
-            {"$set": {"state": "running", "updated_at": now, "server": server},
-             "$push": {"history": {"state": "running", "at": now, "reason": None}}},
-        ))
+        res = await self.db_retry(
+            "mark running",
+            lambda: self.db.scans.update_one(
+                {"_id": self.scan_id, "state": {"$in": ["queued", "launching"]}},
+                {
+                    "$set": {"state": "running", "updated_at": now, "server": server},
+                    "$push": {"history": {"state": "running", "at": now, "reason": None}},
+                },
+            ),
+        )
         if res.matched_count == 0:  # a replacement server: the scan is running already
-            res = await self.db_retry("mark running", lambda: self.db.scans.update_one(
-                {"_id": self.scan_id, "state": "running"}, {"$set": {"server": server, "updated_at": now}}))
+            res = await self.db_retry(
+                "mark running",
+                lambda: self.db.scans.update_one(
+                    {"_id": self.scan_id, "state": "running"}, {"$set": {"server": server, "updated_at": now}}
+                ),
+            )
         if res.matched_count == 0:
             raise ScanEnded("the scan is no longer active")
 
@@ -157,14 +182,20 @@ class ScanServer:
 
     async def connect(self) -> None:
         await self.broker.connect()
-        limit = {"x-delivery-limit": self.settings.delivery_limit, "x-overflow": "reject-publish",
-                 "x-dead-letter-strategy": "at-least-once", "x-dead-letter-exchange": ""}
+        limit = {
+            "x-delivery-limit": self.settings.delivery_limit,
+            "x-overflow": "reject-publish",
+            "x-dead-letter-strategy": "at-least-once",
+            "x-dead-letter-exchange": "",
+        }
         await self.broker.declare_quorum(self.queues["dead"], {})
         await self.broker.declare_quorum(self.queues["rejected"], {})
         await self.broker.declare_quorum(
-            self.queues["pixels"], {**limit, "x-dead-letter-routing-key": self.queues["dead"]})
+            self.queues["pixels"], {**limit, "x-dead-letter-routing-key": self.queues["dead"]}
+        )
         await self.broker.declare_quorum(
-            self.queues["results"], {**limit, "x-dead-letter-routing-key": self.queues["rejected"]})
+            self.queues["results"], {**limit, "x-dead-letter-routing-key": self.queues["rejected"]}
+        )
         while not self.broker.deliveries.empty():  # tags of a dead connection mean nothing now
             self.broker.deliveries.get_nowait()
         await self.broker.set_prefetch(max(2 * self.settings.result_batch, 100))
@@ -176,8 +207,13 @@ class ScanServer:
         for spec in specs:
             tid = task_id(self.scan_id, spec.nside, spec.pixel, spec.variation)
             task = PixelTask(
-                task_id=tid, scan_id=self.scan_id, reco=reco, nside=spec.nside, pixel=spec.pixel,
-                variation=spec.variation, options=options,
+                task_id=tid,
+                scan_id=self.scan_id,
+                reco=reco,
+                nside=spec.nside,
+                pixel=spec.pixel,
+                variation=spec.variation,
+                options=options,
                 direction=Direction(ra=spec.ra, dec=spec.dec, zenith=spec.zenith, azimuth=spec.azimuth),
                 seed=Vertex(**spec.seed) if spec.seed else None,
             )
@@ -203,7 +239,9 @@ class ScanServer:
             while not self.ref.finished:
                 wait = self.settings.result_batch_wait_s if batch else 1.0
                 getter = asyncio.ensure_future(self.broker.deliveries.get())
-                done, _ = await asyncio.wait([getter, closed], timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    [getter, closed], timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
                 if closed in done:
                     getter.cancel()
                     closed.result()  # raises BrokerLost
@@ -216,9 +254,12 @@ class ScanServer:
                         batch.append((delivery, result))
                 else:
                     getter.cancel()
-                if batch and (len(batch) >= self.settings.result_batch or not done
-                              or time.monotonic() - batch_started >= self.settings.result_batch_wait_s
-                              or self.broker.deliveries.empty()):
+                if batch and (
+                    len(batch) >= self.settings.result_batch
+                    or not done
+                    or time.monotonic() - batch_started >= self.settings.result_batch_wait_s
+                    or self.broker.deliveries.empty()
+                ):
                     await self.flush(batch)
                     batch = []
                 if time.monotonic() >= next_housekeeping:
@@ -239,11 +280,15 @@ class ScanServer:
                 raise MessageError(f"result for scan {result.scan_id!r}")
             key = (result.nside, result.pixel)
             if (key not in self.ref.pending and key not in self.ref.complete) or not (
-                    0 <= result.variation < self.ref.n_variations):
+                0 <= result.variation < self.ref.n_variations
+            ):
                 raise MessageError(f"unexpected result for pixel {key} that this scan never sent")
         except MessageError as err:
-            kind = "foreign" if "result for scan" in str(err) else (
-                "unexpected" if "never sent" in str(err) else "malformed")
+            kind = (
+                "foreign"
+                if "result for scan" in str(err)
+                else ("unexpected" if "never sent" in str(err) else "malformed")
+            )
             self.counters[kind] += 1
             log.warning("rejected a %s message on the results queue: %s", kind, err)
             self.broker.reject(delivery)
@@ -263,9 +308,15 @@ class ScanServer:
         self.counters["dead_lettered"] += 1
         log.warning("task %s exceeded the delivery limit; marking it failed", task.task_id)
         return PixelResult(
-            task_id=task.task_id, scan_id=self.scan_id, nside=task.nside, pixel=task.pixel,
-            variation=task.variation, llh=None, status="failed",
-            error=f"poison task: dead-lettered after {self.settings.delivery_limit} deliveries (worker crashes?)",
+            task_id=task.task_id,
+            scan_id=self.scan_id,
+            nside=task.nside,
+            pixel=task.pixel,
+            variation=task.variation,
+            llh=None,
+            status="failed",
+            error=f"poison task: dead-lettered after {self.settings.delivery_limit} deliveries "
+            "(worker crashes?)",
             worker="server:dead-letter",
         )
 
@@ -284,7 +335,9 @@ class ScanServer:
         await self.publish_pending()
 
     async def housekeeping(self) -> None:
-        scan = await self.db_retry("check state", lambda: self.db.scans.find_one({"_id": self.scan_id}, {"state": 1}))
+        scan = await self.db_retry(
+            "check state", lambda: self.db.scans.find_one({"_id": self.scan_id}, {"state": 1})
+        )
         if scan is None or scan["state"] in TERMINAL:
             raise ScanEnded(f"scan is {scan['state'] if scan else 'gone'}")
         self.republish_stale()
@@ -312,8 +365,14 @@ class ScanServer:
             self._rate_mark = (now, done)
         remaining = max(self.estimated_total_tasks() - done, sent - done)
         eta = remaining / self._rate if self._rate else None
-        return {"nsides": per_nside, "tasks_sent": sent, "tasks_done": done,
-                "rate_per_s": self._rate, "eta_s": eta, "updated_at": _now()}
+        return {
+            "nsides": per_nside,
+            "tasks_sent": sent,
+            "tasks_done": done,
+            "rate_per_s": self._rate,
+            "eta_s": eta,
+            "updated_at": _now(),
+        }
 
     def estimated_total_tasks(self) -> int:
         steps = getattr(self.strategy, "steps", None)
@@ -330,8 +389,10 @@ class ScanServer:
         if best is not None:
             update["best_fit"] = best_fit_summary(best, self.event.mjd)
         update["server.published"] = self.published
-        await self.db_retry("save progress", lambda: self.db.scans.update_one(
-            {"_id": self.scan_id, "state": "running"}, {"$set": update}))
+        await self.db_retry(
+            "save progress",
+            lambda: self.db.scans.update_one({"_id": self.scan_id, "state": "running"}, {"$set": update}),
+        )
 
     # -- the end -----------------------------------------------------------------------------------
     async def finish(self) -> None:
@@ -340,8 +401,14 @@ class ScanServer:
         if best is not None and self.event.truth is not None:
             llh_truth = await asyncio.to_thread(self.fit_truth)
         doc = build_result(
-            scan_id=self.scan_id, event=self.event, reco=self.scan["reco"], strategy=self.strategy.describe(),
-            nsides=self.strategy.nsides, complete=self.ref.complete, finished=True, llh_at_truth=llh_truth,
+            scan_id=self.scan_id,
+            event=self.event,
+            reco=self.scan["reco"],
+            strategy=self.strategy.describe(),
+            nsides=self.strategy.nsides,
+            complete=self.ref.complete,
+            finished=True,
+            llh_at_truth=llh_truth,
         )
         await self.db_retry("store skymap", lambda: self.store_final(doc))
         n_failed = doc["n_failed_pixels"]
@@ -353,13 +420,22 @@ class ScanServer:
             state, reason = "completed", (f"completed with {n_failed} failed pixels" if n_failed else None)
         now = _now()
         await self.save_progress()
-        extra: dict[str, Any] = {"state": state, "updated_at": now, "failed_pixels": n_failed,
-                                 "best_fit": doc["best_fit"], "completed_at": now}
+        extra: dict[str, Any] = {
+            "state": state,
+            "updated_at": now,
+            "failed_pixels": n_failed,
+            "best_fit": doc["best_fit"],
+            "completed_at": now,
+        }
         if reason:
             extra["state_reason"] = reason
-        await self.db_retry("mark done", lambda: self.db.scans.update_one(
-            {"_id": self.scan_id, "state": "running"},
-            {"$set": extra, "$push": {"history": {"state": state, "at": now, "reason": reason}}}))
+        await self.db_retry(
+            "mark done",
+            lambda: self.db.scans.update_one(
+                {"_id": self.scan_id, "state": "running"},
+                {"$set": extra, "$push": {"history": {"state": state, "at": now, "reason": reason}}},
+            ),
+        )
         await self.delete_queues()
         log.info("scan %s: %d pixels, best %s", state, doc["n_pixels"], doc["best_fit"])
 
@@ -368,7 +444,9 @@ class ScanServer:
         try:
             await self.db.skymaps.replace_one(
                 {"scan_id": self.scan_id, "final": {"$ne": True}},
-                {"scan_id": self.scan_id, "final": True, "result": doc}, upsert=True)
+                {"scan_id": self.scan_id, "final": True, "result": doc},
+                upsert=True,
+            )
         except DuplicateKeyError:
             log.warning("a final skymap exists already; keeping it")
 
@@ -387,7 +465,7 @@ class ScanServer:
                 return
             except BrokerLost as err:
                 log.warning("could not delete queues yet (%s)", err)
-                await asyncio.sleep(min(2 ** attempt, 10))
+                await asyncio.sleep(min(2**attempt, 10))
         log.error("queues of %s were not deleted; the reconciler's clean-up will retry", self.scan_id)
 
     async def close(self) -> None:
@@ -402,17 +480,33 @@ def _now() -> Any:
 
 def _result_doc(r: PixelResult) -> dict[str, Any]:
     return {
-        "task_id": r.task_id, "scan_id": r.scan_id, "nside": r.nside, "pixel": r.pixel, "variation": r.variation,
-        "llh": r.llh, "status": r.status, "fit": r.fit, "error": r.error, "runtime_s": r.runtime_s,
-        "worker": r.worker, "stored_at": _now(),
+        "task_id": r.task_id,
+        "scan_id": r.scan_id,
+        "nside": r.nside,
+        "pixel": r.pixel,
+        "variation": r.variation,
+        "llh": r.llh,
+        "status": r.status,
+        "fit": r.fit,
+        "error": r.error,
+        "runtime_s": r.runtime_s,
+        "worker": r.worker,
+        "stored_at": _now(),
     }
 
 
 def _variation_result(doc: dict[str, Any]) -> VariationResult:
     llh = doc.get("llh")
     failed = doc.get("status") == "failed" or llh is None
-    return VariationResult(doc["nside"], doc["pixel"], doc["variation"], math.nan if llh is None else float(llh),
-                           doc.get("fit") or {}, failed, doc.get("error"))
+    return VariationResult(
+        doc["nside"],
+        doc["pixel"],
+        doc["variation"],
+        math.nan if llh is None else float(llh),
+        doc.get("fit") or {},
+        failed,
+        doc.get("error"),
+    )
 
 
 def _last_per_queue(batch: list[tuple[Delivery, PixelResult]]) -> list[Delivery]:

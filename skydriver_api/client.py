@@ -39,7 +39,9 @@ class SkyDriverClient:
         try:
             resp = self.http.request(method, path, **kwargs)
         except httpx.ConnectError:
-            raise ApiError(0, f"cannot reach the API at {self.api_url}; is 'skydriver api' running?") from None
+            raise ApiError(
+                0, f"cannot reach the API at {self.api_url}; is 'skydriver api' running?"
+            ) from None
         except httpx.HTTPError as err:
             raise ApiError(0, f"request to {self.api_url}{path} failed: {err}") from None
         if resp.status_code >= 400:
@@ -64,7 +66,9 @@ class SkyDriverClient:
     def abort(self, scan_id: str) -> dict[str, Any]:
         return self.request("DELETE", f"/api/v1/scans/{scan_id}").json()
 
-    def watch(self, scan_id: str, poll_s: float = 0.5, timeout_s: float | None = None) -> Iterator[dict[str, Any]]:
+    def watch(
+        self, scan_id: str, poll_s: float = 0.5, timeout_s: float | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Yield the scan's status until it reaches a terminal state."""
         start = time.monotonic()
         while True:
@@ -76,7 +80,9 @@ class SkyDriverClient:
                 raise TimeoutError(f"scan {scan_id} still {status['state']} after {timeout_s:.0f} s")
             time.sleep(poll_s)
 
-    def wait(self, scan_id: str, timeout_s: float = 600, on_status: Callable[[dict], None] | None = None) -> dict:
+    def wait(
+        self, scan_id: str, timeout_s: float = 600, on_status: Callable[[dict], None] | None = None
+    ) -> dict:
         status: dict[str, Any] = {}
         for status in self.watch(scan_id, timeout_s=timeout_s):
             if on_status:

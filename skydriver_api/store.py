@@ -35,7 +35,9 @@ def hash_token(token: str) -> str:
 class Store:
     def __init__(self, settings: Settings) -> None:
         self.client: AsyncMongoClient = AsyncMongoClient(
-            settings.mongodb_uri.get_secret_value(), serverSelectionTimeoutMS=3000, tz_aware=True,
+            settings.mongodb_uri.get_secret_value(),
+            serverSelectionTimeoutMS=3000,
+            tz_aware=True,
         )
         self.db: AsyncDatabase = self.client[settings.mongodb_database]
         self.scans = self.db.scans
@@ -50,7 +52,9 @@ class Store:
     async def ensure_indexes(self) -> None:
         await self.pixel_results.create_index([("task_id", ASCENDING)], unique=True)
         await self.pixel_results.create_index([("scan_id", ASCENDING), ("nside", ASCENDING)])
-        await self.scans.create_index([("state", ASCENDING), ("priority", DESCENDING), ("created_at", ASCENDING)])
+        await self.scans.create_index(
+            [("state", ASCENDING), ("priority", DESCENDING), ("created_at", ASCENDING)]
+        )
         await self.scans.create_index([("created_at", DESCENDING), ("_id", DESCENDING)])
         await self.skymaps.create_index([("scan_id", ASCENDING)], unique=True)
         await self.tokens.create_index([("token_hash", ASCENDING)], unique=True)
@@ -58,7 +62,8 @@ class Store:
         await self.scans.create_index([("run_id", ASCENDING), ("event_id", ASCENDING)])
         await self.scans.create_index([("catalog_id", ASCENDING)])
         await self.alerts.create_index(
-            [("run_id", ASCENDING), ("event_id", ASCENDING), ("revision", ASCENDING)], unique=True,
+            [("run_id", ASCENDING), ("event_id", ASCENDING), ("revision", ASCENDING)],
+            unique=True,
         )
         await self.catalogs.create_index([("created_at", DESCENDING)])
 
@@ -82,7 +87,11 @@ class Store:
         return None if doc is None else doc["event"]
 
     async def transition(
-        self, scan_id: str, from_states: tuple[str, ...], to_state: str, reason: str | None = None,
+        self,
+        scan_id: str,
+        from_states: tuple[str, ...],
+        to_state: str,
+        reason: str | None = None,
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """Atomically move a scan between states; None if it was not in ``from_states``."""
@@ -94,7 +103,9 @@ class Store:
         if reason is not None:
             update["$set"]["state_reason"] = reason
         return await self.scans.find_one_and_update(
-            {"_id": scan_id, "state": {"$in": list(from_states)}}, update, return_document=ReturnDocument.AFTER,
+            {"_id": scan_id, "state": {"$in": list(from_states)}},
+            update,
+            return_document=ReturnDocument.AFTER,
         )
 
     async def pixel_results_for(self, scan_id: str) -> list[dict[str, Any]]:

@@ -84,7 +84,9 @@ class Event(BaseModel):
         }
         for key in ("string", "om"):
             cols[key] = np.fromiter(
-                (-1 if getattr(p, key) is None else getattr(p, key) for p in self.pulses), int, len(self.pulses)
+                (-1 if getattr(p, key) is None else getattr(p, key) for p in self.pulses),
+                int,
+                len(self.pulses),
             )
         return cols
 

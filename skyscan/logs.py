@@ -36,7 +36,9 @@ def setup_logging(component: str, scan_id: str | None = None, level: str | None 
     """Log JSON lines to stderr (``SKYDRIVER_LOG_FORMAT=text`` for plain text)."""
     handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("SKYDRIVER_LOG_FORMAT", "json") == "text":
-        handler.setFormatter(logging.Formatter(f"%(asctime)s {component} %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s {component} %(levelname)s %(name)s: %(message)s")
+        )
     else:
         static = {"component": component}
         if scan_id:

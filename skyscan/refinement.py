@@ -38,16 +38,15 @@ class NsideStep:
     extension: int  # area of the refined disc around the best fit, in pixels of the *previous* nside
 
 
-def parse_progression(spec: str | Iterable[str | int | tuple[int, int]], max_nside: int = 1 << 29) -> list[NsideStep]:
+def parse_progression(
+    spec: str | Iterable[str | int | tuple[int, int]], max_nside: int = 1 << 29
+) -> list[NsideStep]:
     """Parse ``"8:0,64:12,512:24"`` (or a list of ``"n:e"`` items / (n, e) pairs) and validate it.
 
     Rules: powers of two, strictly ascending, first extension 0, later extensions positive.
     """
     items: list[str | int | tuple[int, int]]
-    if isinstance(spec, str):
-        items = [s for s in spec.replace(" ", ",").split(",") if s]
-    else:
-        items = list(spec)
+    items = [s for s in spec.replace(" ", ",").split(",") if s] if isinstance(spec, str) else list(spec)
     if not items:
         raise ValueError("the nside progression is empty")
     steps: list[NsideStep] = []
@@ -303,7 +302,8 @@ class Refinement:
         prog.pixels_done += 1
         prog.pixels_failed += int(pb.failed)
         if not pb.failed and (
-            self._best is None or (pb.llh, -pb.nside, pb.pixel) < (self._best.llh, -self._best.nside, self._best.pixel)
+            self._best is None
+            or (pb.llh, -pb.nside, pb.pixel) < (self._best.llh, -self._best.nside, self._best.pixel)
         ):
             self._best = pb
 
@@ -316,7 +316,11 @@ class Refinement:
         """
         out: list[TaskSpec] = []
         while True:
-            planned = [k for k in dict.fromkeys(self.strategy.plan(self)) if k not in self._complete and k not in self._pending]
+            planned = [
+                k
+                for k in dict.fromkeys(self.strategy.plan(self))
+                if k not in self._complete and k not in self._pending
+            ]
             if not planned:
                 break
             fresh: list[tuple[PixelKey, list[int]]] = []

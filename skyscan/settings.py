@@ -31,10 +31,12 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     api_url: str = Field("", description="URL workers use to reach the API; default http://api_host:api_port")
     admin_token: SecretStr | None = Field(
-        None, description="Bootstrap admin bearer token (hashed at start-up, never stored in clear).",
+        None,
+        description="Bootstrap admin bearer token (hashed at start-up, never stored in clear).",
     )
     auth_disabled: bool = Field(
-        False, description="Accept every request as an anonymous admin (local demos and tests only).",
+        False,
+        description="Accept every request as an anonymous admin (local demos and tests only).",
     )
 
     # --- scans ----------------------------------------------------------------------------
@@ -53,11 +55,14 @@ class Settings(BaseSettings):
     result_batch: int = Field(200, ge=1, description="Results written to MongoDB per bulk write.")
     result_batch_wait_s: float = Field(0.05, ge=0)
     redeliver_after_s: float = Field(
-        600.0, gt=0, description="Republish a task (same id) when no result came back for this long.",
+        600.0,
+        gt=0,
+        description="Republish a task (same id) when no result came back for this long.",
     )
     delivery_limit: int = Field(4, ge=1, description="Deliveries of one task before it is dead-lettered.")
     failed_pixel_policy: Literal["complete", "fail"] = Field(
-        "complete", description="complete: finish with failed pixels marked; fail: fail the scan.",
+        "complete",
+        description="complete: finish with failed pixels marked; fail: fail the scan.",
     )
 
     # --- worker ---------------------------------------------------------------------------

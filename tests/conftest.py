@@ -4,6 +4,7 @@ run outside that set-up."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -66,14 +67,26 @@ def services() -> None:
         pytest.skip(f"{' and '.join(missing)} not reachable: run 'make services' (make test does)")
 
 
-def make_event(zenith: float = 2.0, azimuth: float = 1.2, mjd: float = 58000.5, run_id: int = 1,
-               event_id: int = 2, n_pulses: int = 20) -> dict[str, Any]:
+def make_event(
+    zenith: float = 2.0,
+    azimuth: float = 1.2,
+    mjd: float = 58000.5,
+    run_id: int = 1,
+    event_id: int = 2,
+    n_pulses: int = 20,
+) -> dict[str, Any]:
     """A small open-format event with a stated (truth) direction, enough for the dummy reco."""
     return {
-        "schema": "skydriver.event/1", "run_id": run_id, "event_id": event_id, "mjd": mjd,
-        "event_type": "test", "is_real_event": False,
-        "pulses": [{"x": float(i), "y": 2.0 * i, "z": -100.0 + i, "time": 1000.0 + 10 * i,
-                    "charge": 1.0 + i % 3} for i in range(n_pulses)],
+        "schema": "skydriver.event/1",
+        "run_id": run_id,
+        "event_id": event_id,
+        "mjd": mjd,
+        "event_type": "test",
+        "is_real_event": False,
+        "pulses": [
+            {"x": float(i), "y": 2.0 * i, "z": -100.0 + i, "time": 1000.0 + 10 * i, "charge": 1.0 + i % 3}
+            for i in range(n_pulses)
+        ],
         "truth": {"zenith": zenith, "azimuth": azimuth},
     }
 
@@ -118,15 +131,26 @@ def start_api(tmp: Path, **settings: str) -> LiveApi:
     runtime = tmp / "run"
     env = dict(
         os.environ,
-        SKYDRIVER_API_PORT=str(port), SKYDRIVER_API_HOST="127.0.0.1", SKYDRIVER_ADMIN_TOKEN=token,
-        SKYDRIVER_MONGODB_DATABASE=database, SKYDRIVER_RUNTIME_DIR=str(runtime),
-        SKYDRIVER_LOG_FORMAT="text", SKYDRIVER_RECONCILE_INTERVAL_S="0.2",
-        SKYDRIVER_WORKER_IDLE_TIMEOUT_S="20", PYTHONPATH=str(ROOT),
+        SKYDRIVER_API_PORT=str(port),
+        SKYDRIVER_API_HOST="127.0.0.1",
+        SKYDRIVER_ADMIN_TOKEN=token,
+        SKYDRIVER_MONGODB_DATABASE=database,
+        SKYDRIVER_RUNTIME_DIR=str(runtime),
+        SKYDRIVER_LOG_FORMAT="text",
+        SKYDRIVER_RECONCILE_INTERVAL_S="0.2",
+        SKYDRIVER_WORKER_IDLE_TIMEOUT_S="20",
+        PYTHONPATH=str(ROOT),
     )
     env.update({f"SKYDRIVER_{k.upper()}": str(v) for k, v in settings.items()})
     log = open(tmp / "api.log", "wb")  # noqa: SIM115 - lives as long as the process
-    proc = subprocess.Popen([sys.executable, "-m", "skydriver_api.cli", "api"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skydriver_api.cli", "api"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=tmp,
+    )
     api = LiveApi(f"http://127.0.0.1:{port}", token, database, runtime, proc, env)
     import httpx
 
@@ -158,10 +182,8 @@ def stop_api(api: LiveApi) -> None:
             handles = scan.get("launch", {}).get("handles", {})
             for pid in [handles.get("server_pid"), *handles.get("worker_pids", [])]:
                 if pid:
-                    try:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(pid, signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
         client.drop_database(api.database)
 
 

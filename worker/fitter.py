@@ -23,7 +23,9 @@ from skyscan.recos.base import FitResult
 
 
 def _child(conn: Connection, event_doc: dict[str, Any]) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a SIGTERM to the group is for the parent: it hands the task back
+    signal.signal(
+        signal.SIGTERM, signal.SIG_IGN
+    )  # a SIGTERM to the group is for the parent: it hands the task back
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     event = parse_event(event_doc)
     cache: dict[str, tuple[Any, Any]] = {}
@@ -78,7 +80,11 @@ class Fitter:
         return self._conn
 
     def fit(
-        self, task: PixelTask, timeout_s: float, tick: Callable[[], None], interrupted: Callable[[], bool],
+        self,
+        task: PixelTask,
+        timeout_s: float,
+        tick: Callable[[], None],
+        interrupted: Callable[[], bool],
     ) -> tuple[FitResult, float]:
         """Fit one task. Raises FitTimeout (child killed) or FitInterrupted (SIGTERM; child killed)."""
         conn = self._ensure()

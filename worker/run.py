@@ -32,8 +32,12 @@ log = logging.getLogger("skydriver.worker")
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_QUARANTINED = 3
-CONNECTION_ERRORS = (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError,
-                     pika.exceptions.StreamLostError, ConnectionError)
+CONNECTION_ERRORS = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.AMQPChannelError,
+    pika.exceptions.StreamLostError,
+    ConnectionError,
+)
 
 
 class EventUnavailable(RuntimeError):
@@ -137,7 +141,9 @@ class Worker:
                     if time.monotonic() - idle_since > self.settings.worker_idle_timeout_s:
                         log.error("broker unreachable for too long (%s); exiting", err)
                         return EXIT_ERROR
-                    log.warning("broker connection lost (%s); reconnecting in %.1fs", type(err).__name__, delay)
+                    log.warning(
+                        "broker connection lost (%s); reconnecting in %.1fs", type(err).__name__, delay
+                    )
                     self.close()
                     time.sleep(delay)
                     delay = min(delay * 2, 10)
@@ -177,7 +183,9 @@ class Worker:
             self.channel.basic_reject(tag, requeue=False)
             return None
         try:
-            fit, runtime = fitter.fit(task, self.settings.worker_pixel_timeout_s, self._tick, lambda: self.stop_requested)
+            fit, runtime = fitter.fit(
+                task, self.settings.worker_pixel_timeout_s, self._tick, lambda: self.stop_requested
+            )
         except FitInterrupted:
             log.info("stop requested during a fit; handing task %s back", task.task_id)
             self.channel.basic_nack(tag, requeue=True)
@@ -194,16 +202,25 @@ class Worker:
         if failed:
             log.warning("fit of %s failed: %s", task.task_id, error or "non-finite llh")
         result = PixelResult(
-            task_id=task.task_id, scan_id=self.scan_id, nside=task.nside, pixel=task.pixel,
+            task_id=task.task_id,
+            scan_id=self.scan_id,
+            nside=task.nside,
+            pixel=task.pixel,
             variation=task.variation,
             llh=None if failed or fit is None else fit.llh,
             status="failed" if failed else "ok",
-            fit={k: (v if v is not None and math.isfinite(v) else None) for k, v in (fit.params if fit else {}).items()},
+            fit={
+                k: (v if v is not None and math.isfinite(v) else None)
+                for k, v in (fit.params if fit else {}).items()
+            },
             error=(error or "fit failed")[:4000] if failed else None,
-            runtime_s=runtime, worker=self.name,
+            runtime_s=runtime,
+            worker=self.name,
         )
         self.channel.basic_publish(
-            "", self.queues["results"], encode(result),
+            "",
+            self.queues["results"],
+            encode(result),
             pika.BasicProperties(delivery_mode=2, content_type="application/json", message_id=task.task_id),
             mandatory=True,
         )
@@ -211,7 +228,9 @@ class Worker:
         self.fitted += 1
         self.consecutive_failures = self.consecutive_failures + 1 if failed else 0
         if self.consecutive_failures >= self.settings.worker_max_consecutive_failures:
-            log.error("quarantined: %d consecutive failed fits; taking no more work", self.consecutive_failures)
+            log.error(
+                "quarantined: %d consecutive failed fits; taking no more work", self.consecutive_failures
+            )
             self.channel.cancel()
             return EXIT_QUARANTINED
         return None

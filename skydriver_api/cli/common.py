@@ -23,15 +23,21 @@ def follow_scan(client: Any, scan_id: str, timeout_s: float = 3600) -> dict[str,
 
     status: dict[str, Any] = {}
     with Progress(
-        TextColumn("[bold]{task.fields[state]:<9}"), BarColumn(), TextColumn("{task.completed}/{task.total} fits"),
-        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, transient=False,
+        TextColumn("[bold]{task.fields[state]:<9}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} fits"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     ) as bar:
         task = bar.add_task("scan", total=1, state="queued", rate="")
         for status in client.watch(scan_id, timeout_s=timeout_s):
             done, total = progress_fraction(status)
             rate = (status.get("progress") or {}).get("rate_per_s")
-            bar.update(task, completed=done, total=total, state=status["state"],
-                       rate=f"{rate:.0f}/s" if rate else "")
+            bar.update(
+                task, completed=done, total=total, state=status["state"], rate=f"{rate:.0f}/s" if rate else ""
+            )
     return status
 
 
@@ -48,4 +54,6 @@ def print_best_fit(result: dict[str, Any]) -> None:
     truth = result.get("truth")
     if truth:
         d2 = truth.get("delta_2llh")
-        console.print(f"truth offset: {truth['offset_deg']:.3f} deg" + (f", 2*dLLH {d2:.2f}" if d2 is not None else ""))
+        console.print(
+            f"truth offset: {truth['offset_deg']:.3f} deg" + (f", 2*dLLH {d2:.2f}" if d2 is not None else "")
+        )

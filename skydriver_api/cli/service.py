@@ -38,8 +38,13 @@ def api(
     overrides = {k: v for k, v in (("api_host", host), ("api_port", port)) if v is not None}
     settings = Settings(**overrides)
     setup_logging("api")
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None,
-                access_log=False)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,
+    )
 
 
 def _exec_module(module: str, scan_id: str) -> None:
@@ -84,15 +89,28 @@ def demo(
 
     out.mkdir(parents=True, exist_ok=True)
     event = demo_event(out / "event.json")
-    console.print(f"demo event: run {event.run_id} event {event.event_id}, {len(event.pulses)} pulses -> {out / 'event.json'}")
+    console.print(
+        f"demo event: run {event.run_id} event {event.event_id}, {len(event.pulses)} pulses"
+        f" -> {out / 'event.json'}"
+    )
     token = "sd_" + secrets.token_urlsafe(24)
     port = _free_port()
-    env = dict(os.environ, SKYDRIVER_ADMIN_TOKEN=token, SKYDRIVER_API_PORT=str(port), SKYDRIVER_API_HOST="127.0.0.1",
-               SKYDRIVER_LOG_FORMAT="text")
+    env = dict(
+        os.environ,
+        SKYDRIVER_ADMIN_TOKEN=token,
+        SKYDRIVER_API_PORT=str(port),
+        SKYDRIVER_API_HOST="127.0.0.1",
+        SKYDRIVER_LOG_FORMAT="text",
+    )
     log_path = out / "api.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "skydriver_api.cli", "api"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "skydriver_api.cli", "api"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         client = SkyDriverClient(f"http://127.0.0.1:{port}", token)
         _wait_ready(client, proc, log_path)

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from skydriver_api.launchers.base import Launcher, LaunchError, LaunchSpec, Resources, WorkerCluster, WorkforceStatus
+from skydriver_api.launchers.base import (
+    Launcher,
+    LaunchError,
+    LaunchSpec,
+    Resources,
+    WorkerCluster,
+    WorkforceStatus,
+)
 from skyscan.settings import Settings
 
 
@@ -22,4 +29,12 @@ def make_launcher(settings: Settings) -> Launcher:
     raise ValueError(f"unknown launcher {settings.launcher!r}")
 
 
-__all__ = ["LaunchError", "LaunchSpec", "Launcher", "Resources", "WorkerCluster", "WorkforceStatus", "make_launcher"]
+__all__ = [
+    "LaunchError",
+    "LaunchSpec",
+    "Launcher",
+    "Resources",
+    "WorkerCluster",
+    "WorkforceStatus",
+    "make_launcher",
+]

@@ -51,8 +51,12 @@ class WorkforceStatus:
     reasons: list[str] = field(default_factory=list)  # e.g. ImagePullBackOff, HTCondor hold reasons
 
     def to_dict(self) -> dict[str, Any]:
-        return {"server": self.server, "server_reason": self.server_reason, "workers": dict(self.workers),
-                "reasons": list(self.reasons)}
+        return {
+            "server": self.server,
+            "server_reason": self.server_reason,
+            "workers": dict(self.workers),
+            "reasons": list(self.reasons),
+        }
 
 
 class LaunchError(RuntimeError):
@@ -70,8 +74,7 @@ class Launcher(Protocol):
         """Start ``cluster.workers`` workers for the scan; returns handles to store."""
         ...
 
-    def status(self, scan_id: str, handles: dict[str, Any]) -> WorkforceStatus:
-        ...
+    def status(self, scan_id: str, handles: dict[str, Any]) -> WorkforceStatus: ...
 
     def abort(self, scan_id: str, handles: dict[str, Any]) -> None:
         """Stop the server and every worker of the scan (idempotent)."""

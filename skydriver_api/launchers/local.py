@@ -7,6 +7,7 @@ Each process gets its own session (so abort can signal the whole group), logs un
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -57,8 +58,11 @@ class LocalLauncher:
             with open(log_path, "ab") as log:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", module, "--scan-id", spec.scan_id],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env=self._env(spec, token_file), start_new_session=True,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=self._env(spec, token_file),
+                    start_new_session=True,
                 )
         except OSError as err:
             raise LaunchError(f"could not start {module}: {err}") from err
@@ -119,10 +123,8 @@ class LocalLauncher:
         for pid in pids:
             proc = self._procs.pop(pid, None)
             if proc is not None:
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
 
     def forget(self, handles: dict[str, Any]) -> None:
         """Reap finished children so they do not linger as zombies."""
@@ -133,7 +135,5 @@ class LocalLauncher:
 
 
 def _signal_group(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -64,11 +64,20 @@ class DummyReco:
         )
         return LLH_SCALE * (1.0 - max(-1.0, min(1.0, cos_psi))) + LLH_OFFSET
 
-    def fit(self, prepared: DummyPrepared, direction: Direction, variation: int, seed: Vertex | None) -> FitResult:
+    def fit(
+        self, prepared: DummyPrepared, direction: Direction, variation: int, seed: Vertex | None
+    ) -> FitResult:
         if self.delay_s:
             time.sleep(self.delay_s)
         x, y, z = prepared.centre
         return FitResult(
             llh=self.llh_at(prepared, direction.ra, direction.dec),
-            params={"X": x, "Y": y, "Z": z, "T": prepared.t0, "E_tot": prepared.total_charge, "E_in": math.nan},
+            params={
+                "X": x,
+                "Y": y,
+                "Z": z,
+                "T": prepared.t0,
+                "E_tot": prepared.total_charge,
+                "E_in": math.nan,
+            },
         )

@@ -30,13 +30,21 @@ def test_dummy_scan_at_nside_8_completes_with_one_result_per_pixel(shared_api: L
     assert result["complete"] is True
     assert result["n_pixels"] == 768
     assert [(p["nside"], p["pixel"]) for p in result["pixels"]] == [(8, i) for i in range(768)]
-    assert status["progress"]["nsides"]["8"] == {"tasks_sent": 768, "tasks_done": 768, "pixels_done": 768,
-                                                "pixels_failed": 0}
+    assert status["progress"]["nsides"]["8"] == {
+        "tasks_sent": 768,
+        "tasks_done": 768,
+        "pixels_done": 768,
+        "pixels_failed": 0,
+    }
 
     # the dummy's minimum is the event's stated direction: the best pixel lies within one pixel of it
-    true_ra, true_dec = detector_to_equatorial(event["truth"]["zenith"], event["truth"]["azimuth"], event["mjd"])
+    true_ra, true_dec = detector_to_equatorial(
+        event["truth"]["zenith"], event["truth"]["azimuth"], event["mjd"]
+    )
     best = result["best_fit"]
-    offset = float(angular_distance(math.radians(best["ra_deg"]), math.radians(best["dec_deg"]), true_ra, true_dec))
+    offset = float(
+        angular_distance(math.radians(best["ra_deg"]), math.radians(best["dec_deg"]), true_ra, true_dec)
+    )
     assert math.degrees(offset) < hp.max_pixrad(8, degrees=True)
     assert best["nside"] == 8
     assert best["pixel"] == int(np.argmin([p["llh"] for p in result["pixels"]]))
@@ -47,8 +55,11 @@ def test_dummy_scan_at_nside_8_completes_with_one_result_per_pixel(shared_api: L
 
     from skyscan.messages import queue_names
 
-    conn = pika.BlockingConnection(pika.URLParameters(shared_api.env.get(
-        "SKYDRIVER_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")))
+    conn = pika.BlockingConnection(
+        pika.URLParameters(
+            shared_api.env.get("SKYDRIVER_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+        )
+    )
     try:
         for name in queue_names(scan_id).values():
             ch = conn.channel()
@@ -64,7 +75,9 @@ def test_dummy_scan_at_nside_8_completes_with_one_result_per_pixel(shared_api: L
 def test_progressive_scan_refines_around_the_minimum(shared_api: LiveApi) -> None:
     event = make_event(zenith=0.7, azimuth=4.0, run_id=5, event_id=9)
     with shared_api.client() as client:
-        scan_id = client.submit({"event": event, "reco": "dummy", "nsides": "8:0,64:12", "workers": 2})["scan_id"]
+        scan_id = client.submit({"event": event, "reco": "dummy", "nsides": "8:0,64:12", "workers": 2})[
+            "scan_id"
+        ]
         status = client.wait(scan_id, timeout_s=240)
         assert status["state"] == "completed", shared_api.scan_logs(scan_id)
         result = client.result(scan_id).json()

@@ -84,8 +84,11 @@ def final_status(api: LiveApi, scan_id: str, timeout_s: float = 240) -> dict[str
 
 def running_pids(api: LiveApi, scan_id: str, kind: str) -> list[int]:
     handles = scan_doc(api, scan_id).get("launch", {}).get("handles", {})
-    pids = [handles["server_pid"]] if kind == "server" and "server_pid" in handles else handles.get(
-        "worker_pids", [])
+    pids = (
+        [handles["server_pid"]]
+        if kind == "server" and "server_pid" in handles
+        else handles.get("worker_pids", [])
+    )
     return [p for p in pids if _alive(p)]
 
 
@@ -177,14 +180,19 @@ def _start_mongo_wire() -> None:
 
 def test_mongodb_restart_mid_scan(api_with) -> None:  # type: ignore[no-untyped-def]
     if os.environ.get("SKYDRIVER_MONGODB_URI") or not (ROOT / ".services" / "mongo.pid").exists():
-        pytest.skip("the MongoDB-wire server was not started by scripts/services.py, so this test cannot restart it")
+        pytest.skip(
+            "the MongoDB-wire server was not started by scripts/services.py, so this test cannot restart it"
+        )
     api = api_with()
     scan_id = submit(api, reco="dummy", reco_options={"delay_s": 0.02}, workers=2)
     wait_until(lambda: tasks_done(api, scan_id) > 100, 120, "100 results")
     _restart_mongo_wire()
     try:
-        resp = httpx.get(f"{api.url}/api/v1/scans/{scan_id}", headers={"Authorization": f"Bearer {api.admin_token}"},
-                         timeout=30)
+        resp = httpx.get(
+            f"{api.url}/api/v1/scans/{scan_id}",
+            headers={"Authorization": f"Bearer {api.admin_token}"},
+            timeout=30,
+        )
         assert resp.status_code == 503
         assert "database is unavailable" in resp.json()["detail"]
         ready = httpx.get(f"{api.url}/readyz", timeout=30)
@@ -204,11 +212,20 @@ def test_malformed_and_foreign_messages_are_rejected_and_counted(api_with) -> No
     scan_id = submit(api, reco="dummy", reco_options={"delay_s": 0.01}, workers=2)
     wait_until(lambda: tasks_done(api, scan_id) > 50, 120, "50 results")
     results_queue = queue_names(scan_id)["results"]
-    foreign = PixelResult(task_id=task_id(other, 8, 3, 0), scan_id=other, nside=8, pixel=3, variation=0, llh=-1e9)
-    forged = PixelResult(task_id=task_id(scan_id, 64, 5, 0), scan_id=scan_id, nside=64, pixel=5, variation=0,
-                         llh=-1e9)  # a pixel this scan never sent
-    junk = [b"not json at all", b'{"schema": "skydriver.result/9"}', b"\x00\xff" * 10, b"[]", encode(foreign),
-            encode(forged)]
+    foreign = PixelResult(
+        task_id=task_id(other, 8, 3, 0), scan_id=other, nside=8, pixel=3, variation=0, llh=-1e9
+    )
+    forged = PixelResult(
+        task_id=task_id(scan_id, 64, 5, 0), scan_id=scan_id, nside=64, pixel=5, variation=0, llh=-1e9
+    )  # a pixel this scan never sent
+    junk = [
+        b"not json at all",
+        b'{"schema": "skydriver.result/9"}',
+        b"\x00\xff" * 10,
+        b"[]",
+        encode(foreign),
+        encode(forged),
+    ]
     conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     ch = conn.channel()
     for body in junk:
@@ -228,8 +245,16 @@ def test_crash_dummy_raising_hanging_and_poison_pixels(api_with) -> None:  # typ
     # prefetch 1: a task buffered behind the poison one must not die with its worker and be counted too
     api = api_with(worker_pixel_timeout_s="2", delivery_limit="2", server_restarts="6", worker_prefetch="1")
     raise_pixels, hang_pixels, kill_pixels = [5, 400], [100], [700]
-    scan_id = submit(api, reco="crash-dummy", workers=2, reco_options={
-        "raise_pixels": raise_pixels, "hang_pixels": hang_pixels, "kill_worker_pixels": kill_pixels})
+    scan_id = submit(
+        api,
+        reco="crash-dummy",
+        workers=2,
+        reco_options={
+            "raise_pixels": raise_pixels,
+            "hang_pixels": hang_pixels,
+            "kill_worker_pixels": kill_pixels,
+        },
+    )
     status = final_status(api, scan_id, timeout_s=300)
     assert status["state"] == "completed", (status, api.scan_logs(scan_id))
     assert status["failed_pixels"] == 4
@@ -253,8 +278,14 @@ def test_failed_pixel_policy_fail_marks_the_scan_failed(api_with) -> None:  # ty
 
 def test_sigterm_worker_hands_its_pixel_back(api_with) -> None:  # type: ignore[no-untyped-def]
     api = api_with()
-    scan_id = submit(api, reco="dummy", reco_options={"delay_s": 1.0}, workers=1, nsides="1:0",
-                     event=make_event(event_id=5))
+    scan_id = submit(
+        api,
+        reco="dummy",
+        reco_options={"delay_s": 1.0},
+        workers=1,
+        nsides="1:0",
+        event=make_event(event_id=5),
+    )
     wait_until(lambda: tasks_done(api, scan_id) >= 2, 60, "two results")
     worker = running_pids(api, scan_id, "worker")[0]
     os.kill(worker, signal.SIGTERM)  # during a one-second fit
@@ -310,8 +341,9 @@ def test_heartbeats_survive_fits_longer_than_the_heartbeat(api_with) -> None:  #
 
 def test_worker_quarantines_after_consecutive_failures(api_with) -> None:  # type: ignore[no-untyped-def]
     api = api_with(worker_max_consecutive_failures="3", worker_prefetch="1")
-    scan_id = submit(api, reco="crash-dummy", workers=1, nsides="1:0",
-                     reco_options={"nside": 1, "raise_pixels": [0, 1, 2]})
+    scan_id = submit(
+        api, reco="crash-dummy", workers=1, nsides="1:0", reco_options={"nside": 1, "raise_pixels": [0, 1, 2]}
+    )
     status = final_status(api, scan_id, timeout_s=120)
     assert status["state"] == "completed", status
     assert status["failed_pixels"] == 3
@@ -324,8 +356,9 @@ def test_worker_quarantines_after_consecutive_failures(api_with) -> None:  # typ
 
 def test_silent_task_is_republished_under_the_same_id(api_with) -> None:  # type: ignore[no-untyped-def]
     api = api_with(redeliver_after_s="1.5", worker_pixel_timeout_s="5")
-    scan_id = submit(api, reco="crash-dummy", workers=2, nsides="1:0",
-                     reco_options={"nside": 1, "hang_pixels": [4]})
+    scan_id = submit(
+        api, reco="crash-dummy", workers=2, nsides="1:0", reco_options={"nside": 1, "hang_pixels": [4]}
+    )
     status = final_status(api, scan_id, timeout_s=120)
     assert status["state"] == "completed", status
     assert status["counters"]["republished"] >= 1

@@ -87,8 +87,16 @@ def test_duplicate_result_messages_store_one_result_each(database) -> None:  # t
                 break
             task = decode_task(body)
             fit = reco.fit(prepared, task.direction, task.variation, task.seed)
-            result = PixelResult(task_id=task.task_id, scan_id=scan_id, nside=task.nside, pixel=task.pixel,
-                                 variation=task.variation, llh=fit.llh, fit=fit.params, worker="test")
+            result = PixelResult(
+                task_id=task.task_id,
+                scan_id=scan_id,
+                nside=task.nside,
+                pixel=task.pixel,
+                variation=task.variation,
+                llh=fit.llh,
+                fit=fit.params,
+                worker="test",
+            )
             for _ in range(2):  # the same result, delivered twice
                 ch.basic_publish("", queues["results"], encode(result), pika.BasicProperties(delivery_mode=2))
             ch.basic_ack(method.delivery_tag)

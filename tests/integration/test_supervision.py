@@ -40,8 +40,11 @@ class DyingServerLauncher:
         return {"workers": [f"{cluster.name}-{i}" for i in range(cluster.workers)]}
 
     def status(self, scan_id: str, handles: dict[str, Any]) -> WorkforceStatus:
-        return WorkforceStatus(server="failed", server_reason=f"{handles['server']} exited with code 1",
-                               workers={"running": len(handles.get("workers", []))})
+        return WorkforceStatus(
+            server="failed",
+            server_reason=f"{handles['server']} exited with code 1",
+            workers={"running": len(handles.get("workers", []))},
+        )
 
     def abort(self, scan_id: str, handles: dict[str, Any]) -> None:
         self.aborted.append(scan_id)
@@ -78,7 +81,9 @@ def test_dead_server_is_replaced_a_bounded_number_of_times(settings: Settings) -
     assert launcher.servers == 3  # the first and two replacements
     assert scan["state"] == "failed"
     assert scan["server_restarts"] == 2
-    assert "scan server died 3 times" in scan["state_reason"] and "s3 exited with code 1" in scan["state_reason"]
+    assert (
+        "scan server died 3 times" in scan["state_reason"] and "s3 exited with code 1" in scan["state_reason"]
+    )
     assert scan["_id"] in launcher.aborted  # the clean-up stopped its workers
     restarts = [h for h in scan["history"] if (h.get("reason") or "").startswith("server restarted")]
     assert len(restarts) == 2
@@ -98,8 +103,9 @@ def test_failing_launch_backs_off_then_fails_with_the_reason(settings: Settings)
             scan = await store.get_scan(scan_id)
             seen.append(scan)
             # let the back-off pass without waiting for it
-            await store.scans.update_one({"_id": scan_id, "state": "queued"},
-                                         {"$set": {"launch.next_attempt_at": scan["created_at"]}})
+            await store.scans.update_one(
+                {"_id": scan_id, "state": "queued"}, {"$set": {"launch.next_attempt_at": scan["created_at"]}}
+            )
         await store.close()
         return seen
 
@@ -107,4 +113,6 @@ def test_failing_launch_backs_off_then_fails_with_the_reason(settings: Settings)
     assert [s["launch"]["attempts"] for s in seen] == [1, 2, 3, 4, 5]
     assert [s["state"] for s in seen] == ["queued"] * 4 + ["failed"]
     assert seen[0]["launch"]["next_attempt_at"] > seen[0]["created_at"]  # backed off
-    assert "launch failed 5 times" in seen[-1]["state_reason"] and "quota exceeded" in seen[-1]["state_reason"]
+    assert (
+        "launch failed 5 times" in seen[-1]["state_reason"] and "quota exceeded" in seen[-1]["state_reason"]
+    )

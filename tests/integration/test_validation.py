@@ -67,20 +67,29 @@ def test_dummy_without_truth_is_refused(shared_api: LiveApi) -> None:
 
 def test_oversized_body_is_refused_before_reading(shared_api: LiveApi) -> None:
     limit = 16 * 1024 * 1024
-    resp = httpx.post(f"{shared_api.url}/api/v1/scans", content=b"x" * (limit + 1),
-                      headers={"Authorization": f"Bearer {shared_api.admin_token}", "Content-Type": "application/json"},
-                      timeout=60)
+    resp = httpx.post(
+        f"{shared_api.url}/api/v1/scans",
+        content=b"x" * (limit + 1),
+        headers={"Authorization": f"Bearer {shared_api.admin_token}", "Content-Type": "application/json"},
+        timeout=60,
+    )
     assert resp.status_code == 413 and "exceeds" in resp.json()["detail"]
 
 
 def test_not_json_and_unknown_scan(shared_api: LiveApi) -> None:
     auth = {"Authorization": f"Bearer {shared_api.admin_token}"}
-    resp = httpx.post(f"{shared_api.url}/api/v1/scans", content=b"{nope", timeout=30,
-                      headers={**auth, "Content-Type": "application/json"})
+    resp = httpx.post(
+        f"{shared_api.url}/api/v1/scans",
+        content=b"{nope",
+        timeout=30,
+        headers={**auth, "Content-Type": "application/json"},
+    )
     assert resp.status_code == 422 and "JSON" in resp.json()["detail"]
     resp = httpx.get(f"{shared_api.url}/api/v1/scans/doesnotexist", headers=auth, timeout=30)
     assert resp.status_code == 404 and "doesnotexist" in resp.json()["detail"]
-    resp = httpx.get(f"{shared_api.url}/api/v1/scans/doesnotexist/result?format=tiff", headers=auth, timeout=30)
+    resp = httpx.get(
+        f"{shared_api.url}/api/v1/scans/doesnotexist/result?format=tiff", headers=auth, timeout=30
+    )
     assert resp.status_code == 422 and "format" in resp.json()["detail"]
 
 

@@ -14,7 +14,9 @@ def test_valid_event_round_trips() -> None:
     assert event.run_id == 1 and len(event.pulses) == 20
     assert parse_event(event.to_json_dict()) == event
     cols = event.pulse_arrays
-    assert cols["time"][3] == 1030.0 and cols["charge"].sum() == pytest.approx(sum(1.0 + i % 3 for i in range(20)))
+    assert cols["time"][3] == 1030.0 and cols["charge"].sum() == pytest.approx(
+        sum(1.0 + i % 3 for i in range(20))
+    )
 
 
 @pytest.mark.parametrize(

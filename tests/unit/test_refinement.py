@@ -31,16 +31,31 @@ def run(spec: str, n_var: int = 1, fail=lambda t: False) -> tuple[Refinement, li
         sent.extend(tasks)
         for t in tasks:
             llh = math.nan if fail(t) else DummyReco.llh_at(PREP, t.ra, t.dec) + 0.01 * t.variation
-            ref.record(VariationResult(t.nside, t.pixel, t.variation, llh, {"X": 1.0, "Y": 2.0, "Z": 3.0, "T": 4.0},
-                                       failed=fail(t)))
+            ref.record(
+                VariationResult(
+                    t.nside,
+                    t.pixel,
+                    t.variation,
+                    llh,
+                    {"X": 1.0, "Y": 2.0, "Z": 3.0, "T": 4.0},
+                    failed=fail(t),
+                )
+            )
         tasks = ref.next_tasks()
     return ref, sent
 
 
 @pytest.mark.parametrize(
     ("spec", "message"),
-    [("8:3", "first step"), ("8:0,6:4", "power of two"), ("8:0,64:0", "positive extension"),
-     ("64:0,8:4", "increase"), ("", "empty"), ("8:0,x:1", "nside:extension"), ("8:0,64:12,64:4", "increase")],
+    [
+        ("8:3", "first step"),
+        ("8:0,6:4", "power of two"),
+        ("8:0,64:0", "positive extension"),
+        ("64:0,8:4", "increase"),
+        ("", "empty"),
+        ("8:0,x:1", "nside:extension"),
+        ("8:0,64:12,64:4", "increase"),
+    ],
 )
 def test_bad_progressions_are_rejected(spec: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -89,8 +104,11 @@ def test_all_failed_finishes_without_best() -> None:
 
 
 def test_best_of_is_nan_safe_whatever_the_order() -> None:
-    rs = [VariationResult(8, 1, 0, math.nan, failed=True), VariationResult(8, 1, 1, 5.0),
-          VariationResult(8, 1, 2, 3.0)]
+    rs = [
+        VariationResult(8, 1, 0, math.nan, failed=True),
+        VariationResult(8, 1, 1, 5.0),
+        VariationResult(8, 1, 2, 3.0),
+    ]
     for order in (rs, rs[::-1], [rs[1], rs[0], rs[2]]):
         assert best_of(order).llh == 3.0 and best_of(order).variation == 2
 
