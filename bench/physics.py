@@ -118,13 +118,22 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--reco-option", action="append", default=[], help="k=v, repeatable")
     parser.add_argument("--json-out", type=Path, default=None, help="write per-event rows here")
+    parser.add_argument(
+        "--geometry",
+        type=Path,
+        default=None,
+        help="DOM table CSV (e.g. ic86_geometry.csv); default built in code",
+    )
     args = parser.parse_args()
 
     from skyscan.local_scan import parse_reco_options
 
     options = parse_reco_options(args.reco_option)
     started = time.perf_counter()
-    events = simulate_batch(args.n, args.emin, args.emax, seed=args.seed)
+    from skyscan.geometry import load_geometry_csv
+
+    geometry = load_geometry_csv(args.geometry) if args.geometry else None
+    events = simulate_batch(args.n, args.emin, args.emax, seed=args.seed, geometry=geometry)
     jobs = [(ev.to_json_dict(), args.reco, args.nsides, options) for ev in events]
     if args.processes > 1:
         with multiprocessing.get_context("fork").Pool(args.processes) as pool:
@@ -147,7 +156,10 @@ def main() -> int:
         bands.append((name, [r for r in rows if lo <= r["cos_zenith"] < hi]))
     bands.append((">= 10 TeV", [r for r in rows if r["energy_gev"] >= 1e4]))
 
-    print(f"reco `{args.reco}`, options {json.dumps(options)}, progression `{args.nsides}`, seed {args.seed}")
+    print(
+        f"reco `{args.reco}`, options {json.dumps(options)}, progression `{args.nsides}`, seed {args.seed}, "
+        f"geometry {geometry.name if geometry else 'icecube-like-80 (built in code)'}"
+    )
     print(f"{len(rows)} events, {args.processes} processes, wall {wall:.0f} s, CPU: {cpu_model()}\n")
     print(
         "| sample | events | median error (deg) | 90% error (deg) | inside Wilks 90% (2dLLH<4.61) | "

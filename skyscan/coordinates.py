@@ -71,19 +71,6 @@ def astrometry_context(mjd: float) -> np.ndarray:
     return astrom
 
 
-def celestial_to_terrestrial(mjd: float) -> np.ndarray:
-    """3x3 rotation taking a GCRS direction to ITRS at the given UTC MJD (no aberration; kept for callers
-    that want a plain rotation)."""
-    t = Time(mjd, format="mjd", scale="utc")
-    tt = t.tt
-    try:
-        ut1 = t.ut1
-        ut1_jd1, ut1_jd2 = ut1.jd1, ut1.jd2
-    except (iers.IERSRangeError, ValueError, IndexError):
-        ut1_jd1, ut1_jd2 = t.jd1, t.jd2
-    return np.asarray(erfa.c2t06a(tt.jd1, tt.jd2, ut1_jd1, ut1_jd2, 0.0, 0.0))
-
-
 def equatorial_to_detector(
     ra: np.ndarray | float, dec: np.ndarray | float, mjd: float
 ) -> tuple[np.ndarray, np.ndarray]:

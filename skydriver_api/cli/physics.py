@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import typer
@@ -131,12 +132,22 @@ def scan_local(
         TimeElapsedColumn(),
         disable=quiet,
         transient=False,
+        # No refresh thread: the scan forks its worker processes while the bar is live, and
+        # forking next to a thread that may hold the console lock is how children deadlock.
+        auto_refresh=False,
     ) as bar:
         task = bar.add_task("scan", total=None, nside="-", best="-")
 
+        last_refresh = [0.0]
+
         def on_progress(p: ScanProgress) -> None:
             best = f"{p.best_llh:.2f}" if math.isfinite(p.best_llh) else "-"
+            now = time.monotonic()
+            final = p.tasks_done == p.tasks_sent
             bar.update(task, completed=p.tasks_done, total=p.tasks_sent, nside=str(p.nside), best=best)
+            if final or now - last_refresh[0] > 0.1:
+                last_refresh[0] = now
+                bar.refresh()
 
         try:
             doc = run_local_scan(
