@@ -227,6 +227,14 @@ class ScanServer:
         now = time.monotonic()
         for tid, body in batch:
             self.outstanding[tid] = (body, now)
+        if not self.published:
+            await self.db_retry(
+                "mark first dispatch",
+                lambda: self.db.scans.update_one(
+                    {"_id": self.scan_id, "first_dispatch_at": {"$exists": False}},
+                    {"$set": {"first_dispatch_at": _now()}},
+                ),
+            )
         self.published += len(batch)
         self.unpublished = []
 

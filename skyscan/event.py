@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 EVENT_SCHEMA = "skydriver.event/1"
 MAX_PULSES = 200_000
+INT64_MAX = 2**63 - 1  # ids are stored as BSON int64
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -29,8 +30,8 @@ class Pulse(BaseModel):
     z: FiniteFloat = Field(description="DOM z in metres, detector frame")
     time: FiniteFloat = Field(description="Pulse time in ns")
     charge: FiniteFloat = Field(gt=0, description="Pulse charge in PE")
-    string: int | None = Field(None, ge=0)
-    om: int | None = Field(None, ge=0)
+    string: int | None = Field(None, ge=0, le=INT64_MAX)
+    om: int | None = Field(None, ge=0, le=INT64_MAX)
     hlc: bool | None = None
 
 
@@ -57,8 +58,8 @@ class Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_: Literal["skydriver.event/1"] = Field(alias="schema", description="Format and version tag")
-    run_id: int = Field(ge=0)
-    event_id: int = Field(ge=0)
+    run_id: int = Field(ge=0, le=INT64_MAX)
+    event_id: int = Field(ge=0, le=INT64_MAX)
     mjd: FiniteFloat = Field(ge=0.0, le=100000.0, description="Modified Julian Date of the event")
     event_type: str = Field(min_length=1, max_length=64)
     is_real_event: bool

@@ -357,7 +357,10 @@ async def get_result(
     doc["scan_state"] = scan["state"]
     if format == "json":
         return JSONResponse(doc)
-    rendered = exports.render(doc, parse_event(event_doc), format)
+    try:
+        rendered = exports.render(doc, parse_event(event_doc), format)
+    except ValueError as err:  # e.g. no finite fit yet: nothing to draw or summarise
+        raise HTTPException(409, detail=f"cannot produce {format!r} for this scan yet: {err}") from None
     return Response(
         rendered.content,
         media_type=rendered.media_type,
