@@ -28,6 +28,7 @@ demo: setup
 	$(VENV)/bin/skydriver demo --out demo-output
 
 test: setup
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: venv

@@ -24,7 +24,9 @@ from skyscan.settings import Settings, get_settings
 log = logging.getLogger("skydriver.api")
 
 
-def create_app(settings: Settings | None = None, launcher: Launcher | None = None, reconcile: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, launcher: Launcher | None = None, reconcile: bool = True
+) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -36,7 +38,10 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
         except PyMongoError as err:  # start anyway; /readyz reports it and requests get 503
             log.warning("could not ensure indexes (database unavailable?): %s", err)
         app.state.reconciler = Reconciler(
-            settings, store, launcher or make_launcher(settings), app.state.ops_settings,
+            settings,
+            store,
+            launcher or make_launcher(settings),
+            app.state.ops_settings,
         )
         if reconcile:
             app.state.reconciler.start()
@@ -54,23 +59,28 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
     )
     app.state.settings = settings
     app.state.ops_settings = OpsSettings()
-    app.state.admin_token_hash = hash_token(settings.admin_token.get_secret_value()) if settings.admin_token else None
+    app.state.admin_token_hash = (
+        hash_token(settings.admin_token.get_secret_value()) if settings.admin_token else None
+    )
 
     @app.exception_handler(PyMongoError)
     async def database_unavailable(request: Request, exc: PyMongoError) -> JSONResponse:
         log.warning("database error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
         return JSONResponse(
             {"detail": "the database is unavailable; nothing was changed, retry in a few seconds"},
-            status_code=503, headers={"Retry-After": "5"},
+            status_code=503,
+            headers={"Retry-After": "5"},
         )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        message = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:10]
-        ) + (f"; ... and {len(errors) - 10} more" if len(errors) > 10 else "")
-        return JSONResponse({"detail": message or "invalid request", "errors": _jsonable(errors[:50])}, status_code=422)
+        message = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:10]) + (
+            f"; ... and {len(errors) - 10} more" if len(errors) > 10 else ""
+        )
+        return JSONResponse(
+            {"detail": message or "invalid request", "errors": _jsonable(errors[:50])}, status_code=422
+        )
 
     @app.middleware("http")
     async def limits_and_metrics(request: Request, call_next):  # type: ignore[no-untyped-def]
@@ -82,7 +92,10 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
                 return JSONResponse({"detail": "invalid Content-Length header"}, status_code=400)
             if too_big:
                 return JSONResponse(
-                    {"detail": f"request body of {length} bytes exceeds the limit of {settings.max_event_bytes}"},
+                    {
+                        "detail": f"request body of {length} bytes exceeds the limit of "
+                        f"{settings.max_event_bytes}"
+                    },
                     status_code=413,
                 )
         start = time.perf_counter()
@@ -103,7 +116,11 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
 def _jsonable(errors: list[dict]) -> list[dict]:
     out = []
     for e in errors:
-        item = {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg")), "type": str(e.get("type"))}
+        item = {
+            "loc": [str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg")),
+            "type": str(e.get("type")),
+        }
         out.append(item)
     return out
 

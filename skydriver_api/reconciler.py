@@ -10,6 +10,7 @@ the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -34,12 +35,16 @@ REAP_GRACE_S = 30.0
 
 
 def backoff_s(attempts: int) -> float:
-    return min(2.0 ** attempts, 60.0)
+    return min(2.0**attempts, 60.0)
 
 
 class Reconciler:
     def __init__(
-        self, settings: Settings, store: Store, launcher: Launcher, ops: OpsSettings | None = None,
+        self,
+        settings: Settings,
+        store: Store,
+        launcher: Launcher,
+        ops: OpsSettings | None = None,
     ) -> None:
         self.settings = settings
         self.ops = ops or OpsSettings()
@@ -58,10 +63,8 @@ class Reconciler:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
 
     async def run(self) -> None:
         while True:
@@ -71,10 +74,8 @@ class Reconciler:
                 log.warning("database unavailable, retrying: %s", err)
             except Exception:
                 log.exception("reconcile pass failed")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.reconcile_interval_s)
-            except TimeoutError:
-                pass
             self._wake.clear()
 
     async def reconcile_once(self) -> None:
@@ -92,14 +93,23 @@ class Reconciler:
         realtime scan is not starved by catalog scans backfilling), but not smaller scans of its own
         priority. Scans backing off after a failed launch are not candidates until their time.
         """
-        active = [d async for d in self.store.scans.find(
-            {"state": {"$in": list(ACTIVE_STATES)}}, {"workers": 1, "priority": 1, "owner": 1})]
+        active = [
+            d
+            async for d in self.store.scans.find(
+                {"state": {"$in": list(ACTIVE_STATES)}}, {"workers": 1, "priority": 1, "owner": 1}
+            )
+        ]
         n_active = len(active)
         workers_in_use = sum(d.get("workers", 0) for d in active)
         now = utcnow()
-        cursor = self.store.scans.find(
-            {"state": "queued", "launch.next_attempt_at": {"$lte": now}}, QUEUE_FIELDS,
-        ).sort([("priority", -1), ("created_at", 1)]).limit(1000)
+        cursor = (
+            self.store.scans.find(
+                {"state": "queued", "launch.next_attempt_at": {"$lte": now}},
+                QUEUE_FIELDS,
+            )
+            .sort([("priority", -1), ("created_at", 1)])
+            .limit(1000)
+        )
         queued = [d async for d in cursor]
         held_below: int | None = None
         for scan in admission_order(queued, active):
@@ -122,8 +132,11 @@ class Reconciler:
             for c in scan.get("clusters", [])
         )
         return LaunchSpec(
-            scan_id=scan["_id"], scan_token=token, clusters=clusters,
-            resources=Resources(**scan.get("resources", {})), priority=scan.get("priority", 0),
+            scan_id=scan["_id"],
+            scan_token=token,
+            clusters=clusters,
+            resources=Resources(**scan.get("resources", {})),
+            priority=scan.get("priority", 0),
             api_url=self.settings.resolved_api_url,
         )
 
@@ -153,25 +166,44 @@ class Reconciler:
             return False
         await self.store.scans.update_one(
             {"_id": scan_id},
-            {"$set": {"launch.handles": handles, "launch.last_error": None, "launch.launched_at": utcnow()},
-             "$inc": {"launch.attempts": 1}},
+            {
+                "$set": {
+                    "launch.handles": handles,
+                    "launch.last_error": None,
+                    "launch.launched_at": utcnow(),
+                },
+                "$inc": {"launch.attempts": 1},
+            },
         )
         log.info("launched scan %s", scan_id, extra={"scan_id": scan_id})
         return True
 
     async def _launch_failed(self, scan: dict[str, Any], reason: str) -> None:
         attempts = scan.get("launch", {}).get("attempts", 0) + 1
-        log.warning("launch of %s failed (attempt %d): %s", scan["_id"], attempts, reason, extra={"scan_id": scan["_id"]})
+        log.warning(
+            "launch of %s failed (attempt %d): %s",
+            scan["_id"],
+            attempts,
+            reason,
+            extra={"scan_id": scan["_id"]},
+        )
         if attempts >= self.ops.max_launch_attempts:
             await self.store.transition(
-                scan["_id"], ("launching",), "failed", reason=f"launch failed {attempts} times; last: {reason}",
+                scan["_id"],
+                ("launching",),
+                "failed",
+                reason=f"launch failed {attempts} times; last: {reason}",
                 extra={"launch.attempts": attempts, "launch.last_error": reason},
             )
             return
         await self.store.transition(
-            scan["_id"], ("launching",), "queued", reason=f"launch failed, retrying: {reason}",
+            scan["_id"],
+            ("launching",),
+            "queued",
+            reason=f"launch failed, retrying: {reason}",
             extra={
-                "launch.attempts": attempts, "launch.last_error": reason,
+                "launch.attempts": attempts,
+                "launch.last_error": reason,
                 "launch.next_attempt_at": utcnow() + dt.timedelta(seconds=backoff_s(attempts)),
             },
         )
@@ -179,9 +211,16 @@ class Reconciler:
     # -- supervision ---------------------------------------------------------------------------
     async def supervise(self) -> None:
         cursor = self.store.scans.find(
-            {"$or": [{"state": {"$in": list(ACTIVE_STATES)}},
-                     {"state": {"$in": list(TERMINAL_STATES)}, "launch.reaped": {"$ne": True},
-                      "launch.handles": {"$ne": {}}}]},
+            {
+                "$or": [
+                    {"state": {"$in": list(ACTIVE_STATES)}},
+                    {
+                        "state": {"$in": list(TERMINAL_STATES)},
+                        "launch.reaped": {"$ne": True},
+                        "launch.handles": {"$ne": {}},
+                    },
+                ]
+            },
         )
         async for scan in cursor:
             handles = scan.get("launch", {}).get("handles") or {}
@@ -194,7 +233,9 @@ class Reconciler:
                 continue
             await self.store.scans.update_one({"_id": scan["_id"]}, {"$set": {"workforce": status.to_dict()}})
             if scan["state"] in TERMINAL_STATES:
-                await self._reap(scan, handles, status.server == "running" or status.workers.get("running", 0) > 0)
+                await self._reap(
+                    scan, handles, status.server == "running" or status.workers.get("running", 0) > 0
+                )
                 continue
             if status.server in ("succeeded", "failed", "unknown"):
                 await self._server_gone(scan, status.server_reason or f"scan server is {status.server}")
@@ -230,10 +271,21 @@ class Reconciler:
         now = utcnow()
         await self.store.scans.update_one(
             {"_id": scan["_id"]},
-            {"$set": {"launch.handles": handles, "updated_at": now}, "$inc": {"server_restarts": 1},
-             "$push": {"history": {"state": fresh["state"], "at": now, "reason": f"server restarted after: {reason}"}}},
+            {
+                "$set": {"launch.handles": handles, "updated_at": now},
+                "$inc": {"server_restarts": 1},
+                "$push": {
+                    "history": {
+                        "state": fresh["state"],
+                        "at": now,
+                        "reason": f"server restarted after: {reason}",
+                    }
+                },
+            },
         )
-        log.warning("restarted the server of %s after: %s", scan["_id"], reason, extra={"scan_id": scan["_id"]})
+        log.warning(
+            "restarted the server of %s after: %s", scan["_id"], reason, extra={"scan_id": scan["_id"]}
+        )
 
     async def _workers_gone(self, scan: dict[str, Any], reason: str) -> None:
         relaunches = scan.get("worker_relaunches", 0)
@@ -250,12 +302,17 @@ class Reconciler:
             await self.fail(scan, f"could not relaunch workers: {err}")
             return
         await self.store.scans.update_one(
-            {"_id": scan["_id"]}, {"$set": {"launch.handles": handles}, "$inc": {"worker_relaunches": 1}},
+            {"_id": scan["_id"]},
+            {"$set": {"launch.handles": handles}, "$inc": {"worker_relaunches": 1}},
         )
 
     async def fail(self, scan: dict[str, Any], reason: str) -> None:
         updated = await self.store.transition(
-            scan["_id"], ("queued", *ACTIVE_STATES), "failed", reason=reason, extra={"cleanup_pending": True},
+            scan["_id"],
+            ("queued", *ACTIVE_STATES),
+            "failed",
+            reason=reason,
+            extra={"cleanup_pending": True},
         )
         if updated is not None:
             log.error("scan %s failed: %s", scan["_id"], reason, extra={"scan_id": scan["_id"]})
@@ -264,10 +321,13 @@ class Reconciler:
     # -- more workers on request -----------------------------------------------------------------
     async def serve_worker_requests(self) -> None:
         """Launch the workers asked for with ``POST /scans/{id}/workers`` on scans that are launched."""
-        cursor = self.store.scans.find({
-            "state": {"$in": list(ACTIVE_STATES)}, "worker_requests.0": {"$exists": True},
-            "launch.launched_at": {"$exists": True},
-        })
+        cursor = self.store.scans.find(
+            {
+                "state": {"$in": list(ACTIVE_STATES)},
+                "worker_requests.0": {"$exists": True},
+                "launch.launched_at": {"$exists": True},
+            }
+        )
         async for scan in cursor:
             scan_id = scan["_id"]
             handles = dict(scan.get("launch", {}).get("handles") or {})
@@ -278,11 +338,15 @@ class Reconciler:
                 try:
                     token = await self._new_token(scan_id)
                     new = await asyncio.to_thread(
-                        self.launcher.launch_workers, self._spec(scan, token), WorkerCluster(req["cluster"], n),
+                        self.launcher.launch_workers,
+                        self._spec(scan, token),
+                        WorkerCluster(req["cluster"], n),
                     )
                 except Exception as err:
                     done.update(state="failed", error=f"{type(err).__name__}: {err}")
-                    log.warning("adding %d workers to %s failed: %s", n, scan_id, err, extra={"scan_id": scan_id})
+                    log.warning(
+                        "adding %d workers to %s failed: %s", n, scan_id, err, extra={"scan_id": scan_id}
+                    )
                 else:
                     _merge(handles, new)
                     done["state"] = "served"
@@ -296,10 +360,13 @@ class Reconciler:
     async def send_webhooks(self) -> None:
         """POST the GCN-style summary of finished alert scans to the configured webhook (retried)."""
         now = utcnow()
-        cursor = self.store.scans.find({
-            "webhook_pending": True, "state": {"$in": list(TERMINAL_STATES)},
-            "webhook.next_attempt_at": {"$lte": now},
-        })
+        cursor = self.store.scans.find(
+            {
+                "webhook_pending": True,
+                "state": {"$in": list(TERMINAL_STATES)},
+                "webhook.next_attempt_at": {"$lte": now},
+            }
+        )
         async for scan in cursor:
             await self._send_webhook(scan)
 
@@ -313,8 +380,13 @@ class Reconciler:
             await self._webhook_done(scan_id, "skipped: no SKYDRIVER_ALERT_WEBHOOK_URL configured")
             return
         if scan["state"] != "completed":
-            payload: dict[str, Any] = {"scan_id": scan_id, "state": scan["state"], "reason": scan.get("state_reason"),
-                                       "alert": scan.get("alert"), "gcn": None}
+            payload: dict[str, Any] = {
+                "scan_id": scan_id,
+                "state": scan["state"],
+                "reason": scan.get("state_reason"),
+                "alert": scan.get("alert"),
+                "gcn": None,
+            }
         else:
             result = await self.store.skymap_for(scan_id)
             event_doc = await self.store.get_event(scan_id)
@@ -330,26 +402,42 @@ class Reconciler:
         attempts = hook.get("attempts", 0) + 1
         try:
             async with httpx.AsyncClient(timeout=10) as client:
-                resp = await client.post(url, content=json.dumps(payload, default=str),
-                                         headers={"Content-Type": "application/json"})
+                resp = await client.post(
+                    url,
+                    content=json.dumps(payload, default=str),
+                    headers={"Content-Type": "application/json"},
+                )
             resp.raise_for_status()
         except Exception as err:
             reason = f"{type(err).__name__}: {err}"
             if attempts >= self.ops.alert_webhook_attempts:
                 await self._webhook_done(scan_id, f"failed after {attempts} attempts: {reason}", attempts)
                 return
-            await self.store.scans.update_one({"_id": scan_id}, {"$set": {
-                "webhook.attempts": attempts, "webhook.last_error": reason,
-                "webhook.next_attempt_at": utcnow() + dt.timedelta(seconds=backoff_s(attempts)),
-            }})
+            await self.store.scans.update_one(
+                {"_id": scan_id},
+                {
+                    "$set": {
+                        "webhook.attempts": attempts,
+                        "webhook.last_error": reason,
+                        "webhook.next_attempt_at": utcnow() + dt.timedelta(seconds=backoff_s(attempts)),
+                    }
+                },
+            )
             return
         await self._webhook_done(scan_id, f"delivered (HTTP {resp.status_code})", attempts)
 
     async def _webhook_done(self, scan_id: str, outcome: str, attempts: int = 0) -> None:
-        await self.store.scans.update_one({"_id": scan_id}, {"$set": {
-            "webhook_pending": False, "webhook.outcome": outcome, "webhook.attempts": attempts,
-            "webhook.done_at": utcnow(),
-        }})
+        await self.store.scans.update_one(
+            {"_id": scan_id},
+            {
+                "$set": {
+                    "webhook_pending": False,
+                    "webhook.outcome": outcome,
+                    "webhook.attempts": attempts,
+                    "webhook.done_at": utcnow(),
+                }
+            },
+        )
 
     # -- clean-up ------------------------------------------------------------------------------
     async def clean_up(self) -> None:
@@ -361,10 +449,13 @@ class Reconciler:
             try:
                 await asyncio.to_thread(delete_scan_queues, self.settings, scan["_id"])
             except Exception as err:  # broker down: try again on the next pass
-                log.warning("could not delete queues of %s yet: %s", scan["_id"], err, extra={"scan_id": scan["_id"]})
+                log.warning(
+                    "could not delete queues of %s yet: %s", scan["_id"], err, extra={"scan_id": scan["_id"]}
+                )
                 continue
             await self.store.scans.update_one(
-                {"_id": scan["_id"]}, {"$set": {"cleanup_pending": False, "launch.reaped": True}},
+                {"_id": scan["_id"]},
+                {"$set": {"cleanup_pending": False, "launch.reaped": True}},
             )
 
 

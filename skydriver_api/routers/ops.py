@@ -34,7 +34,9 @@ async def readyz(request: Request) -> JSONResponse:
     ok = await asyncio.to_thread(broker_reachable, request.app.state.settings)
     checks["rabbitmq"] = "ok" if ok else "unreachable"
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+    )
 
 
 @router.get("/metrics")

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from skyscan.geometry import find_default_geometry
-from tests.conftest import make_event, start_api, stop_api
-from tests.integration.conftest import OpsApi, make_tokens, wait_until
+from tests.conftest import make_event, start_api, stop_api, wait_until
+from tests.integration.conftest import OpsApi, make_tokens
 
 GEOMETRY = find_default_geometry()
 EVENTS = GEOMETRY.parent.parent / "realtime_events" if GEOMETRY else None

@@ -12,8 +12,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from skydriver_api.cli import app
-from tests.conftest import make_event
-from tests.integration.conftest import OpsApi, wait_until
+from tests.conftest import make_event, wait_until
+from tests.integration.conftest import OpsApi
 
 
 def _events(n: int, run_id: int) -> list[dict]:

@@ -17,7 +17,7 @@ import pika
 import pytest
 
 from skyscan.messages import PixelResult, encode, queue_names, task_id
-from tests.conftest import AMQP_URL, ROOT, LiveApi, make_event, start_api, stop_api
+from tests.conftest import AMQP_URL, ROOT, LiveApi, make_event, start_api, stop_api, wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -41,14 +41,6 @@ def api_with(services: None, tmp_path: Path) -> Iterator[Callable[..., LiveApi]]
         stop_api(api)
 
 
-def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str, poll_s: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def scan_doc(api: LiveApi, scan_id: str) -> dict[str, Any]:
