@@ -22,6 +22,7 @@ from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from server.amqp import AsyncBroker, BrokerLost, Delivery
+from skyscan.contours import DEFAULT_LEVEL_SET
 from skyscan.event import parse_event
 from skyscan.local_scan import llh_at_truth
 from skyscan.messages import (
@@ -417,6 +418,7 @@ class ScanServer:
             complete=self.ref.complete,
             finished=True,
             llh_at_truth=llh_truth,
+            level_set=self.scan.get("level_set", DEFAULT_LEVEL_SET),
         )
         await self.db_retry("store skymap", lambda: self.store_final(doc))
         n_failed = doc["n_failed_pixels"]

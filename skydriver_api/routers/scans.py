@@ -33,6 +33,7 @@ from skydriver_api.models import (
 )
 from skydriver_api.store import SCAN_STATES, TERMINAL_STATES, Store, utcnow
 from skyscan import exports
+from skyscan.contours import DEFAULT_LEVEL_SET, resolve_levels
 from skyscan.event import parse_event
 from skyscan.recos import RecoUnsuitable, get_reco
 from skyscan.refinement import PixelBest, VariationResult, best_of, make_strategy
@@ -59,6 +60,10 @@ def validate_request(req: ScanRequest, max_nside: int) -> tuple[int, str]:
         strategy = make_strategy(req.strategy, req.nsides, max_nside, **req.strategy_options)
     except (ValueError, TypeError) as err:
         raise HTTPException(422, detail=f"nsides/strategy: {err}") from None
+    try:
+        resolve_levels(req.level_set)
+    except ValueError as err:
+        raise HTTPException(422, detail=f"level_set: {err}") from None
     return reco.n_variations(), strategy.describe()
 
 
@@ -85,6 +90,7 @@ def new_scan_document(
         "nsides": nsides,
         "strategy": req.strategy,
         "strategy_options": req.strategy_options,
+        "level_set": req.level_set,
         "clusters": clusters,
         "workers": sum(c["workers"] for c in clusters),
         "resources": req.resources.model_dump(),
@@ -319,6 +325,7 @@ async def partial_result(store: Store, scan: dict[str, Any], event_doc: dict[str
         nsides=strategy.nsides,
         complete=complete,
         finished=False,
+        level_set=scan.get("level_set", DEFAULT_LEVEL_SET),
     )
 
 
