@@ -372,7 +372,7 @@ class ScanServer:
             inst = (done - n0) / (now - t0)
             self._rate = inst if self._rate is None else 0.5 * self._rate + 0.5 * inst
             self._rate_mark = (now, done)
-        remaining = max(self.estimated_total_tasks() - done, sent - done)
+        remaining = 0 if self.ref.finished else max(self.estimated_total_tasks() - done, sent - done)
         eta = remaining / self._rate if self._rate else None
         return {
             "nsides": per_nside,
