@@ -87,6 +87,9 @@ def test_progressive_scan_refines_around_the_minimum(shared_api: LiveApi) -> Non
     assert result["best_fit"]["nside"] == 64
     assert result["truth"]["offset_deg"] < hp.max_pixrad(64, degrees=True)
     assert status["best_fit"]["pixel"] == result["best_fit"]["pixel"]
+    # finished: the progress says so (no ETA left, every task sent is done)
+    assert status["progress"]["eta_s"] == 0
+    assert status["progress"]["tasks_done"] == status["progress"]["tasks_sent"] == result["n_pixels"]
 
 
 def pytest_approx(value: float):  # type: ignore[no-untyped-def]
