@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -79,6 +80,31 @@ class SkyDriverClient:
             if timeout_s is not None and time.monotonic() - start > timeout_s:
                 raise TimeoutError(f"scan {scan_id} still {status['state']} after {timeout_s:.0f} s")
             time.sleep(poll_s)
+
+    def events(self, scan_id: str, timeout_s: float | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Follow the scan's Server-Sent Events: yields (event, data) until the stream ends."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        path = f"/api/v1/scans/{scan_id}/events"
+        try:
+            with self.http.stream("GET", path, timeout=httpx.Timeout(30, read=60)) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise ApiError(resp.status_code, resp.text)
+                event, data = "message", ""
+                for line in resp.iter_lines():
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data += line[5:].strip()
+                    elif not line and data:
+                        yield event, json.loads(data)
+                        if event == "end":
+                            return
+                        event, data = "message", ""
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise TimeoutError(f"scan {scan_id} did not end within {timeout_s:.0f} s")
+        except httpx.HTTPError as err:
+            raise ApiError(0, f"event stream of {scan_id} failed: {err}") from None
 
     def wait(
         self, scan_id: str, timeout_s: float = 600, on_status: Callable[[dict], None] | None = None

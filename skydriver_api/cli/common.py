@@ -18,10 +18,9 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def follow_scan(client: Any, scan_id: str, timeout_s: float = 3600) -> dict[str, Any]:
-    """Follow a scan with a progress bar until it ends; returns the last status."""
-    from skydriver_api.client import progress_fraction
+    """Follow a scan with a progress bar until it ends (Server-Sent Events, polling as a fallback)."""
+    from skydriver_api.client import ApiError, progress_fraction
 
-    status: dict[str, Any] = {}
     with Progress(
         TextColumn("[bold]{task.fields[state]:<9}"),
         BarColumn(),
@@ -32,12 +31,23 @@ def follow_scan(client: Any, scan_id: str, timeout_s: float = 3600) -> dict[str,
         transient=False,
     ) as bar:
         task = bar.add_task("scan", total=1, state="queued", rate="")
-        for status in client.watch(scan_id, timeout_s=timeout_s):
-            done, total = progress_fraction(status)
-            rate = (status.get("progress") or {}).get("rate_per_s")
-            bar.update(
-                task, completed=done, total=total, state=status["state"], rate=f"{rate:.0f}/s" if rate else ""
-            )
+
+        def show(state: str, progress: dict[str, Any]) -> None:
+            done, total = progress_fraction({"progress": progress})
+            rate = progress.get("rate_per_s")
+            bar.update(task, completed=done, total=total, state=state, rate=f"{rate:.0f}/s" if rate else "")
+
+        try:
+            for event, data in client.events(scan_id, timeout_s=timeout_s):
+                if event == "progress":
+                    show(data["state"], data)
+                elif event == "state":
+                    bar.update(task, state=data["state"])
+        except ApiError:  # no event stream (an older API, a buffering proxy): poll instead
+            for status in client.watch(scan_id, timeout_s=timeout_s):
+                show(status["state"], status.get("progress") or {})
+        status = client.scan(scan_id)
+        show(status["state"], status.get("progress") or {})
     return status
 
 

@@ -96,3 +96,16 @@ def pytest_approx(value: float):  # type: ignore[no-untyped-def]
     import pytest
 
     return pytest.approx(value, rel=1e-9, abs=1e-9)
+
+
+def test_client_follows_a_scan_through_its_event_stream(shared_api: LiveApi) -> None:
+    with shared_api.client() as client:
+        scan_id = client.submit(
+            {"event": make_event(event_id=31), "reco": "dummy", "nsides": "1:0", "workers": 1}
+        )["scan_id"]
+        events = list(client.events(scan_id, timeout_s=120))
+    states = [data["state"] for kind, data in events if kind == "state"]
+    assert states == ["queued", "launching", "running", "completed"]
+    assert events[-1] == ("end", {"scan_id": scan_id, "state": "completed", "reason": None})
+    done = [data["tasks_done"] for kind, data in events if kind == "progress"]
+    assert done == sorted(done) and done[-1] == 12
