@@ -34,7 +34,7 @@ def create_app(
         store = Store(settings)
         app.state.store = store
         try:
-            await store.ensure_indexes()
+            await store.ensure_indexes(app.state.ops_settings.idempotency_key_ttl_s)
         except PyMongoError as err:  # start anyway; /readyz reports it and requests get 503
             log.warning("could not ensure indexes (database unavailable?): %s", err)
         app.state.reconciler = Reconciler(

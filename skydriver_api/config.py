@@ -41,6 +41,9 @@ class OpsSettings(BaseSettings):
     max_launch_attempts: int = Field(5, ge=1, description="Failed launches of one scan before it fails.")
 
     # --- server-sent events ---------------------------------------------------------------
+    idempotency_key_ttl_s: float = Field(
+        86400.0, gt=0, description="How long an Idempotency-Key keeps returning the same scan."
+    )
     sse_poll_s: float = Field(0.5, gt=0, le=10, description="How often an event stream re-reads the scan.")
 
 

@@ -49,7 +49,7 @@ class Store:
         self.alerts = self.db.alerts
         self.catalogs = self.db.catalogs
 
-    async def ensure_indexes(self) -> None:
+    async def ensure_indexes(self, idempotency_key_ttl_s: float | None = None) -> None:
         await self.pixel_results.create_index([("task_id", ASCENDING)], unique=True)
         await self.pixel_results.create_index([("scan_id", ASCENDING), ("nside", ASCENDING)])
         await self.scans.create_index(
@@ -66,6 +66,11 @@ class Store:
             unique=True,
         )
         await self.catalogs.create_index([("created_at", DESCENDING)])
+        if idempotency_key_ttl_s is not None:
+            # expired keys are ignored on read anyway; the TTL index only keeps the collection small
+            await self.idempotency_keys.create_index(
+                [("created_at", ASCENDING)], expireAfterSeconds=int(idempotency_key_ttl_s)
+            )
 
     async def ping(self) -> None:
         await self.db.command("ping")

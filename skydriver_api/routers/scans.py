@@ -240,6 +240,11 @@ async def submit_scan(
     key_id = hashlib.sha256(f"{principal.name}\n{idempotency_key}".encode()).hexdigest()
     body_hash = _request_hash(req)
     existing = await store.idempotency_keys.find_one({"_id": key_id})
+    ttl = dt.timedelta(seconds=ops_settings_of(request).idempotency_key_ttl_s)
+    if existing is not None and existing["created_at"] < utcnow() - ttl:
+        # an expired key is free again (the TTL index, where the server has one, also removes it)
+        await store.idempotency_keys.delete_one({"_id": key_id, "created_at": existing["created_at"]})
+        existing = None
     if existing is not None:
         return await _replay(store, existing, body_hash, response)
     settings = request.app.state.settings

@@ -296,3 +296,19 @@ def test_rescan_without_overrides_keeps_the_worker_clusters(quiet_api: OpsApi) -
         new_id = http.post(f"/api/v1/scans/{original}/rescan").json()["scan_id"]
     doc = quiet_api.db().scans.find_one({"_id": new_id})
     assert doc["clusters"] == clusters and doc["workers"] == 6
+
+
+def test_an_expired_idempotency_key_is_free_again(quiet_api: OpsApi) -> None:
+    import datetime as dt
+
+    with quiet_api.http("owner") as http:
+        first = http.post("/api/v1/scans", json=_body(), headers={"Idempotency-Key": "k-old"})
+        # the key was used two days ago (default retention: one day)
+        quiet_api.db().idempotency_keys.update_one(
+            {"key": "k-old"}, {"$set": {"created_at": dt.datetime.now(dt.UTC) - dt.timedelta(days=2)}}
+        )
+        again = http.post("/api/v1/scans", json=_body(), headers={"Idempotency-Key": "k-old"})
+        third = http.post("/api/v1/scans", json=_body(), headers={"Idempotency-Key": "k-old"})
+    assert first.status_code == 201 and again.status_code == 201
+    assert again.json()["scan_id"] != first.json()["scan_id"]
+    assert third.status_code == 200 and third.json()["scan_id"] == again.json()["scan_id"]
