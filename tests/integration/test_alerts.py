@@ -185,7 +185,12 @@ def test_a_completed_alert_scan_posts_its_gcn_summary_to_the_webhook(webhook_api
     payload = posted[0]
     assert payload["state"] == "completed" and payload["alert"]["stream"] == "bronze"
     gcn = payload["gcn"]
-    doc = webhook_api.db().scans.find_one({"_id": scan_id})
+    # the reconciler records the outcome after the receiver has answered: wait for that write
+    doc = wait_until(
+        lambda: (d := webhook_api.db().scans.find_one({"_id": scan_id})) and "outcome" in d["webhook"] and d,
+        30,
+        "the webhook outcome",
+    )
     assert doc["webhook"]["outcome"] == "delivered (HTTP 204)" and doc["webhook_pending"] is False
     assert gcn["ra"] == pytest.approx(doc["best_fit"]["ra_deg"]) and gcn["dec"] == pytest.approx(
         doc["best_fit"]["dec_deg"]
