@@ -33,35 +33,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
-def _amqp_ok() -> bool:
-    import pika
+def _setup_checks():  # type: ignore[no-untyped-def]
+    """The readiness checks of scripts/services.py (what `make services` waits for)."""
+    import importlib.util
 
-    try:
-        params = pika.URLParameters(AMQP_URL)
-        params.socket_timeout = 2
-        params.connection_attempts = 1
-        pika.BlockingConnection(params).close()
-        return True
-    except Exception:
-        return False
-
-
-def _mongo_ok() -> bool:
-    from pymongo import MongoClient
-
-    try:
-        MongoClient(MONGO_URI, serverSelectionTimeoutMS=1500).admin.command("ping")
-        return True
-    except Exception:
-        return False
+    spec = importlib.util.spec_from_file_location("skydriver_services", ROOT / "scripts" / "services.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
 
 
 @pytest.fixture(scope="session")
 def services() -> None:
+    checks = _setup_checks()
     missing = []
-    if not _amqp_ok():
+    if not checks.amqp_ok(AMQP_URL):
         missing.append(f"RabbitMQ at {AMQP_URL.split('@')[-1]}")
-    if not _mongo_ok():
+    if not checks.mongo_ok(MONGO_URI):
         missing.append(f"MongoDB-wire server at {MONGO_URI}")
     if missing:
         pytest.skip(f"{' and '.join(missing)} not reachable: run 'make services' (make test does)")
