@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Physics benchmark: angular resolution, 90% coverage and fit speed of the Pandel recos.
 
-Simulates N through-going tracks (isotropic, log-uniform 1-100 TeV, ``skyscan.simulate``), runs a
-cheap progressive scan per event (``skyscan.local_scan.run_local_scan``, events spread over a
+Simulates N through-going tracks (isotropic, log-uniform 1-100 TeV, ``skyscan.physics.simulate``), runs a
+cheap progressive scan per event (``skydriver_api.local_scan.run_local_scan``, events spread over a
 process pool, each scan single-process), and prints a markdown table: median and 90th-percentile
 angular error of the best pixel, the fraction of true directions inside the Wilks 90% region
 (``delta_2llh < 4.61``), the level that would contain 90% in this simulation, and CPU ms per pixel fit.
@@ -27,15 +27,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skyscan.local_scan import run_local_scan  # noqa: E402
-from skyscan.simulate import simulate_batch  # noqa: E402
+from skydriver_api.local_scan import run_local_scan  # noqa: E402
+from skyscan.physics.simulate import simulate_batch  # noqa: E402
 
 WILKS_90 = 4.61
 DEFAULT_PROGRESSION = "4:0,16:8,64:8,256:8,1024:4"
 
 
 def scan_one(args: tuple[dict[str, Any], str, str, dict[str, Any]]) -> dict[str, Any]:
-    from skyscan.event import parse_event
+    from skyscan.physics.event import parse_event
 
     event_doc, reco, nsides, options = args
     event = parse_event(event_doc)
@@ -71,9 +71,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def fit_timing(reco_name: str, options: dict[str, Any], n_fits: int = 100) -> dict[str, float]:
     """CPU ms per pixel fit (one variation, one core) on a ~500-pulse simulated track."""
-    from skyscan.messages import Direction
-    from skyscan.recos import get_reco
-    from skyscan.simulate import simulate_track
+    from skyscan.physics.recos.registry import get_reco
+    from skyscan.physics.simulate import simulate_track
+    from skyscan.wire import Direction
 
     event = simulate_track(1.3, 2.2, 4e4, seed=500)
     reco = get_reco(reco_name, options)
@@ -126,11 +126,11 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    from skyscan.local_scan import parse_reco_options
+    from skydriver_api.local_scan import parse_reco_options
 
     options = parse_reco_options(args.reco_option)
     started = time.perf_counter()
-    from skyscan.geometry import load_geometry_csv
+    from skyscan.physics.geometry import load_geometry_csv
 
     geometry = load_geometry_csv(args.geometry) if args.geometry else None
     events = simulate_batch(args.n, args.emin, args.emax, seed=args.seed, geometry=geometry)

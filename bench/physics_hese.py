@@ -20,13 +20,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skyscan.coordinates import angular_distance, detector_to_equatorial  # noqa: E402
-from skyscan.geometry import load_geometry_csv, shared_data_dir  # noqa: E402
-from skyscan.local_scan import run_local_scan  # noqa: E402
-from skyscan.messages import Direction, Vertex  # noqa: E402
-from skyscan.realtime import read_realtime_event  # noqa: E402
-from skyscan.recos import get_reco  # noqa: E402
-from skyscan.recos.evaluate import fit_direction  # noqa: E402
+from skydriver_api.local_scan import run_local_scan  # noqa: E402
+from skyscan.physics.geometry import load_geometry_csv, shared_data_dir  # noqa: E402
+from skyscan.physics.recos.evaluate import fit_direction  # noqa: E402
+from skyscan.physics.recos.registry import get_reco  # noqa: E402
+from skyscan.readers.realtime import read_realtime_event  # noqa: E402
+from skyscan.sky.coordinates import angular_distance, detector_to_equatorial  # noqa: E402
+from skyscan.wire import Direction, Vertex  # noqa: E402
 
 
 def angle_deg(zen1: float, az1: float, zen2: float, az2: float) -> float:

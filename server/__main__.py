@@ -8,8 +8,8 @@ import signal
 import sys
 
 from server.scan import ScanServer
-from skyscan.logs import setup_logging
-from skyscan.settings import Settings
+from skyinfra.logs import setup_logging
+from skyinfra.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:

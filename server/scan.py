@@ -22,10 +22,16 @@ from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from server.amqp import AsyncBroker, BrokerLost, Delivery
-from skyscan.contours import DEFAULT_LEVEL_SET
-from skyscan.event import parse_event
-from skyscan.local_scan import llh_at_truth
-from skyscan.messages import (
+from skyinfra.settings import Settings
+from skyscan.physics.event import parse_event
+from skyscan.physics.recos.registry import get_reco
+from skyscan.refinement.drive import llh_at_truth
+from skyscan.refinement.fits import VariationResult
+from skyscan.refinement.state import Refinement, TaskSpec
+from skyscan.refinement.strategies import make_strategy
+from skyscan.skymap.assembly import best_fit_summary, build_result
+from skyscan.skymap.contours import DEFAULT_LEVEL_SET
+from skyscan.wire import (
     Direction,
     MessageError,
     PixelResult,
@@ -37,10 +43,6 @@ from skyscan.messages import (
     queue_names,
     task_id,
 )
-from skyscan.recos import get_reco
-from skyscan.refinement import Refinement, TaskSpec, VariationResult, make_strategy
-from skyscan.settings import Settings
-from skyscan.skymap import best_fit_summary, build_result
 
 log = logging.getLogger("skydriver.server")
 

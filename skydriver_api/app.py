@@ -18,8 +18,8 @@ from skydriver_api.launchers import Launcher, make_launcher
 from skydriver_api.reconciler import Reconciler
 from skydriver_api.routers import alerts, backlog, catalogs, ops, scans, tokens
 from skydriver_api.store import Store, hash_token
-from skyscan.event import format_validation_error
-from skyscan.settings import Settings, get_settings
+from skyinfra.settings import Settings, get_settings
+from skyscan.physics.event import format_validation_error
 
 log = logging.getLogger("skydriver.api")
 

@@ -1,6 +1,6 @@
 """Settings of the operations features (alerts, catalogs, webhooks, idempotency).
 
-Kept apart from :class:`skyscan.settings.Settings` (shared by every process) because only the API and
+Kept apart from :class:`skyinfra.settings.Settings` (shared by every process) because only the API and
 its reconciler read them. Same ``SKYDRIVER_`` prefix: ``SKYDRIVER_ALERT_RECO``,
 ``SKYDRIVER_ALERT_WEBHOOK_URL``, ``SKYDRIVER_GEOMETRY_FILE``, ...
 """

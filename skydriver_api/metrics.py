@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from skydriver_api.queues import queue_depths
 from skydriver_api.store import ACTIVE_STATES, SCAN_STATES, Store
-from skyscan.settings import Settings
+from skyinfra.settings import Settings
 
 log = logging.getLogger("skydriver.metrics")
 

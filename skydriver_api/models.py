@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from skyscan.event import Event
-from skyscan.refinement import DEFAULT_PROGRESSION
+from skyscan.physics.event import Event
+from skyscan.refinement.progression import DEFAULT_PROGRESSION
 
 INT64 = 2**63 - 1
 Scalar = str | int | float | bool
@@ -50,7 +50,8 @@ class ScanRequest(BaseModel):
     strategy: Literal["progression", "contour"] = "progression"
     strategy_options: dict[str, Any] = Field(default_factory=dict)
     level_set: str = Field(
-        "wilks", max_length=200,
+        "wilks",
+        max_length=200,
         description="2*dLLH levels of the error regions: wilks (1.39, 4.61), icecube-sim (22.2, 64.2) "
         "or 'percent:level,...'",
     )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pika
 import pika.exceptions
 
-from skyscan.messages import queue_names
-from skyscan.settings import Settings
+from skyinfra.settings import Settings
+from skyscan.wire import queue_names
 
 
 def _connect(settings: Settings) -> pika.BlockingConnection:

@@ -24,7 +24,7 @@ from skydriver_api.launchers.base import Launcher, LaunchSpec, Resources, Worker
 from skydriver_api.queues import delete_scan_queues
 from skydriver_api.scheduling import QUEUE_FIELDS, admission_order
 from skydriver_api.store import ACTIVE_STATES, TERMINAL_STATES, Store, hash_token, utcnow
-from skyscan.settings import Settings
+from skyinfra.settings import Settings
 
 log = logging.getLogger("skydriver.reconciler")
 
@@ -460,8 +460,8 @@ class Reconciler:
 
 
 def _render_gcn(result: dict[str, Any], event_doc: dict[str, Any]) -> Any:
-    from skyscan import exports
-    from skyscan.event import parse_event
+    from skyscan.physics.event import parse_event
+    from skyscan.skymap import exports
 
     return json.loads(exports.render(result, parse_event(event_doc), "gcn").content)
 

@@ -17,7 +17,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
-from skyscan.settings import Settings
+from skyinfra.settings import Settings
 
 TERMINAL_STATES = ("completed", "failed", "aborted")
 ACTIVE_STATES = ("launching", "running")

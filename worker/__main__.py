@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from skyscan.logs import setup_logging
-from skyscan.settings import Settings
+from skyinfra.logs import setup_logging
+from skyinfra.settings import Settings
 from worker.run import Worker
 
 

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from skyscan.event import parse_event
-from skyscan.messages import PixelTask
-from skyscan.recos import get_reco
-from skyscan.recos.base import FitResult
+from skyscan.physics.event import parse_event
+from skyscan.physics.recos.base import FitResult
+from skyscan.physics.recos.registry import get_reco
+from skyscan.wire import PixelTask
 
 
 def _child(conn: Connection, event_doc: dict[str, Any]) -> None:

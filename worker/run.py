@@ -23,8 +23,8 @@ import httpx
 import pika
 import pika.exceptions
 
-from skyscan.messages import MessageError, PixelResult, decode_task, encode, queue_names
-from skyscan.settings import Settings
+from skyinfra.settings import Settings
+from skyscan.wire import MessageError, PixelResult, decode_task, encode, queue_names
 from worker.fitter import FitInterrupted, Fitter, FitTimeout
 
 log = logging.getLogger("skydriver.worker")

@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
 # -- tokens ------------------------------------------------------------------------------------------
 async def _with_store(action: Any) -> Any:
     from skydriver_api.store import Store
-    from skyscan.settings import Settings
+    from skyinfra.settings import Settings
 
     store = Store(Settings())
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from skyscan.event import EventFormatError, load_event, save_event
+from skyscan.physics.event import EventFormatError, load_event, save_event
 
 
 def _fail(message: str) -> None:
@@ -31,8 +31,8 @@ def simulate(
     output: Path = typer.Option(..., "-o", "--output", help="Event JSON (skydriver.event/1) to write."),
 ) -> None:
     """Simulate one through-going muon track as an open-format event with its truth."""
-    from skyscan.geometry import load_geometry_csv
-    from skyscan.simulate import simulate_track
+    from skyscan.physics.geometry import load_geometry_csv
+    from skyscan.physics.simulate import simulate_track
 
     try:
         geo = load_geometry_csv(geometry) if geometry else None
@@ -56,8 +56,8 @@ def simulate_batch(
     ),
 ) -> None:
     """Simulate isotropic tracks: one event file per track in a directory, or JSON Lines."""
-    from skyscan.geometry import load_geometry_csv
-    from skyscan.simulate import simulate_batch as run_batch
+    from skyscan.physics.geometry import load_geometry_csv
+    from skyscan.physics.simulate import simulate_batch as run_batch
 
     try:
         geo = load_geometry_csv(geometry) if geometry else None
@@ -84,8 +84,8 @@ def import_realtime(
     output: Path = typer.Option(..., "-o", "--output", help="Event JSON (skydriver.event/1) to write."),
 ) -> None:
     """Convert an IceCube realtime event to the open format (no IceTray needed)."""
-    from skyscan.geometry import load_geometry_csv
-    from skyscan.realtime import RealtimeFormatError, read_realtime_event
+    from skyscan.physics.geometry import load_geometry_csv
+    from skyscan.readers.realtime import RealtimeFormatError, read_realtime_event
 
     try:
         event = read_realtime_event(source, load_geometry_csv(geometry))
@@ -114,9 +114,10 @@ def scan_local(
     """Run a whole progressive scan on this machine (no broker, no database)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from skyscan.exports import write_product
-    from skyscan.local_scan import ScanProgress, parse_reco_options, run_local_scan
-    from skyscan.recos import RecoUnsuitable, UnknownReco
+    from skydriver_api.local_scan import ScanProgress, parse_reco_options, run_local_scan
+    from skyscan.physics.recos.base import RecoUnsuitable
+    from skyscan.physics.recos.registry import UnknownReco
+    from skyscan.skymap.exports import write_product
 
     try:
         event = load_event(event_path)

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from skydriver_api.cli.common import console, fail
-from skyscan.exports import FORMATS
+from skyscan.skymap.exports import FORMATS
 
 DEFAULT_API = "http://127.0.0.1:8000"
 

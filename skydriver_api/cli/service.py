@@ -32,8 +32,8 @@ def api(
     import uvicorn
 
     from skydriver_api.app import create_app
-    from skyscan.logs import setup_logging
-    from skyscan.settings import Settings
+    from skyinfra.logs import setup_logging
+    from skyinfra.settings import Settings
 
     overrides = {k: v for k, v in (("api_host", host), ("api_port", port)) if v is not None}
     settings = Settings(**overrides)
@@ -70,8 +70,8 @@ def _free_port() -> int:
 
 def demo_event(out: Path, seed: int = 7):  # type: ignore[no-untyped-def]
     """A simulated 50 TeV muon track (the simulator) with its truth, written to ``out``."""
-    from skyscan.event import save_event
-    from skyscan.simulate import simulate_track
+    from skyscan.physics.event import save_event
+    from skyscan.physics.simulate import simulate_track
 
     event = simulate_track(zenith=2.0, azimuth=1.2, energy_gev=5e4, seed=seed, run_id=1, event_id=seed)
     save_event(event, out)

@@ -10,7 +10,7 @@ from skydriver_api.launchers.base import (
     WorkerCluster,
     WorkforceStatus,
 )
-from skyscan.settings import Settings
+from skyinfra.settings import Settings
 
 
 def make_launcher(settings: Settings) -> Launcher:

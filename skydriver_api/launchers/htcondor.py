@@ -58,8 +58,18 @@ _STATES = {1: "pending", 2: "running", 3: "removed", 4: "succeeded", 5: "held", 
 # what the bindings raise when a schedd or collector cannot be reached or refuses (ValueError: a
 # daemon the collector does not know)
 _CONDOR_ERRORS = (htcondor2.HTCondorException, RuntimeError, ValueError, OSError)
-_PROJECTION = ["ClusterId", "ProcId", "JobStatus", "HoldReason", "HoldReasonCode", "HoldReasonSubCode",
-               "ExitCode", "RemoveReason", ATTR_SCAN_ID, ATTR_CLUSTER]
+_PROJECTION = [
+    "ClusterId",
+    "ProcId",
+    "JobStatus",
+    "HoldReason",
+    "HoldReasonCode",
+    "HoldReasonSubCode",
+    "ExitCode",
+    "RemoveReason",
+    ATTR_SCAN_ID,
+    ATTR_CLUSTER,
+]
 
 
 class HTCondorSettings(BaseSettings):
@@ -72,21 +82,24 @@ class HTCondorSettings(BaseSettings):
     cluster_schedds: dict[str, str] = Field(
         default_factory=dict,
         description='Worker cluster name -> schedd name, JSON, e.g. {"osg": "ap40.uw.osg-htc.org"}. '
-                    "When set, only these cluster names are accepted.",
+        "When set, only these cluster names are accepted.",
     )
     broker_url: SecretStr | None = Field(
-        None, description="AMQP URL workers use (reachable from the execution points); "
-                          "unset: SKYDRIVER_RABBITMQ_URL.",
+        None,
+        description="AMQP URL workers use (reachable from the execution points); "
+        "unset: SKYDRIVER_RABBITMQ_URL.",
     )
     image: str = Field(
         "docker://ghcr.io/skydriver/skydriver:0.1.0",
         description="Worker image when the scan request names none: a SIF path (e.g. on CVMFS) or docker://.",
     )
     executable: str = Field(
-        "/usr/local/bin/skydriver-condor-worker", description="Worker entrypoint inside the image.",
+        "/usr/local/bin/skydriver-condor-worker",
+        description="Worker entrypoint inside the image.",
     )
     submit_dir: Path = Field(
-        Path(".services/condor"), description="Per-scan credential files (0600) and job logs live here.",
+        Path(".services/condor"),
+        description="Per-scan credential files (0600) and job logs live here.",
     )
     spool: bool = Field(False, description="Spool input files to the schedd (a remote schedd needs this).")
     requirements: str | None = Field(None, description="Extra requirements expression, e.g. has_avx2.")
@@ -95,7 +108,8 @@ class HTCondorSettings(BaseSettings):
     worker_retries: int = Field(2, ge=0, description="Restarts of a worker that exits non-zero.")
     keep_worker_output: bool = Field(True, description="Transfer worker stdout/stderr to the submit dir.")
     server_launcher: Literal["kubernetes", "local"] = Field(
-        "kubernetes", description="Where scan servers run when workers run on HTCondor.",
+        "kubernetes",
+        description="Where scan servers run when workers run on HTCondor.",
     )
 
 
@@ -123,8 +137,12 @@ class HTCondorLauncher:
 
     name = "htcondor"
 
-    def __init__(self, settings: HTCondorSettings | None = None, server_launcher: Launcher | None = None,
-                 schedd_factory: Callable[[str | None], Any] | None = None):
+    def __init__(
+        self,
+        settings: HTCondorSettings | None = None,
+        server_launcher: Launcher | None = None,
+        schedd_factory: Callable[[str | None], Any] | None = None,
+    ):
         self.settings = settings or HTCondorSettings()
         self._server_launcher = server_launcher
         self._schedd_factory = schedd_factory or self._locate_schedd
@@ -140,7 +158,7 @@ class HTCondorLauncher:
                 self._server_launcher = KubernetesLauncher()
             else:
                 from skydriver_api.launchers.local import LocalLauncher
-                from skyscan.settings import get_settings
+                from skyinfra.settings import get_settings
 
                 self._server_launcher = LocalLauncher(get_settings())
         return self._server_launcher
@@ -183,8 +201,11 @@ class HTCondorLauncher:
         for name, value in (("requirements", s.requirements), ("accounting_group", s.accounting_group)):
             if value and ("\n" in value or "\r" in value):
                 raise LaunchError(f"SKYDRIVER_CONDOR_{name.upper()} must be a single line")
-        env = {"SKYDRIVER_SCAN_TOKEN_FILE": TOKEN_FILE, "SKYDRIVER_BROKER_URL_FILE": BROKER_FILE,
-               "PYTHONUNBUFFERED": "1"}
+        env = {
+            "SKYDRIVER_SCAN_TOKEN_FILE": TOKEN_FILE,
+            "SKYDRIVER_BROKER_URL_FILE": BROKER_FILE,
+            "PYTHONUNBUFFERED": "1",
+        }
         if spec.api_url:
             env["SKYDRIVER_API_URL"] = spec.api_url
         lines = [
@@ -198,7 +219,7 @@ class HTCondorLauncher:
             f"executable = {s.executable}",
             "transfer_executable = false",
             f'arguments = "--scan-id {spec.scan_id}"',
-            "environment = \"" + " ".join(f"{k}={_env_value(v)}" for k, v in env.items()) + "\"",
+            'environment = "' + " ".join(f"{k}={_env_value(v)}" for k, v in env.items()) + '"',
             f"transfer_input_files = {scan_dir / TOKEN_FILE}, {scan_dir / BROKER_FILE}",
             "should_transfer_files = YES",
             "when_to_transfer_output = ON_EXIT",
@@ -218,8 +239,10 @@ class HTCondorLauncher:
             f"log = {scan_dir / 'condor.log'}",
         ]
         if s.keep_worker_output:
-            lines += [f"output = {scan_dir / '$(ClusterId).$(ProcId).out'}",
-                      f"error = {scan_dir / '$(ClusterId).$(ProcId).err'}"]
+            lines += [
+                f"output = {scan_dir / '$(ClusterId).$(ProcId).out'}",
+                f"error = {scan_dir / '$(ClusterId).$(ProcId).err'}",
+            ]
         if s.requirements:
             lines.append(f"requirements = {s.requirements}")
         if s.accounting_group:
@@ -231,7 +254,7 @@ class HTCondorLauncher:
         """The per-scan token and broker URL as 0600 files in a 0700 directory; returns the directory."""
         broker = self.settings.broker_url
         if broker is None:
-            from skyscan.settings import get_settings
+            from skyinfra.settings import get_settings
 
             broker = get_settings().rabbitmq_url
         scan_dir = self.scan_dir(spec.scan_id).resolve()
@@ -270,11 +293,21 @@ class HTCondorLauncher:
         except _CONDOR_ERRORS as exc:
             raise LaunchError(f"submit to schedd {schedd_name or '(local)'} failed: {exc}") from exc
         cluster_id = int(result.cluster())
-        log.info("scan %s: submitted %d worker(s) on %s as HTCondor cluster %d", spec.scan_id,
-                 cluster.workers, cluster.name, cluster_id)
-        return {"launcher": self.name, "cluster": cluster.name, "schedd": schedd_name,
-                "condor_cluster_ids": [cluster_id], "workers": cluster.workers,
-                "condor_scan_id": spec.scan_id}
+        log.info(
+            "scan %s: submitted %d worker(s) on %s as HTCondor cluster %d",
+            spec.scan_id,
+            cluster.workers,
+            cluster.name,
+            cluster_id,
+        )
+        return {
+            "launcher": self.name,
+            "cluster": cluster.name,
+            "schedd": schedd_name,
+            "condor_cluster_ids": [cluster_id],
+            "workers": cluster.workers,
+            "condor_scan_id": spec.scan_id,
+        }
 
     def _schedds(self, handles: dict[str, Any]) -> list[str | None]:
         names: list[str | None] = [self.settings.schedd]
@@ -304,16 +337,23 @@ class HTCondorLauncher:
     def status(self, scan_id: str, handles: dict[str, Any]) -> WorkforceStatus:
         server = self.server_launcher.status(scan_id, handles)
         counts, reasons = self.worker_status(scan_id, handles)
-        return WorkforceStatus(server=server.server, server_reason=server.server_reason, workers=counts,
-                               reasons=[*server.reasons, *reasons])
+        return WorkforceStatus(
+            server=server.server,
+            server_reason=server.server_reason,
+            workers=counts,
+            reasons=[*server.reasons, *reasons],
+        )
 
     def abort(self, scan_id: str, handles: dict[str, Any]) -> None:
         """Remove every job whose ``SkyDriverScanId`` is the scan's, then the server. Idempotent."""
         errors: list[str] = []
         for name in self._schedds(handles):
             try:
-                self._schedd_factory(name).act(htcondor2.JobAction.Remove, _constraint(scan_id),
-                                               reason=f"SkyDriver: scan {scan_id} stopped")
+                self._schedd_factory(name).act(
+                    htcondor2.JobAction.Remove,
+                    _constraint(scan_id),
+                    reason=f"SkyDriver: scan {scan_id} stopped",
+                )
             except _CONDOR_ERRORS as exc:
                 errors.append(f"schedd {name or '(local)'}: {exc}")
         try:

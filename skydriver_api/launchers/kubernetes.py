@@ -71,7 +71,8 @@ class KubernetesSettings(BaseSettings):
 
     namespace: str = Field("default", description="Namespace of the scan Jobs, Pods and token Secrets.")
     kubeconfig: Path | None = Field(
-        None, description="Kubeconfig file; unset: in-cluster credentials, else the client's default.",
+        None,
+        description="Kubeconfig file; unset: in-cluster credentials, else the client's default.",
     )
     context: str | None = Field(None, description="Kubeconfig context (with a kubeconfig).")
     image: str = Field(
@@ -84,21 +85,27 @@ class KubernetesSettings(BaseSettings):
     rabbitmq_url_key: str = Field("rabbitmq-url", description="Key of the RabbitMQ URL in that Secret.")
     mongodb_uri_key: str = Field("mongodb-uri", description="Key of the MongoDB URI in that Secret.")
     config_map: str | None = Field(
-        None, description="ConfigMap of non-secret SKYDRIVER_* settings loaded into scan pods (envFrom).",
+        None,
+        description="ConfigMap of non-secret SKYDRIVER_* settings loaded into scan pods (envFrom).",
     )
     service_account: str | None = Field(
-        None, description="ServiceAccount of scan pods (they need no API access; token not mounted).",
+        None,
+        description="ServiceAccount of scan pods (they need no API access; token not mounted).",
     )
     instance: str = Field("skydriver", description="Value of the app.kubernetes.io/instance label.")
     ttl_seconds_after_finished: int = Field(3600, ge=0, description="Finished Jobs are deleted after this.")
     active_deadline_s: int = Field(
-        2 * 86400, ge=1, description="Upper bound on the lifetime of any scan Job (server and workers).",
+        2 * 86400,
+        ge=1,
+        description="Upper bound on the lifetime of any scan Job (server and workers).",
     )
     server_cpu: float = Field(1.0, gt=0, description="CPU request/limit of the scan server.")
     server_memory_mb: int = Field(1024, ge=64, description="Memory request/limit of the scan server.")
     server_disk_mb: int = Field(1024, ge=16, description="Ephemeral storage of the scan server.")
     worker_retries: int = Field(
-        2, ge=0, description="Failed worker pods replaced per requested worker (backoffLimit = N x this).",
+        2,
+        ge=0,
+        description="Failed worker pods replaced per requested worker (backoffLimit = N x this).",
     )
     termination_grace_s: int = Field(60, ge=0, description="Time a worker gets to hand its pixel back.")
     run_as_user: int = Field(10001, ge=1, description="Non-root uid (and gid, fsGroup) of scan pods.")
@@ -179,8 +186,10 @@ class KubernetesLauncher:
                 except k8s_config.ConfigException:
                     pass
             k8s_config.load_kube_config(
-                config_file=str(s.kubeconfig) if s.kubeconfig else None, context=s.context,
-                client_configuration=conf, persist_config=False,
+                config_file=str(s.kubeconfig) if s.kubeconfig else None,
+                context=s.context,
+                client_configuration=conf,
+                persist_config=False,
             )
         except (k8s_config.ConfigException, OSError) as exc:
             raise LaunchError(f"no Kubernetes credentials: {exc}") from exc
@@ -215,21 +224,31 @@ class KubernetesLauncher:
             "stringData": {TOKEN_KEY: spec.scan_token},
         }
 
-    def _container(self, spec: LaunchSpec, role: Literal["server", "worker"], cpu: float, memory_mb: int,
-                   disk_mb: int) -> dict[str, Any]:
+    def _container(
+        self, spec: LaunchSpec, role: Literal["server", "worker"], cpu: float, memory_mb: int, disk_mb: int
+    ) -> dict[str, Any]:
         s = self.settings
         env: list[dict[str, Any]] = [
             {"name": "SKYDRIVER_SCAN_TOKEN_FILE", "value": f"{TOKEN_MOUNT_DIR}/{TOKEN_KEY}"},
-            {"name": "SKYDRIVER_RABBITMQ_URL",
-             "valueFrom": {"secretKeyRef": {"name": s.secret_name, "key": s.rabbitmq_url_key}}},
+            {
+                "name": "SKYDRIVER_RABBITMQ_URL",
+                "valueFrom": {"secretKeyRef": {"name": s.secret_name, "key": s.rabbitmq_url_key}},
+            },
         ]
         if role == "server":  # workers never touch the database
-            env.append({"name": "SKYDRIVER_MONGODB_URI",
-                        "valueFrom": {"secretKeyRef": {"name": s.secret_name, "key": s.mongodb_uri_key}}})
+            env.append(
+                {
+                    "name": "SKYDRIVER_MONGODB_URI",
+                    "valueFrom": {"secretKeyRef": {"name": s.secret_name, "key": s.mongodb_uri_key}},
+                }
+            )
         if spec.api_url:
             env.append({"name": "SKYDRIVER_API_URL", "value": spec.api_url})
-        env += [{"name": "HOME", "value": "/tmp"}, {"name": "MPLCONFIGDIR", "value": "/tmp/matplotlib"},
-                {"name": "PYTHONUNBUFFERED", "value": "1"}]
+        env += [
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "MPLCONFIGDIR", "value": "/tmp/matplotlib"},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+        ]
         cpu_q = _cpu_quantity(cpu)
         container: dict[str, Any] = {
             "name": role,
@@ -273,9 +292,14 @@ class KubernetesLauncher:
             },
             "containers": [container],
             "volumes": [
-                {"name": "scan-token",
-                 "secret": {"secretName": token_secret_name(spec.scan_id), "defaultMode": 0o440,
-                            "items": [{"key": TOKEN_KEY, "path": TOKEN_KEY}]}},
+                {
+                    "name": "scan-token",
+                    "secret": {
+                        "secretName": token_secret_name(spec.scan_id),
+                        "defaultMode": 0o440,
+                        "items": [{"key": TOKEN_KEY, "path": TOKEN_KEY}],
+                    },
+                },
                 {"name": "tmp", "emptyDir": {"sizeLimit": f"{tmp_mb}Mi"}},
             ],
         }
@@ -289,14 +313,24 @@ class KubernetesLauncher:
             pod["priorityClassName"] = s.priority_class
         return pod
 
-    def _job(self, spec: LaunchSpec, name: str, labels: dict[str, str], job_spec: dict[str, Any],
-             pod_spec: dict[str, Any]) -> dict[str, Any]:
+    def _job(
+        self,
+        spec: LaunchSpec,
+        name: str,
+        labels: dict[str, str],
+        job_spec: dict[str, Any],
+        pod_spec: dict[str, Any],
+    ) -> dict[str, Any]:
         annotations = {ANNOTATION_SCAN_ID: spec.scan_id, "skydriver.io/priority": str(spec.priority)}
         return {
             "apiVersion": "batch/v1",
             "kind": "Job",
-            "metadata": {"name": name, "namespace": self.settings.namespace, "labels": labels,
-                         "annotations": annotations},
+            "metadata": {
+                "name": name,
+                "namespace": self.settings.namespace,
+                "labels": labels,
+                "annotations": annotations,
+            },
             "spec": {
                 **job_spec,
                 "ttlSecondsAfterFinished": self.settings.ttl_seconds_after_finished,
@@ -315,15 +349,23 @@ class KubernetesLauncher:
             "completions": 1,
             "parallelism": 1,
             # an evicted or preempted server pod is recreated without counting as a failure
-            "podFailurePolicy": {"rules": [
-                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-            ]},
+            "podFailurePolicy": {
+                "rules": [
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+                ]
+            },
         }
-        return self._job(spec, name or _job_name(spec.scan_id, "server"),
-                         self.labels(spec.scan_id, COMPONENT_SERVER), job_spec, pod)
+        return self._job(
+            spec,
+            name or _job_name(spec.scan_id, "server"),
+            self.labels(spec.scan_id, COMPONENT_SERVER),
+            job_spec,
+            pod,
+        )
 
-    def worker_job_manifest(self, spec: LaunchSpec, cluster: WorkerCluster,
-                            name: str | None = None) -> dict[str, Any]:
+    def worker_job_manifest(
+        self, spec: LaunchSpec, cluster: WorkerCluster, name: str | None = None
+    ) -> dict[str, Any]:
         s, r = self.settings, spec.resources
         if cluster.workers < 1:
             raise LaunchError(f"cluster {cluster.name!r}: at least one worker is needed")
@@ -335,36 +377,56 @@ class KubernetesLauncher:
             # work-queue Job: no completions; each worker exits 0 once the scan's queue stays idle
             "parallelism": cluster.workers,
             "backoffLimit": cluster.workers * s.worker_retries,
-            "podFailurePolicy": {"rules": [
-                {"action": "FailJob",  # exit 2: bad configuration, replacing the pod cannot help
-                 "onExitCodes": {"containerName": "worker", "operator": "In", "values": [2]}},
-                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-            ]},
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",  # exit 2: bad configuration, replacing the pod cannot help
+                        "onExitCodes": {"containerName": "worker", "operator": "In", "values": [2]},
+                    },
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+                ]
+            },
         }
-        return self._job(spec, name or _job_name(spec.scan_id, f"w-{cluster.name}"),
-                         self.labels(spec.scan_id, COMPONENT_WORKER, cluster.name), job_spec, pod)
+        return self._job(
+            spec,
+            name or _job_name(spec.scan_id, f"w-{cluster.name}"),
+            self.labels(spec.scan_id, COMPONENT_WORKER, cluster.name),
+            job_spec,
+            pod,
+        )
 
     # --- the Launcher protocol ----------------------------------------------------------------------
 
     def launch_server(self, spec: LaunchSpec) -> dict[str, Any]:
         job = self._create_job(spec, self.server_job_manifest(spec))
-        return {"launcher": self.name, "namespace": self.settings.namespace, "server_job": job,
-                "token_secret": token_secret_name(spec.scan_id)}
+        return {
+            "launcher": self.name,
+            "namespace": self.settings.namespace,
+            "server_job": job,
+            "token_secret": token_secret_name(spec.scan_id),
+        }
 
     def launch_workers(self, spec: LaunchSpec, cluster: WorkerCluster) -> dict[str, Any]:
         job = self._create_job(spec, self.worker_job_manifest(spec, cluster))
-        return {"launcher": self.name, "namespace": self.settings.namespace, "worker_jobs": [job],
-                "cluster": cluster.name, "workers": cluster.workers,
-                "token_secret": token_secret_name(spec.scan_id)}
+        return {
+            "launcher": self.name,
+            "namespace": self.settings.namespace,
+            "worker_jobs": [job],
+            "cluster": cluster.name,
+            "workers": cluster.workers,
+            "token_secret": token_secret_name(spec.scan_id),
+        }
 
     def status(self, scan_id: str, handles: dict[str, Any]) -> WorkforceStatus:
         batch, core = self._clients()
         ns, timeout = handles.get("namespace") or self.settings.namespace, self.settings.request_timeout_s
         try:
-            jobs = batch.list_namespaced_job(ns, label_selector=_selector(scan_id),
-                                             _request_timeout=timeout).items
-            pods = core.list_namespaced_pod(ns, label_selector=_selector(scan_id),
-                                            _request_timeout=timeout).items
+            jobs = batch.list_namespaced_job(
+                ns, label_selector=_selector(scan_id), _request_timeout=timeout
+            ).items
+            pods = core.list_namespaced_pod(
+                ns, label_selector=_selector(scan_id), _request_timeout=timeout
+            ).items
         except (ApiException, TransportError) as exc:
             # not "unknown": the reconciler would take that for a vanished server and start another
             raise LaunchError(f"status of {scan_id}: Kubernetes API: {_api_error(exc)}") from exc
@@ -379,8 +441,9 @@ class KubernetesLauncher:
             names.add(handles["server_job"])
         names.update(handles.get("worker_jobs") or ())
         try:  # the label finds Jobs whose handles were never stored (a crash between create and store)
-            listed = batch.list_namespaced_job(ns, label_selector=_selector(scan_id),
-                                               _request_timeout=timeout)
+            listed = batch.list_namespaced_job(
+                ns, label_selector=_selector(scan_id), _request_timeout=timeout
+            )
             names.update(j.metadata.name for j in listed.items)
         except (ApiException, TransportError) as exc:
             if not names:
@@ -389,8 +452,7 @@ class KubernetesLauncher:
         for name in sorted(names):
             try:
                 foreground = k8s.V1DeleteOptions(propagation_policy="Foreground")
-                batch.delete_namespaced_job(name, ns, body=foreground,
-                                            _request_timeout=timeout)
+                batch.delete_namespaced_job(name, ns, body=foreground, _request_timeout=timeout)
             except (ApiException, TransportError) as exc:
                 if not _not_found(exc):
                     errors.append(f"job {name}: {_api_error(exc)}")
@@ -417,8 +479,9 @@ class KubernetesLauncher:
         try:
             self._add_secret_owner(core, spec.scan_id, created)
         except (ApiException, TransportError) as exc:  # the Job runs; abort still deletes the Secret by name
-            log.warning("scan %s: could not make Job %s own the token Secret: %s", spec.scan_id, name,
-                        _api_error(exc))
+            log.warning(
+                "scan %s: could not make Job %s own the token Secret: %s", spec.scan_id, name, _api_error(exc)
+            )
         log.info("scan %s: created Job %s/%s", spec.scan_id, ns, name)
         return name
 
@@ -440,8 +503,9 @@ class KubernetesLauncher:
 
     def _add_secret_owner(self, core: k8s.CoreV1Api, scan_id: str, job: k8s.V1Job) -> None:
         ns, timeout = self.settings.namespace, self.settings.request_timeout_s
-        owner = k8s.V1OwnerReference(api_version="batch/v1", kind="Job", name=job.metadata.name,
-                                     uid=job.metadata.uid)
+        owner = k8s.V1OwnerReference(
+            api_version="batch/v1", kind="Job", name=job.metadata.name, uid=job.metadata.uid
+        )
         for attempt in range(3):  # optimistic concurrency: retry on a resourceVersion conflict
             secret = core.read_namespaced_secret(token_secret_name(scan_id), ns, _request_timeout=timeout)
             refs = list(secret.metadata.owner_references or [])
@@ -513,7 +577,8 @@ def pod_state(pod: k8s.V1Pod) -> tuple[ProcessState, str | None]:
             if term and term.exit_code != 0:
                 why = term.reason or "Error"
                 return "failed", f"{why} (exit code {term.exit_code})" + (
-                    f": {term.message.strip()[:200]}" if term.message else "")
+                    f": {term.message.strip()[:200]}" if term.message else ""
+                )
         return "failed", (st.reason or "Failed") + (f": {st.message}" if st and st.message else "")
     return "unknown", phase
 
@@ -549,8 +614,9 @@ def derive_status(jobs: list[k8s.V1Job], pods: list[k8s.V1Pod], server_job: str 
     if current is None:
         out.server = "unknown"
         if server_job:
-            out.server_reason = (f"Job {server_job} not found "
-                                 "(deleted, or removed after ttlSecondsAfterFinished)")
+            out.server_reason = (
+                f"Job {server_job} not found (deleted, or removed after ttlSecondsAfterFinished)"
+            )
     else:
         server_pods = sorted((p for p in pods if _job_of(p) == current.metadata.name), key=_created)
         pod_states = [pod_state(p) for p in server_pods]
@@ -560,8 +626,11 @@ def derive_status(jobs: list[k8s.V1Job], pods: list[k8s.V1Pod], server_job: str 
         elif failed:
             out.server = "failed"
             pod_why = next((why for st, why in reversed(pod_states) if st == "failed" and why), None)
-            out.server_reason = f"{failed.reason or 'Failed'}" + (
-                f": {failed.message}" if failed.message else "") + (f" ({pod_why})" if pod_why else "")
+            out.server_reason = (
+                f"{failed.reason or 'Failed'}"
+                + (f": {failed.message}" if failed.message else "")
+                + (f" ({pod_why})" if pod_why else "")
+            )
         elif any(st == "running" for st, _ in pod_states):
             out.server = "running"
         else:  # no pod yet, or one being replaced (an evicted pod does not fail the Job)
@@ -584,8 +653,10 @@ def derive_status(jobs: list[k8s.V1Job], pods: list[k8s.V1Pod], server_job: str 
         failed = _condition(job, "Failed")
         if failed:
             cluster = (job.metadata.labels or {}).get(LABEL_CLUSTER, "?")
-            note(f"worker Job {job.metadata.name} [{cluster}]",
-                 (failed.reason or "Failed") + (f": {failed.message}" if failed.message else ""))
+            note(
+                f"worker Job {job.metadata.name} [{cluster}]",
+                (failed.reason or "Failed") + (f": {failed.message}" if failed.message else ""),
+            )
     out.workers = counts
     out.reasons = [f"{k} (x{n})" if n > 1 else k for k, n in list(reasons.items())[:MAX_REASONS]]
     return out

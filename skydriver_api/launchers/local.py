@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from skydriver_api.launchers.base import LaunchError, LaunchSpec, WorkerCluster, WorkforceStatus
-from skyscan.settings import Settings
+from skyinfra.settings import Settings
 
 # Variables a child must not inherit from the API (secrets of the API itself).
 _PRIVATE_ENV = ("SKYDRIVER_ADMIN_TOKEN", "SKYDRIVER_SCAN_TOKEN")

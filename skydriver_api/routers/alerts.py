@@ -6,7 +6,7 @@ Two accepted bodies:
   revision, stream, ...}}``;
 * an IceCube i3live realtime document (``{"value": {"data": ...}, ...}``), optionally wrapped as
   ``{"i3live": <document>, "alert": {revision, stream, ...}}``; it is converted with
-  :func:`skyscan.realtime.read_realtime_event` and the geometry of ``SKYDRIVER_GEOMETRY_FILE``.
+  :func:`skyscan.readers.realtime.read_realtime_event` and the geometry of ``SKYDRIVER_GEOMETRY_FILE``.
 
 Duplicates (same run, event and revision; unique index on ``alerts``) return the existing scan.
 """
@@ -28,7 +28,7 @@ from skydriver_api.config import REALTIME_PRIORITY, OpsSettings
 from skydriver_api.models import AlertAccepted, AlertMeta, AlertRequest, ScanRequest
 from skydriver_api.routers.scans import create_scan, ops_settings_of, scan_links, store_of, validate_request
 from skydriver_api.store import utcnow
-from skyscan.event import Event
+from skyscan.physics.event import Event
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 
@@ -39,7 +39,7 @@ def _validation_detail(err: ValidationError) -> str:
 
 @lru_cache(maxsize=4)
 def _geometry(path: str) -> Any:
-    from skyscan.geometry import load_geometry_csv
+    from skyscan.physics.geometry import load_geometry_csv
 
     return load_geometry_csv(path)
 
@@ -47,13 +47,13 @@ def _geometry(path: str) -> Any:
 def _geometry_path(ops: OpsSettings) -> Path | None:
     if ops.geometry_file is not None:
         return ops.geometry_file
-    from skyscan.geometry import find_default_geometry
+    from skyscan.physics.geometry import find_default_geometry
 
     return find_default_geometry()
 
 
 def _convert_i3live(document: dict[str, Any], ops: OpsSettings) -> Event:
-    from skyscan.realtime import RealtimeFormatError, read_realtime_event
+    from skyscan.readers.realtime import RealtimeFormatError, read_realtime_event
 
     path = _geometry_path(ops)
     if path is None or not Path(path).is_file():

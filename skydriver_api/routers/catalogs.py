@@ -29,8 +29,8 @@ from skydriver_api.routers.scans import (
     validate_request,
 )
 from skydriver_api.store import SCAN_STATES, TERMINAL_STATES, utcnow
-from skyscan import exports
-from skyscan.event import EventFormatError, parse_event
+from skyscan.physics.event import EventFormatError, parse_event
+from skyscan.skymap import exports
 
 router = APIRouter(prefix="/api/v1", tags=["catalogs"])
 

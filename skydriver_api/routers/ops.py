@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from skydriver_api import metrics
 from skydriver_api.queues import broker_reachable
-from skyscan.recos import RECOS
+from skyscan.physics.recos.registry import RECOS
 
 router = APIRouter(tags=["ops"])
 

@@ -32,12 +32,14 @@ from skydriver_api.models import (
     WorkerRequestAccepted,
 )
 from skydriver_api.store import SCAN_STATES, TERMINAL_STATES, Store, utcnow
-from skyscan import exports
-from skyscan.contours import DEFAULT_LEVEL_SET, resolve_levels
-from skyscan.event import parse_event
-from skyscan.recos import RecoUnsuitable, get_reco
-from skyscan.refinement import PixelBest, VariationResult, best_of, make_strategy
-from skyscan.skymap import build_result
+from skyscan.physics.event import parse_event
+from skyscan.physics.recos.base import RecoUnsuitable
+from skyscan.physics.recos.registry import get_reco
+from skyscan.refinement.fits import PixelBest, VariationResult, best_of
+from skyscan.refinement.strategies import make_strategy
+from skyscan.skymap import exports
+from skyscan.skymap.assembly import build_result
+from skyscan.skymap.contours import DEFAULT_LEVEL_SET, resolve_levels
 
 router = APIRouter(prefix="/api/v1", tags=["scans"])
 

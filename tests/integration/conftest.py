@@ -175,5 +175,3 @@ def running_api(services: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield ops
     finally:
         stop_api(api)
-
-

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from skyscan.geometry import find_default_geometry
+from skyscan.physics.geometry import find_default_geometry
 from tests.conftest import make_event, start_api, stop_api, wait_until
 from tests.integration.conftest import OpsApi, make_tokens
 

@@ -7,7 +7,7 @@ import math
 import healpy as hp
 import numpy as np
 
-from skyscan.coordinates import angular_distance, detector_to_equatorial
+from skyscan.sky.coordinates import angular_distance, detector_to_equatorial
 from tests.conftest import LiveApi, make_event
 
 
@@ -53,7 +53,7 @@ def test_dummy_scan_at_nside_8_completes_with_one_result_per_pixel(shared_api: L
     # the scan's queues are gone once it completed
     import pika
 
-    from skyscan.messages import queue_names
+    from skyscan.wire import queue_names
 
     conn = pika.BlockingConnection(
         pika.URLParameters(

@@ -16,7 +16,7 @@ import httpx
 import pika
 import pytest
 
-from skyscan.messages import PixelResult, encode, queue_names, task_id
+from skyscan.wire import PixelResult, encode, queue_names, task_id
 from tests.conftest import AMQP_URL, ROOT, LiveApi, make_event, start_api, stop_api, wait_until
 
 pytestmark = pytest.mark.faults
@@ -39,8 +39,6 @@ def api_with(services: None, tmp_path: Path) -> Iterator[Callable[..., LiveApi]]
     yield start
     for api in started:
         stop_api(api)
-
-
 
 
 def scan_doc(api: LiveApi, scan_id: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from skydriver_api.app import create_app
-from skyscan.settings import Settings
+from skyinfra.settings import Settings
 
 # The schema comes from the app object (no network); the calls go to a live API over HTTP.
 schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi())

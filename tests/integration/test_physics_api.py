@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from skyscan.local_scan import run_local_scan
-from skyscan.simulate import simulate_track
+from skydriver_api.local_scan import run_local_scan
+from skyscan.physics.simulate import simulate_track
 from tests.conftest import LiveApi
 
 NSIDES = "8:0,64:12"

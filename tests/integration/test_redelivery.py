@@ -17,10 +17,10 @@ from pymongo import MongoClient
 from server.scan import ScanServer
 from skydriver_api.models import ScanRequest
 from skydriver_api.routers.scans import new_scan_document
-from skyscan.event import parse_event
-from skyscan.messages import PixelResult, decode_task, encode, queue_names
-from skyscan.recos.dummy import DummyReco
-from skyscan.settings import Settings
+from skyinfra.settings import Settings
+from skyscan.physics.event import parse_event
+from skyscan.physics.recos.dummy import DummyReco
+from skyscan.wire import PixelResult, decode_task, encode, queue_names
 from tests.conftest import AMQP_URL, MONGO_URI, make_event
 
 

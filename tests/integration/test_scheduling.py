@@ -19,7 +19,7 @@ from skydriver_api.launchers.base import LaunchError, LaunchSpec, WorkerCluster,
 from skydriver_api.reconciler import Reconciler
 from skydriver_api.scheduling import admission_order
 from skydriver_api.store import Store
-from skyscan.settings import Settings
+from skyinfra.settings import Settings
 from tests.conftest import MONGO_URI
 
 

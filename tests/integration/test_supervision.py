@@ -16,7 +16,7 @@ from skydriver_api.models import ScanRequest
 from skydriver_api.reconciler import Reconciler
 from skydriver_api.routers.scans import new_scan_document
 from skydriver_api.store import Store
-from skyscan.settings import Settings
+from skyinfra.settings import Settings
 from tests.conftest import AMQP_URL, MONGO_URI, make_event
 
 

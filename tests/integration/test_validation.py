@@ -105,8 +105,15 @@ def test_level_set_is_validated_and_used(shared_api: LiveApi) -> None:
     resp = post(shared_api, {"event": make_event(), "reco": "dummy", "nsides": "8:0", "level_set": "68:x"})
     assert resp.status_code == 422 and "level_set" in resp.json()["detail"]
     with shared_api.client() as client:
-        scan_id = client.submit({"event": make_event(), "reco": "dummy", "nsides": "8:0", "workers": 1,
-                                 "level_set": "icecube-sim"})["scan_id"]
+        scan_id = client.submit(
+            {
+                "event": make_event(),
+                "reco": "dummy",
+                "nsides": "8:0",
+                "workers": 1,
+                "level_set": "icecube-sim",
+            }
+        )["scan_id"]
         assert client.wait(scan_id, timeout_s=180)["state"] == "completed"
         doc = client.result(scan_id).json()
     assert doc["regions"]["level_set"] == "icecube-sim"

@@ -41,8 +41,15 @@ _ROUTES: list[tuple[re.Pattern[str], str]] = [
 _API_VERSION = {"Job": "batch/v1", "Pod": "v1", "Secret": "v1"}
 _RESOURCE = {"Job": "jobs", "Pod": "pods", "Secret": "secrets"}
 # what each HTTP method on a collection or an object means as an RBAC verb
-_VERB = {("GET", False): "list", ("GET", True): "get", ("POST", False): "create", ("PUT", True): "update",
-         ("DELETE", True): "delete", ("PATCH", True): "patch", ("DELETE", False): "deletecollection"}
+_VERB = {
+    ("GET", False): "list",
+    ("GET", True): "get",
+    ("POST", False): "create",
+    ("PUT", True): "update",
+    ("DELETE", True): "delete",
+    ("PATCH", True): "patch",
+    ("DELETE", False): "deletecollection",
+}
 
 
 @dataclass
@@ -61,8 +68,15 @@ class Recorded:
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
-            "reason": reason, "code": code}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
 
 
 def _matches(labels: dict[str, str], selector: str | None) -> bool:
@@ -131,8 +145,12 @@ class FakeKubeAPI:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="fake-kube-api", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="fake-kube-api",
+            daemon=True,
+        )
         self._thread.start()
         return self.url
 
@@ -178,9 +196,17 @@ class FakeKubeAPI:
         with self._lock:
             self.objects[("Job", namespace, name)]["status"] = copy.deepcopy(status)
 
-    def add_pod(self, namespace: str, job_name: str, *, phase: str, waiting: tuple[str, str] | None = None,
-                terminated: tuple[str, int, str] | None = None, unschedulable: str | None = None,
-                reason: str | None = None) -> str:
+    def add_pod(
+        self,
+        namespace: str,
+        job_name: str,
+        *,
+        phase: str,
+        waiting: tuple[str, str] | None = None,
+        terminated: tuple[str, int, str] | None = None,
+        unschedulable: str | None = None,
+        reason: str | None = None,
+    ) -> str:
         """A pod of ``job_name`` as the Job controller would create it, in the given state.
 
         ``waiting`` = (reason, message); ``terminated`` = (reason, exit code, message);
@@ -189,14 +215,22 @@ class FakeKubeAPI:
         with self._lock:
             job = self.objects[("Job", namespace, job_name)]
             template = job["spec"]["template"]
-            labels = {**template["metadata"].get("labels", {}),
-                      "batch.kubernetes.io/job-name": job_name, "job-name": job_name,
-                      "batch.kubernetes.io/controller-uid": job["metadata"]["uid"]}
+            labels = {
+                **template["metadata"].get("labels", {}),
+                "batch.kubernetes.io/job-name": job_name,
+                "job-name": job_name,
+                "batch.kubernetes.io/controller-uid": job["metadata"]["uid"],
+            }
             name = f"{job_name}-{uuid.uuid4().hex[:5]}"
             containers = template["spec"]["containers"]
             if terminated:
-                state: dict[str, Any] = {"terminated": {"reason": terminated[0], "exitCode": terminated[1],
-                                                        "message": terminated[2]}}
+                state: dict[str, Any] = {
+                    "terminated": {
+                        "reason": terminated[0],
+                        "exitCode": terminated[1],
+                        "message": terminated[2],
+                    }
+                }
             elif waiting:
                 state = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
             elif phase == "Running":
@@ -205,23 +239,54 @@ class FakeKubeAPI:
                 state = {"waiting": {"reason": "ContainerCreating"}}
             conditions = []
             if unschedulable:
-                conditions.append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                                   "message": unschedulable})
+                conditions.append(
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": unschedulable,
+                    }
+                )
             pod = {
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": name, "namespace": namespace, "labels": labels,
-                             "uid": str(uuid.uuid4()), "creationTimestamp": self._now(),
-                             "resourceVersion": self._next_rv(),
-                             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name,
-                                                  "uid": job["metadata"]["uid"], "controller": True}]},
-                "spec": {"containers": [{"name": c["name"], "image": c["image"]} for c in containers],
-                         "restartPolicy": "Never"},
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "labels": labels,
+                    "uid": str(uuid.uuid4()),
+                    "creationTimestamp": self._now(),
+                    "resourceVersion": self._next_rv(),
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "batch/v1",
+                            "kind": "Job",
+                            "name": job_name,
+                            "uid": job["metadata"]["uid"],
+                            "controller": True,
+                        }
+                    ],
+                },
+                "spec": {
+                    "containers": [{"name": c["name"], "image": c["image"]} for c in containers],
+                    "restartPolicy": "Never",
+                },
                 "status": {
                     "phase": phase,
                     "conditions": conditions,
-                    "containerStatuses": [] if unschedulable else [
-                        {"name": c["name"], "image": c["image"], "imageID": "", "ready": phase == "Running",
-                         "restartCount": 0, "state": state} for c in containers],
+                    "containerStatuses": []
+                    if unschedulable
+                    else [
+                        {
+                            "name": c["name"],
+                            "image": c["image"],
+                            "imageID": "",
+                            "ready": phase == "Running",
+                            "restartCount": 0,
+                            "state": state,
+                        }
+                        for c in containers
+                    ],
                 },
             }
             if reason:
@@ -267,10 +332,17 @@ class FakeKubeAPI:
         key = (kind, ns, name or "")
         if rec.method == "GET" and name is None:
             selector = (rec.query.get("labelSelector") or [None])[0]
-            items = [copy.deepcopy(o) for (k, n, _), o in sorted(self.objects.items())
-                     if k == kind and n == ns and _matches(o["metadata"].get("labels") or {}, selector)]
-            return 200, {"kind": f"{kind}List", "apiVersion": _API_VERSION[kind],
-                         "metadata": {"resourceVersion": str(self._rv)}, "items": items}
+            items = [
+                copy.deepcopy(o)
+                for (k, n, _), o in sorted(self.objects.items())
+                if k == kind and n == ns and _matches(o["metadata"].get("labels") or {}, selector)
+            ]
+            return 200, {
+                "kind": f"{kind}List",
+                "apiVersion": _API_VERSION[kind],
+                "metadata": {"resourceVersion": str(self._rv)},
+                "items": items,
+            }
         if rec.method == "POST" and name is None:
             obj = copy.deepcopy(rec.body or {})
             meta = obj.setdefault("metadata", {})
@@ -283,8 +355,12 @@ class FakeKubeAPI:
                 return 400, _status(400, "BadRequest", "the namespace of the object does not match")
             if (kind, ns, obj_name) in self.objects:
                 return 409, _status(409, "AlreadyExists", f'{_RESOURCE[kind]} "{obj_name}" already exists')
-            meta.update(namespace=ns, uid=str(uuid.uuid4()), creationTimestamp=self._now(),
-                        resourceVersion=self._next_rv())
+            meta.update(
+                namespace=ns,
+                uid=str(uuid.uuid4()),
+                creationTimestamp=self._now(),
+                resourceVersion=self._next_rv(),
+            )
             if kind == "Secret":
                 self._fold_string_data(obj)
             if kind == "Job":
@@ -302,8 +378,12 @@ class FakeKubeAPI:
             obj = copy.deepcopy(rec.body or {})
             rv = (obj.get("metadata") or {}).get("resourceVersion")
             if rv and rv != current["metadata"]["resourceVersion"]:
-                return 409, _status(409, "Conflict", "the object has been modified; please apply your "
-                                                     "changes to the latest version and try again")
+                return 409, _status(
+                    409,
+                    "Conflict",
+                    "the object has been modified; please apply your "
+                    "changes to the latest version and try again",
+                )
             for field in ("uid", "creationTimestamp", "namespace"):
                 obj["metadata"][field] = current["metadata"][field]
             obj["metadata"]["resourceVersion"] = self._next_rv()
@@ -316,12 +396,26 @@ class FakeKubeAPI:
         if rec.method == "DELETE":
             del self.objects[key]
             if kind == "Job":  # foreground or background, the Job's pods go too
-                for k in [k for k, o in self.objects.items() if k[0] == "Pod" and k[1] == ns
-                          and (o["metadata"].get("labels") or {}).get("job-name") == name]:
+                for k in [
+                    k
+                    for k, o in self.objects.items()
+                    if k[0] == "Pod"
+                    and k[1] == ns
+                    and (o["metadata"].get("labels") or {}).get("job-name") == name
+                ]:
                     del self.objects[k]
-            return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                         "details": {"name": name, "group": "batch" if kind == "Job" else "",
-                                     "kind": _RESOURCE[kind], "uid": current["metadata"]["uid"]}}
+            return 200, {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {
+                    "name": name,
+                    "group": "batch" if kind == "Job" else "",
+                    "kind": _RESOURCE[kind],
+                    "uid": current["metadata"]["uid"],
+                },
+            }
         return 405, _status(405, "MethodNotAllowed", rec.method)
 
     @staticmethod

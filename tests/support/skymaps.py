@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from skyscan import pixels as px
-from skyscan.event import Event, parse_event
-from skyscan.refinement import PixelBest, PixelKey, Refinement, Strategy, VariationResult
-from skyscan.skymap import build_result
+from skyscan.physics.event import Event, parse_event
+from skyscan.refinement.fits import PixelBest, PixelKey, VariationResult
+from skyscan.refinement.state import Refinement, Strategy
+from skyscan.sky import pixels as px
+from skyscan.skymap.assembly import build_result
 
 LlhFunc = Callable[[np.ndarray, np.ndarray], np.ndarray]
 FIT = {"X": 10.0, "Y": -20.0, "Z": 30.0, "T": 1000.0, "E_tot": 5000.0, "E_in": math.nan}

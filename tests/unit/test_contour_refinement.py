@@ -8,11 +8,13 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from skyscan import pixels as px
-from skyscan.contour_refinement import ContourStrategy, parse_nsides
-from skyscan.contours import region
-from skyscan.multiorder import SR_TO_DEG2, build_multiorder
-from skyscan.refinement import PixelBest, Refinement, VariationResult, make_strategy
+from skyscan.refinement.contour import ContourStrategy, parse_nsides
+from skyscan.refinement.fits import PixelBest, VariationResult
+from skyscan.refinement.state import Refinement
+from skyscan.refinement.strategies import make_strategy
+from skyscan.sky import pixels as px
+from skyscan.skymap.contours import region
+from skyscan.skymap.multiorder import SR_TO_DEG2, build_multiorder
 from tests.support.skymaps import LlhFunc, drive, gaussian_llh
 
 NSIDES = "8,16,32,64,128,256"

@@ -8,8 +8,10 @@ import healpy as hp
 import numpy as np
 import pytest
 
-from skyscan import pixels as px
-from skyscan.contours import (
+from skyscan.refinement.fits import PixelBest, PixelKey, global_best
+from skyscan.sky import pixels as px
+from skyscan.sky.coordinates import angular_distance
+from skyscan.skymap.contours import (
     LEVEL_SETS,
     credible_areas,
     level_for,
@@ -18,9 +20,7 @@ from skyscan.contours import (
     resolve_levels,
     trace_contours,
 )
-from skyscan.coordinates import angular_distance
-from skyscan.multiorder import build_multiorder
-from skyscan.refinement import PixelBest, PixelKey, global_best
+from skyscan.skymap.multiorder import build_multiorder
 from tests.support.skymaps import LlhFunc, cap_area_deg2, ellipse_area_deg2, full_map, gaussian_llh
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skyscan.coordinates import (
+from skyscan.sky.coordinates import (
     ICECUBE_LATITUDE_DEG,
     ICECUBE_LONGITUDE_DEG,
     angular_distance,

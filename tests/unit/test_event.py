@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from skyscan.event import EventFormatError, event_json_schema, parse_event
+from skyscan.physics.event import EventFormatError, event_json_schema, parse_event
 from tests.conftest import make_event
 
 

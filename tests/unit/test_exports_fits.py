@@ -11,8 +11,8 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from skyscan.exports import render
-from skyscan.refinement import make_strategy
+from skyscan.refinement.strategies import make_strategy
+from skyscan.skymap.exports import render
 from tests.support.skymaps import cap_area_deg2, drive, gaussian_llh, make_doc, make_event
 
 SR_TO_DEG2 = (180 / math.pi) ** 2

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from skyscan.coordinates import angular_distance, detector_to_equatorial
-from skyscan.exports import FORMATS, UnknownFormat, render, write_product
-from skyscan.refinement import PixelBest, make_strategy
+from skyscan.refinement.fits import PixelBest
+from skyscan.refinement.strategies import make_strategy
+from skyscan.sky.coordinates import angular_distance, detector_to_equatorial
+from skyscan.skymap.exports import FORMATS, UnknownFormat, render, write_product
 from tests.support.skymaps import drive, full_map, gaussian_llh, make_doc, make_event
 
 MEDIA = {
@@ -110,7 +111,7 @@ def test_geojson_splits_lines_at_ra_zero() -> None:
 
 
 def _cos_sep(nside: int, ra0: float, dec0: float) -> np.ndarray:
-    from skyscan import pixels as px
+    from skyscan.sky import pixels as px
 
     ra, dec = px.pixel_radec(nside, np.arange(px.npix(nside)))
     return np.sin(dec) * math.sin(dec0) + np.cos(dec) * math.cos(dec0) * np.cos(ra - ra0)

@@ -18,9 +18,10 @@ from skyreader import SkyScanResult  # noqa: E402
 from skyreader.utils.areas import get_contour_areas  # noqa: E402
 from skyreader.utils.handle_map_data import extract_map, get_contour_levels  # noqa: E402
 
-from skyscan.exports import write_product  # noqa: E402
-from skyscan.exports.skyreader import COLUMNS, NAN_SENTINEL, to_dict  # noqa: E402
-from skyscan.refinement import PixelBest, make_strategy  # noqa: E402
+from skyscan.refinement.fits import PixelBest  # noqa: E402
+from skyscan.refinement.strategies import make_strategy
+from skyscan.skymap.exports import write_product  # noqa: E402
+from skyscan.skymap.exports.skyreader import COLUMNS, NAN_SENTINEL, to_dict  # noqa: E402
 from tests.support.skymaps import drive, gaussian_llh, make_doc, make_event  # noqa: E402
 
 logging.getLogger("skyreader").setLevel(logging.ERROR)

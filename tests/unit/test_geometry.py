@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skyscan.geometry import (
+from skyscan.physics.geometry import (
     GeometryError,
     find_default_geometry,
     hexagon_grid,

@@ -70,8 +70,9 @@ def test_chart_metadata_and_ci_values_exist(chart: Any) -> None:
 
 @pytest.mark.parametrize("values_name", list(VALUE_SETS))
 def test_lint_is_clean(values_name: str) -> None:
-    report = helm.lint(CHART, VALUE_SETS[values_name], strict=True, namespace=NAMESPACE,
-                       kube_version=f"v{K8S_VERSION}")
+    report = helm.lint(
+        CHART, VALUE_SETS[values_name], strict=True, namespace=NAMESPACE, kube_version=f"v{K8S_VERSION}"
+    )
     assert report["total_charts_linted"] == 1
     assert report["errors"] == []
     assert report["messages"] == [], report["messages"]
@@ -95,8 +96,12 @@ def test_every_manifest_validates_against_kubernetes(chart: Any, values_name: st
 
 
 def test_validator_is_not_vacuous() -> None:
-    bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
-           "spec": {"ports": [{"port": "eighty"}], "tpye": "ClusterIP"}}
+    bad = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "x"},
+        "spec": {"ports": [{"port": "eighty"}], "tpye": "ClusterIP"},
+    }
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
 
@@ -104,11 +109,21 @@ def test_validator_is_not_vacuous() -> None:
 def test_default_render_has_the_whole_deployment(chart: Any) -> None:
     objects, _ = render(chart, None)
     kinds = sorted({o["kind"] for o in objects})
-    assert kinds == ["ConfigMap", "Deployment", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount",
-                     "StatefulSet"]
+    assert kinds == [
+        "ConfigMap",
+        "Deployment",
+        "Role",
+        "RoleBinding",
+        "Secret",
+        "Service",
+        "ServiceAccount",
+        "StatefulSet",
+    ]
     assert by_kind(objects, "Ingress") == []
     assert {s["metadata"]["name"] for s in by_kind(objects, "StatefulSet")} == {
-        f"{RELEASE}-skydriver-rabbitmq", f"{RELEASE}-skydriver-mongodb"}
+        f"{RELEASE}-skydriver-rabbitmq",
+        f"{RELEASE}-skydriver-mongodb",
+    }
     for sts in by_kind(objects, "StatefulSet"):
         claims = sts["spec"]["volumeClaimTemplates"]
         assert claims[0]["spec"]["accessModes"] == ["ReadWriteOnce"]
@@ -136,8 +151,12 @@ def test_api_deployment_probes_security_and_secrets(chart: Any, values_name: str
     assert api["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert api["resources"]["requests"] and api["resources"]["limits"]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] > 0
-    assert api["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                      "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+    assert api["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
     assert pod["serviceAccountName"] == one(objects, "RoleBinding")["subjects"][0]["name"]
     # credentials come from the Secret, never as literal values
     secret_name = one(objects, "Secret")["metadata"]["name"]
@@ -155,13 +174,21 @@ def test_api_deployment_probes_security_and_secrets(chart: Any, values_name: str
 def test_role_grants_exactly_what_the_kubernetes_launcher_uses(chart: Any) -> None:
     objects, _ = render(chart, None)
     role = one(objects, "Role")
-    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
-               for v in rule["verbs"]}
+    granted = {
+        (g, r, v)
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
     needed = {(g, r, v) for g, r, verbs in RBAC_RULES for v in verbs}
     assert granted == needed
     binding = one(objects, "RoleBinding")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                  "name": role["metadata"]["name"]}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
     assert binding["subjects"][0]["namespace"] == NAMESPACE
 
 
@@ -177,22 +204,28 @@ def test_configmap_configures_the_kubernetes_launcher(chart: Any, monkeypatch: p
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     assert settings.image == f"ghcr.io/skydriver/skydriver:{app_version}"
     assert settings.instance == RELEASE
-    scan_sa = [sa for sa in by_kind(objects, "ServiceAccount")
-               if sa["metadata"]["name"] == settings.service_account]
+    scan_sa = [
+        sa for sa in by_kind(objects, "ServiceAccount") if sa["metadata"]["name"] == settings.service_account
+    ]
     assert scan_sa and scan_sa[0]["automountServiceAccountToken"] is False
     assert data["SKYDRIVER_LAUNCHER"] == "kubernetes"
     assert data["SKYDRIVER_API_URL"] == f"http://{RELEASE}-skydriver.{NAMESPACE}.svc:80"
     # the bundled services' URIs point at the bundled StatefulSets, with the generated passwords
     secrets = secret_data(objects)
-    assert secrets["rabbitmq-url"] == (f"amqp://skydriver:{secrets['rabbitmq-password']}@{RELEASE}-skydriver-rabbitmq."
-                                       f"{NAMESPACE}.svc:5672/%2F")
-    assert secrets["mongodb-uri"] == (f"mongodb://root:{secrets['mongodb-password']}@{RELEASE}-skydriver-mongodb."
-                                      f"{NAMESPACE}.svc:27017/?authSource=admin")
+    assert secrets["rabbitmq-url"] == (
+        f"amqp://skydriver:{secrets['rabbitmq-password']}@{RELEASE}-skydriver-rabbitmq."
+        f"{NAMESPACE}.svc:5672/%2F"
+    )
+    assert secrets["mongodb-uri"] == (
+        f"mongodb://root:{secrets['mongodb-password']}@{RELEASE}-skydriver-mongodb."
+        f"{NAMESPACE}.svc:27017/?authSource=admin"
+    )
     assert len(secrets["admin-token"]) == 40 and len(secrets["rabbitmq-password"]) == 32
 
 
-def test_ci_values_external_services_ingress_and_htcondor(chart: Any,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ci_values_external_services_ingress_and_htcondor(
+    chart: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     values = VALUE_SETS["external-ingress-htcondor-values.yaml"]
     assert values is not None
     objects, notes = render(chart, values)
@@ -205,15 +238,18 @@ def test_ci_values_external_services_ingress_and_htcondor(chart: Any,
     assert "rabbitmq-password" not in secrets
     ingress = one(objects, "Ingress")
     assert ingress["spec"]["ingressClassName"] == "nginx"
-    assert ingress["spec"]["tls"] == [{"secretName": "skydriver-ci-tls",
-                                        "hosts": ["skydriver.ci.example.org"]}]
+    assert ingress["spec"]["tls"] == [
+        {"secretName": "skydriver-ci-tls", "hosts": ["skydriver.ci.example.org"]}
+    ]
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": "skydriver-ci", "port": {"name": "http"}}
     assert "https://skydriver.ci.example.org/" in notes
     pod, api = _api_container(objects)
     env = {e["name"]: e for e in api["env"]}
-    assert env["SKYDRIVER_CONDOR_BROKER_URL"]["valueFrom"]["secretKeyRef"] == {"name": "skydriver-ci",
-                                                                              "key": "condor-broker-url"}
+    assert env["SKYDRIVER_CONDOR_BROKER_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "skydriver-ci",
+        "key": "condor-broker-url",
+    }
     assert pod["imagePullSecrets"] == [{"name": "ghcr-pull"}]
     assert env["CONDOR_CONFIG"]["value"] == "ONLY_ENV"
     assert env["_CONDOR_COLLECTOR_HOST"]["value"] == "cm.example.org"
@@ -249,8 +285,10 @@ def test_local_launcher_gets_no_kubernetes_permissions(chart: Any) -> None:
 
 
 def test_existing_secret_means_no_chart_secret(chart: Any) -> None:
-    objects, _ = render(chart, {"existingSecret": "my-skydriver", "rabbitmq": {"enabled": False},
-                                "mongodb": {"enabled": False}})
+    objects, _ = render(
+        chart,
+        {"existingSecret": "my-skydriver", "rabbitmq": {"enabled": False}, "mongodb": {"enabled": False}},
+    )
     assert by_kind(objects, "Secret") == []
     _, api = _api_container(objects)
     refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in api["env"] if "valueFrom" in e}
@@ -268,8 +306,11 @@ def test_schema_and_required_values_reject_bad_input(chart: Any) -> None:
     with pytest.raises(helm.HelmError, match="externalMongodb.uri is required"):
         chart.render({"mongodb": {"enabled": False}}, name=RELEASE, namespace=NAMESPACE)
     with pytest.raises(helm.HelmError, match="needs htcondor.schedd"):
-        chart.render({"launcher": "htcondor", "htcondor": {"brokerUrl": "amqp://x@y/"}}, name=RELEASE,
-                     namespace=NAMESPACE)
+        chart.render(
+            {"launcher": "htcondor", "htcondor": {"brokerUrl": "amqp://x@y/"}},
+            name=RELEASE,
+            namespace=NAMESPACE,
+        )
 
 
 # --- docs/deploy.md: the configuration reference lists every setting ---------------------------------
@@ -281,7 +322,7 @@ def _documented() -> set[str]:
 
 
 def test_deploy_docs_list_every_setting() -> None:
-    from skyscan.settings import Settings
+    from skyinfra.settings import Settings
 
     documented = _documented()
     expected = {f"SKYDRIVER_{name.upper()}" for name in Settings.model_fields}
@@ -300,8 +341,13 @@ def test_dockerfile_builds_everything_the_package_needs() -> None:
     ignore = (ROOT / "containers" / "Dockerfile.dockerignore").read_text().split()
     stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\w+)", dockerfile, re.M)
     assert stages == ["build", "runtime"]  # multi-stage; the runtime stage is last, hence the image
-    copied = [source for line in dockerfile.splitlines() if line.startswith("COPY") and "--from=" not in line
-              for source in line.split()[1:-1] if not source.startswith("--")]
+    copied = [
+        source
+        for line in dockerfile.splitlines()
+        if line.startswith("COPY") and "--from=" not in line
+        for source in line.split()[1:-1]
+        if not source.startswith("--")
+    ]
     assert {"pyproject.toml", "constraints.txt", "containers/skydriver-condor-worker"} <= set(copied)
     for source in copied:
         assert f"!{source}" in ignore, f"{source} is copied but excluded from the build context"
@@ -327,4 +373,4 @@ def test_apptainer_definition_wraps_the_same_image() -> None:
     assert re.search(r"^From: \{\{ IMAGE \}\}$", definition, re.M)
     assert "IMAGE=ghcr.io/skydriver/skydriver:" in definition
     runscript = definition.split("%runscript", 1)[1].split("%", 1)[0]
-    assert f"exec {HTCondorSettings().executable} \"$@\"" in runscript
+    assert f'exec {HTCondorSettings().executable} "$@"' in runscript

@@ -30,8 +30,13 @@ SPEC = LaunchSpec(
     scan_id="5f1c0a9e2b7d4c3a8e6f1d2c3b4a5968",
     scan_token=TOKEN,
     clusters=(WorkerCluster("osg", 3), WorkerCluster("chtc", 7)),
-    resources=Resources(cpus=1.5, memory_mb=3000, disk_mb=5000, max_worker_runtime_s=7200,
-                        image="/cvmfs/icecube.opensciencegrid.org/containers/skydriver/skydriver_1.2.3.sif"),
+    resources=Resources(
+        cpus=1.5,
+        memory_mb=3000,
+        disk_mb=5000,
+        max_worker_runtime_s=7200,
+        image="/cvmfs/icecube.opensciencegrid.org/containers/skydriver/skydriver_1.2.3.sif",
+    ),
     priority=10,
     api_url="https://skydriver.example.org",
 )
@@ -164,8 +169,12 @@ def test_each_cluster_gets_its_own_count(tmp_path: Path) -> None:
 
 def test_docker_image_and_defaults(tmp_path: Path) -> None:
     launcher, _, _ = make(tmp_path, keep_worker_output=False)
-    spec = LaunchSpec(scan_id="s1", scan_token=TOKEN, clusters=(WorkerCluster("osg", 1),),
-                      resources=Resources(image="ghcr.io/skydriver/skydriver:1.2.3"))
+    spec = LaunchSpec(
+        scan_id="s1",
+        scan_token=TOKEN,
+        clusters=(WorkerCluster("osg", 1),),
+        resources=Resources(image="ghcr.io/skydriver/skydriver:1.2.3"),
+    )
     sub = parsed(launcher, spec.clusters[0], spec)
     assert sub["container_image"] == "docker://ghcr.io/skydriver/skydriver:1.2.3"
     assert "transfer_container" not in sub and "output" not in sub and "requirements" not in sub
@@ -179,8 +188,13 @@ def test_periodic_remove_enforces_the_maximum_runtime(tmp_path: Path) -> None:
     now = int(time.time())
 
     def removes(**job: int) -> bool:
-        ad = classad2.ClassAd({"SkyDriverMaxRuntime": int(sub["My.SkyDriverMaxRuntime"]),
-                               "SkyDriverHoldGrace": int(sub["My.SkyDriverHoldGrace"]), **job})
+        ad = classad2.ClassAd(
+            {
+                "SkyDriverMaxRuntime": int(sub["My.SkyDriverMaxRuntime"]),
+                "SkyDriverHoldGrace": int(sub["My.SkyDriverHoldGrace"]),
+                **job,
+            }
+        )
         ad["PeriodicRemove"] = classad2.ExprTree(sub["periodic_remove"])
         return ad.eval("PeriodicRemove") is True
 
@@ -206,11 +220,17 @@ def test_unsafe_scan_ids_are_refused(tmp_path: Path, scan_id: str) -> None:
 def test_launch_workers_submits_with_credentials_in_files(tmp_path: Path) -> None:
     launcher, schedds, _ = make(tmp_path)
     handles = launcher.launch_workers(SPEC, SPEC.clusters[0])
-    assert handles == {"launcher": "htcondor", "cluster": "osg", "schedd": None, "condor_cluster_ids": [101],
-                       "workers": 3, "condor_scan_id": SPEC.scan_id}
+    assert handles == {
+        "launcher": "htcondor",
+        "cluster": "osg",
+        "schedd": None,
+        "condor_cluster_ids": [101],
+        "workers": 3,
+        "condor_scan_id": SPEC.scan_id,
+    }
     text = json.dumps(handles)
     assert TOKEN not in text and "broker-password" not in text
-    (sub, count, spool), = schedds[None].submits
+    ((sub, count, spool),) = schedds[None].submits
     assert count == 3 and spool is False
     assert sub[f"My.{ATTR_SCAN_ID}"] == f'"{SPEC.scan_id}"'
     scan_dir = (tmp_path / "condor" / SPEC.scan_id).resolve()
@@ -237,7 +257,9 @@ def test_clusters_map_to_schedds(tmp_path: Path) -> None:
     for cluster in SPEC.clusters:
         launcher.launch_workers(SPEC, cluster)
     assert {n: [c for _, c, _ in s.submits] for n, s in schedds.items()} == {
-        "ap40.example.org": [3], "ap2001.example.org": [7]}
+        "ap40.example.org": [3],
+        "ap2001.example.org": [7],
+    }
     with pytest.raises(LaunchError, match="unknown HTCondor cluster 'nowhere'"):
         launcher.launch_workers(SPEC, WorkerCluster("nowhere", 1))
 
@@ -250,20 +272,38 @@ def test_submit_failure_is_a_launch_error(tmp_path: Path) -> None:
 
 
 def _ad(status: int, cluster: str = "osg", scan_id: str = SPEC.scan_id, **extra: Any) -> classad2.ClassAd:
-    return classad2.ClassAd({"ClusterId": 101, "ProcId": 0, "JobStatus": status, ATTR_SCAN_ID: scan_id,
-                             "SkyDriverCluster": cluster, **extra})
+    return classad2.ClassAd(
+        {
+            "ClusterId": 101,
+            "ProcId": 0,
+            "JobStatus": status,
+            ATTR_SCAN_ID: scan_id,
+            "SkyDriverCluster": cluster,
+            **extra,
+        }
+    )
 
 
 def test_status_from_job_ads(tmp_path: Path) -> None:
     launcher, schedds, server = make(tmp_path)
     schedd = launcher._schedd_factory(None)
     schedd.ads = [
-        _ad(1), _ad(1), _ad(2), _ad(2), _ad(2), _ad(6),
+        _ad(1),
+        _ad(1),
+        _ad(2),
+        _ad(2),
+        _ad(2),
+        _ad(6),
         _ad(5, HoldReason="Failed to pull image: manifest unknown", HoldReasonCode=13),
         _ad(5, HoldReason="Failed to pull image: manifest unknown", HoldReasonCode=13),
-        _ad(5, cluster="chtc", HoldReason="Job has gone over memory limit of 3000 megabytes.",
-            HoldReasonCode=34),
-        _ad(4, ExitCode=0), _ad(4, ExitCode=3),
+        _ad(
+            5,
+            cluster="chtc",
+            HoldReason="Job has gone over memory limit of 3000 megabytes.",
+            HoldReasonCode=34,
+        ),
+        _ad(4, ExitCode=0),
+        _ad(4, ExitCode=3),
         _ad(2, scan_id="another-scan"),
     ]
     status = launcher.status(SPEC.scan_id, {"server_job": "sd-x-server-1"})
@@ -366,20 +406,27 @@ def test_against_a_real_schedd(tmp_path: Path) -> None:
     schedd = _real_schedd()
     launcher, _, _ = make(tmp_path)
     launcher._schedd_factory = lambda name: schedd
-    spec = LaunchSpec(scan_id=f"skydriver-test-{int(time.time())}", scan_token=TOKEN,
-                      clusters=(WorkerCluster("local", 2),), resources=Resources(image="docker://busybox:1"))
+    spec = LaunchSpec(
+        scan_id=f"skydriver-test-{int(time.time())}",
+        scan_token=TOKEN,
+        clusters=(WorkerCluster("local", 2),),
+        resources=Resources(image="docker://busybox:1"),
+    )
     try:
         handles = launcher.launch_workers(spec, spec.clusters[0])
-        ads = schedd.query(constraint=f'{ATTR_SCAN_ID} == "{spec.scan_id}"',
-                           projection=["ClusterId", "RequestCpus", "JobPrio", "SkyDriverCluster"])
+        ads = schedd.query(
+            constraint=f'{ATTR_SCAN_ID} == "{spec.scan_id}"',
+            projection=["ClusterId", "RequestCpus", "JobPrio", "SkyDriverCluster"],
+        )
         assert len(ads) == 2 and {ad["ClusterId"] for ad in ads} == set(handles["condor_cluster_ids"])
         assert all(ad["SkyDriverCluster"] == "local" and ad["JobPrio"] == 0 for ad in ads)
         status = launcher.worker_status(spec.scan_id, handles)[0]
         assert sum(status.values()) == 2
     finally:
         launcher.abort(spec.scan_id, {})
-    remaining = schedd.query(constraint=f'{ATTR_SCAN_ID} == "{spec.scan_id}" && JobStatus != 3',
-                             projection=["ClusterId"])
+    remaining = schedd.query(
+        constraint=f'{ATTR_SCAN_ID} == "{spec.scan_id}" && JobStatus != 3', projection=["ClusterId"]
+    )
     assert remaining == []
 
 
@@ -399,13 +446,24 @@ def _run_entrypoint(tmp_path: Path, files: dict[str, str]) -> tuple[int, list[st
     for name, text in files.items():
         (scratch / name).write_text(text + "\n")
     fake = bin_dir / "skydriver"
-    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$_CONDOR_SCRATCH_DIR/args"\n'
-                    'env > "$_CONDOR_SCRATCH_DIR/env"\n')
+    fake.write_text(
+        '#!/bin/sh\nprintf "%s\\n" "$@" > "$_CONDOR_SCRATCH_DIR/args"\nenv > "$_CONDOR_SCRATCH_DIR/env"\n'
+    )
     fake.chmod(0o755)
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "_CONDOR_SCRATCH_DIR": str(scratch),
-           "SKYDRIVER_SCAN_TOKEN_FILE": TOKEN_FILE, "SKYDRIVER_BROKER_URL_FILE": BROKER_FILE}
-    proc = subprocess.run(["sh", str(ENTRYPOINT), "--scan-id", SPEC.scan_id], cwd=scratch, env=env,
-                          capture_output=True, text=True, timeout=30)
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "_CONDOR_SCRATCH_DIR": str(scratch),
+        "SKYDRIVER_SCAN_TOKEN_FILE": TOKEN_FILE,
+        "SKYDRIVER_BROKER_URL_FILE": BROKER_FILE,
+    }
+    proc = subprocess.run(
+        ["sh", str(ENTRYPOINT), "--scan-id", SPEC.scan_id],
+        cwd=scratch,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     if proc.returncode != 0:
         return proc.returncode, [], {}
     args = (scratch / "args").read_text().split()
@@ -435,8 +493,12 @@ def test_unreachable_collector_through_the_real_bindings(tmp_path: Path) -> None
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     launcher = HTCondorLauncher(
-        HTCondorSettings(collector=f"127.0.0.1:{port}", schedd="ap.example.org", broker_url=BROKER,
-                         submit_dir=tmp_path / "condor"),
+        HTCondorSettings(
+            collector=f"127.0.0.1:{port}",
+            schedd="ap.example.org",
+            broker_url=BROKER,
+            submit_dir=tmp_path / "condor",
+        ),
         server_launcher=StubServerLauncher(),  # the real htcondor2 Collector/Schedd lookup, no stand-in
     )
     with pytest.raises(LaunchError, match="submit to schedd ap.example.org failed"):
@@ -447,16 +509,25 @@ def test_unreachable_collector_through_the_real_bindings(tmp_path: Path) -> None
         launcher.abort(SPEC.scan_id, {})
 
 
-@pytest.mark.parametrize("resources, api_url", [
-    (Resources(image="docker://evil:1\n+Owner = \"root\""), ""),
-    (Resources(image="/cvmfs/x.sif extra"), ""),
-    (Resources(image="/cvmfs/x.sif"), "https://api\" SKYDRIVER_X=1"),
-])
-def test_user_values_cannot_inject_submit_commands(tmp_path: Path, resources: Resources,
-                                                   api_url: str) -> None:
+@pytest.mark.parametrize(
+    "resources, api_url",
+    [
+        (Resources(image='docker://evil:1\n+Owner = "root"'), ""),
+        (Resources(image="/cvmfs/x.sif extra"), ""),
+        (Resources(image="/cvmfs/x.sif"), 'https://api" SKYDRIVER_X=1'),
+    ],
+)
+def test_user_values_cannot_inject_submit_commands(
+    tmp_path: Path, resources: Resources, api_url: str
+) -> None:
     launcher, schedds, _ = make(tmp_path)
-    spec = LaunchSpec(scan_id="s1", scan_token=TOKEN, clusters=(WorkerCluster("osg", 1),),
-                      resources=resources, api_url=api_url)
+    spec = LaunchSpec(
+        scan_id="s1",
+        scan_token=TOKEN,
+        clusters=(WorkerCluster("osg", 1),),
+        resources=resources,
+        api_url=api_url,
+    )
     with pytest.raises(LaunchError):
         launcher.launch_workers(spec, spec.clusters[0])
     assert schedds == {}

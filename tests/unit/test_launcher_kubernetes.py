@@ -37,16 +37,26 @@ SPEC = LaunchSpec(
     scan_id="5f1c0a9e2b7d4c3a8e6f1d2c3b4a5968",
     scan_token=TOKEN,
     clusters=(WorkerCluster("k8s-a", 3), WorkerCluster("k8s-b", 5)),
-    resources=Resources(cpus=1.5, memory_mb=3000, disk_mb=5000, max_worker_runtime_s=7200,
-                        image="registry.example.org/skydriver:1.2.3"),
+    resources=Resources(
+        cpus=1.5,
+        memory_mb=3000,
+        disk_mb=5000,
+        max_worker_runtime_s=7200,
+        image="registry.example.org/skydriver:1.2.3",
+    ),
     priority=10,
     api_url="http://sky-skydriver.science.svc:80",
 )
 
 
 def settings(**overrides: Any) -> KubernetesSettings:
-    base: dict[str, Any] = {"namespace": NS, "secret_name": "sky-skydriver", "config_map": "sky-skydriver",
-                            "service_account": "sky-skydriver-scan", "instance": "sky"}
+    base: dict[str, Any] = {
+        "namespace": NS,
+        "secret_name": "sky-skydriver",
+        "config_map": "sky-skydriver",
+        "service_account": "sky-skydriver-scan",
+        "instance": "sky",
+    }
     return KubernetesSettings(**{**base, **overrides})
 
 
@@ -68,11 +78,19 @@ def validate(obj: dict[str, Any]) -> None:
 # --- manifests ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("overrides", [
-    {},
-    {"image_pull_secrets": ["ghcr"], "node_selector": {"kubernetes.io/arch": "amd64"},
-     "priority_class": "scans", "config_map": None, "service_account": None},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {
+            "image_pull_secrets": ["ghcr"],
+            "node_selector": {"kubernetes.io/arch": "amd64"},
+            "priority_class": "scans",
+            "config_map": None,
+            "service_account": None,
+        },
+    ],
+)
 def test_every_job_validates_against_kubernetes(overrides: dict[str, Any]) -> None:
     launcher = KubernetesLauncher(settings(**overrides))
     validate(launcher.server_job_manifest(SPEC))
@@ -93,9 +111,12 @@ def test_server_job_manifest() -> None:
     meta, spec = job["metadata"], job["spec"]
     assert meta["name"] == "sd-x-server-abc123" and meta["namespace"] == NS
     assert meta["labels"] == {
-        "app.kubernetes.io/name": "skydriver", "app.kubernetes.io/instance": "sky",
-        "app.kubernetes.io/component": "scan-server", "app.kubernetes.io/part-of": "skydriver",
-        "app.kubernetes.io/managed-by": "skydriver-api", LABEL_SCAN_ID: SPEC.scan_id,
+        "app.kubernetes.io/name": "skydriver",
+        "app.kubernetes.io/instance": "sky",
+        "app.kubernetes.io/component": "scan-server",
+        "app.kubernetes.io/part-of": "skydriver",
+        "app.kubernetes.io/managed-by": "skydriver-api",
+        LABEL_SCAN_ID: SPEC.scan_id,
     }
     assert spec["template"]["metadata"]["labels"] == meta["labels"]
     assert meta["annotations"]["skydriver.io/scan-id"] == SPEC.scan_id
@@ -108,14 +129,19 @@ def test_server_job_manifest() -> None:
     (c,) = pod["containers"]
     assert c["image"] == SPEC.resources.image
     assert [c["command"][0], *c["args"]] == ["skydriver", "server", "--scan-id", SPEC.scan_id]
-    assert c["resources"] == {"requests": {"cpu": "1", "memory": "1024Mi", "ephemeral-storage": "1024Mi"},
-                              "limits": {"cpu": "1", "memory": "1024Mi", "ephemeral-storage": "1024Mi"}}
+    assert c["resources"] == {
+        "requests": {"cpu": "1", "memory": "1024Mi", "ephemeral-storage": "1024Mi"},
+        "limits": {"cpu": "1", "memory": "1024Mi", "ephemeral-storage": "1024Mi"},
+    }
     env = {e["name"]: e for e in c["env"]}
     assert env["SKYDRIVER_RABBITMQ_URL"] == {
         "name": "SKYDRIVER_RABBITMQ_URL",
-        "valueFrom": {"secretKeyRef": {"name": "sky-skydriver", "key": "rabbitmq-url"}}}
-    assert env["SKYDRIVER_MONGODB_URI"]["valueFrom"]["secretKeyRef"] == {"name": "sky-skydriver",
-                                                                        "key": "mongodb-uri"}
+        "valueFrom": {"secretKeyRef": {"name": "sky-skydriver", "key": "rabbitmq-url"}},
+    }
+    assert env["SKYDRIVER_MONGODB_URI"]["valueFrom"]["secretKeyRef"] == {
+        "name": "sky-skydriver",
+        "key": "mongodb-uri",
+    }
     assert env["SKYDRIVER_SCAN_TOKEN_FILE"]["value"] == "/var/run/skydriver/scan/token"
     assert env["SKYDRIVER_API_URL"]["value"] == SPEC.api_url
     assert c["envFrom"] == [{"configMapRef": {"name": "sky-skydriver", "optional": True}}]
@@ -178,8 +204,12 @@ def test_launch_creates_token_secret_and_jobs(api: FakeKubeAPI, launcher: Kubern
     for handles in (server, *workers):
         text = json.dumps(handles)  # JSON-serialisable, no secrets
         assert TOKEN not in text
-    assert server == {"launcher": "kubernetes", "namespace": NS, "server_job": server["server_job"],
-                      "token_secret": token_secret_name(SPEC.scan_id)}
+    assert server == {
+        "launcher": "kubernetes",
+        "namespace": NS,
+        "server_job": server["server_job"],
+        "token_secret": token_secret_name(SPEC.scan_id),
+    }
     assert [w["workers"] for w in workers] == [3, 5] and [w["cluster"] for w in workers] == ["k8s-a", "k8s-b"]
 
     # the Secret holds the token (sent as stringData, never in a Job), each Job is one of its owners
@@ -188,7 +218,8 @@ def test_launch_creates_token_secret_and_jobs(api: FakeKubeAPI, launcher: Kubern
         assert create_secret.body["metadata"]["labels"][LABEL_SCAN_ID] == SPEC.scan_id
     assert api.names("Secret", NS) == [token_secret_name(SPEC.scan_id)]
     assert api.requests_for("PUT", "Secret") and all(  # owner updates keep the token unchanged
-        "stringData" not in r.body for r in api.requests_for("PUT", "Secret"))
+        "stringData" not in r.body for r in api.requests_for("PUT", "Secret")
+    )
     secret = api.get("Secret", NS, token_secret_name(SPEC.scan_id))
     assert secret is not None and base64.b64decode(secret["data"]["token"]).decode() == TOKEN
     jobs = {name: api.get("Job", NS, name) for name in api.names("Job", NS)}
@@ -226,9 +257,13 @@ def test_new_token_replaces_the_secret(api: FakeKubeAPI, launcher: KubernetesLau
 
 
 def test_quota_error_is_a_launch_error(api: FakeKubeAPI, launcher: KubernetesLauncher) -> None:
-    api.fail_next("POST", "Job", 403, "Forbidden",
-                  'jobs.batch "x" is forbidden: exceeded quota: skydriver-job-quota, '
-                  'requested: count/jobs.batch=1')
+    api.fail_next(
+        "POST",
+        "Job",
+        403,
+        "Forbidden",
+        'jobs.batch "x" is forbidden: exceeded quota: skydriver-job-quota, requested: count/jobs.batch=1',
+    )
     with pytest.raises(LaunchError, match="403 Forbidden: .*exceeded quota") as err:
         launcher.launch_server(SPEC)
     assert TOKEN not in str(err.value)
@@ -249,14 +284,25 @@ def test_status_reads_pods_and_jobs(api: FakeKubeAPI, launcher: KubernetesLaunch
     api.add_pod(NS, b, phase="Pending", unschedulable="0/3 nodes are available: 3 Insufficient cpu.")
     api.add_pod(NS, b, phase="Failed", terminated=("OOMKilled", 137, ""))
     api.add_pod(NS, b, phase="Succeeded")
-    api.set_job_status(NS, b, {"conditions": [{"type": "Failed", "status": "True",
-                                               "reason": "BackoffLimitExceeded",
-                                               "message": "Job has reached the specified backoff limit"}]})
+    api.set_job_status(
+        NS,
+        b,
+        {
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit",
+                }
+            ]
+        },
+    )
     status = launcher.status(SPEC.scan_id, server)
     assert status.server == "running" and status.server_reason is None
     assert status.workers == {"running": 2, "pending": 3, "failed": 1, "succeeded": 1}
     assert status.reasons == [
-        "worker[k8s-a]: ImagePullBackOff: Back-off pulling image \"x\"",
+        'worker[k8s-a]: ImagePullBackOff: Back-off pulling image "x"',
         "worker[k8s-b]: Unschedulable: 0/3 nodes are available: 3 Insufficient cpu. (x2)",
         "worker[k8s-b]: OOMKilled (exit code 137)",
         f"worker Job {b} [k8s-b]: BackoffLimitExceeded: Job has reached the specified backoff limit",
@@ -272,18 +318,33 @@ def test_status_reads_pods_and_jobs(api: FakeKubeAPI, launcher: KubernetesLaunch
 def test_status_of_a_failed_and_a_finished_server(api: FakeKubeAPI, launcher: KubernetesLauncher) -> None:
     server = launcher.launch_server(SPEC)
     api.add_pod(NS, server["server_job"], phase="Failed", terminated=("OOMKilled", 137, ""))
-    api.set_job_status(NS, server["server_job"], {"conditions": [
-        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-         "message": "Job has reached the specified backoff limit"}]})
+    api.set_job_status(
+        NS,
+        server["server_job"],
+        {
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit",
+                }
+            ]
+        },
+    )
     status = launcher.status(SPEC.scan_id, server)
     assert status.server == "failed"
-    assert status.server_reason == ("BackoffLimitExceeded: Job has reached the specified backoff limit "
-                                    "(OOMKilled (exit code 137))")
+    assert status.server_reason == (
+        "BackoffLimitExceeded: Job has reached the specified backoff limit (OOMKilled (exit code 137))"
+    )
 
     # a replacement server: the handles name the new Job, the old one is ignored
     replacement = launcher.launch_server(SPEC)
-    api.set_job_status(NS, replacement["server_job"], {"conditions": [
-        {"type": "Complete", "status": "True"}], "succeeded": 1})
+    api.set_job_status(
+        NS,
+        replacement["server_job"],
+        {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1},
+    )
     assert launcher.status(SPEC.scan_id, replacement).server == "succeeded"
 
 
@@ -303,8 +364,9 @@ def test_status_when_the_server_job_is_gone(api: FakeKubeAPI, launcher: Kubernet
     assert status.server_reason is not None and "sd-nothing-server-000000 not found" in status.server_reason
 
 
-def test_api_errors_in_status_raise_instead_of_reporting_a_dead_server(api: FakeKubeAPI,
-                                                                       launcher: KubernetesLauncher) -> None:
+def test_api_errors_in_status_raise_instead_of_reporting_a_dead_server(
+    api: FakeKubeAPI, launcher: KubernetesLauncher
+) -> None:
     server = launcher.launch_server(SPEC)
     api.fail_next("GET", "Pod", 503, "ServiceUnavailable", "etcdserver: leader changed")
     with pytest.raises(LaunchError, match="503 Service Unavailable: etcdserver: leader changed"):
@@ -342,14 +404,24 @@ def test_rbac_rules_cover_exactly_the_calls_made(api: FakeKubeAPI, launcher: Kub
 
 def test_kubeconfig_credentials(api: FakeKubeAPI, tmp_path: Path) -> None:
     kubeconfig = tmp_path / "config"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "other",
-        "clusters": [{"name": "local", "cluster": {"server": api.url}},
-                     {"name": "elsewhere", "cluster": {"server": "http://127.0.0.1:9"}}],
-        "users": [{"name": "u", "user": {"token": "kube-bearer-token"}}],
-        "contexts": [{"name": "test", "context": {"cluster": "local", "user": "u", "namespace": NS}},
-                     {"name": "other", "context": {"cluster": "elsewhere", "user": "u"}}],
-    }))
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "other",
+                "clusters": [
+                    {"name": "local", "cluster": {"server": api.url}},
+                    {"name": "elsewhere", "cluster": {"server": "http://127.0.0.1:9"}},
+                ],
+                "users": [{"name": "u", "user": {"token": "kube-bearer-token"}}],
+                "contexts": [
+                    {"name": "test", "context": {"cluster": "local", "user": "u", "namespace": NS}},
+                    {"name": "other", "context": {"cluster": "elsewhere", "user": "u"}},
+                ],
+            }
+        )
+    )
     launcher = KubernetesLauncher(settings(kubeconfig=kubeconfig, context="test"))
     handles = launcher.launch_server(SPEC)
     assert api.names("Job", NS) == [handles["server_job"]]

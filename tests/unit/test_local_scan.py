@@ -11,11 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 from skydriver_api.cli import app
-from skyscan.event import save_event
-from skyscan.local_scan import ScanProgress, parse_reco_options, run_local_scan
-from skyscan.recos import RECOS, FitResult
-from skyscan.recos.dummy import DummyReco
-from skyscan.simulate import simulate_track
+from skydriver_api.local_scan import ScanProgress, parse_reco_options, run_local_scan
+from skyscan.physics.event import save_event
+from skyscan.physics.recos.base import FitResult
+from skyscan.physics.recos.dummy import DummyReco
+from skyscan.physics.recos.registry import RECOS
+from skyscan.physics.simulate import simulate_track
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skyscan.messages import (
+from skyscan.wire import (
     Direction,
     MessageError,
     PixelResult,

@@ -10,10 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate
 
-from skyscan.cleaning import rt_neighbour_counts, seeded_rt_cleaning
-from skyscan.event import parse_event
-from skyscan.messages import Direction, Vertex
-from skyscan.pandel_model import (
+from skyscan.physics.cleaning import rt_neighbour_counts, seeded_rt_cleaning
+from skyscan.physics.event import parse_event
+from skyscan.physics.pandel_model import (
     C_VACUUM_M_PER_NS,
     GEO_FACTOR,
     convolved_log_pdf,
@@ -24,10 +23,12 @@ from skyscan.pandel_model import (
     track_geometry,
     travel_direction,
 )
-from skyscan.recos import RecoUnsuitable, get_reco
-from skyscan.recos.evaluate import fit_direction
-from skyscan.recos.pandel import PandelPrepared
-from skyscan.simulate import simulate_track
+from skyscan.physics.recos.base import RecoUnsuitable
+from skyscan.physics.recos.evaluate import fit_direction
+from skyscan.physics.recos.pandel import PandelPrepared
+from skyscan.physics.recos.registry import get_reco
+from skyscan.physics.simulate import simulate_track
+from skyscan.wire import Direction, Vertex
 
 H2 = get_ice_model("H2")
 ZENITH, AZIMUTH = 1.1, 3.9
@@ -265,7 +266,7 @@ def test_seeded_rt_drops_isolated_noise_and_keeps_the_track() -> None:
 
 
 def test_seeded_rt_on_a_very_large_event_uses_early_pulses(monkeypatch: pytest.MonkeyPatch) -> None:
-    import skyscan.cleaning as cleaning
+    import skyscan.physics.cleaning as cleaning
 
     monkeypatch.setattr(cleaning, "MANY_PULSES", 50)
     z = np.arange(10) * 17.0

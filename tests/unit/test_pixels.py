@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skyscan import pixels as px
+from skyscan.sky import pixels as px
 
 
 @given(order=st.integers(0, 6), factor_log=st.integers(1, 3), data=st.data())

@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from skydriver_api.cli import app
-from skyscan.event import load_event
-from skyscan.geometry import find_default_geometry, icecube_like_geometry, load_geometry_csv
-from skyscan.realtime import (
+from skyscan.physics.event import load_event
+from skyscan.physics.geometry import find_default_geometry, icecube_like_geometry, load_geometry_csv
+from skyscan.readers.realtime import (
     RealtimeFormatError,
     SuperDSTOnlyError,
     decode_pulse_map,

@@ -8,16 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skyscan import pixels as px
-from skyscan.recos.dummy import DummyPrepared, DummyReco
-from skyscan.refinement import (
-    ProgressionStrategy,
-    Refinement,
-    VariationResult,
-    best_of,
-    global_best,
-    parse_progression,
-)
+from skyscan.physics.recos.dummy import DummyPrepared, DummyReco
+from skyscan.refinement.fits import VariationResult, best_of, global_best
+from skyscan.refinement.progression import ProgressionStrategy, parse_progression
+from skyscan.refinement.state import Refinement
+from skyscan.sky import pixels as px
 
 TRUE_RA, TRUE_DEC = 1.0, -0.3
 PREP = DummyPrepared(TRUE_RA, TRUE_DEC, 1.0, (0.0, 0.0, 0.0), 0.0)
@@ -114,7 +109,7 @@ def test_best_of_is_nan_safe_whatever_the_order() -> None:
 
 
 def test_global_best_skips_nan_first() -> None:
-    from skyscan.refinement import PixelBest
+    from skyscan.refinement.fits import PixelBest
 
     complete = {(8, 0): PixelBest(8, 0, math.nan, 0, {}, True), (8, 1): PixelBest(8, 1, 2.0, 0, {}, False)}
     assert global_best(complete).pixel == 1  # type: ignore[union-attr]

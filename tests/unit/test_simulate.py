@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from skydriver_api.cli import app
-from skyscan.cleaning import first_hits
-from skyscan.event import load_event
-from skyscan.pandel_model import C_VACUUM_M_PER_NS, GEO_FACTOR, track_geometry, travel_direction
-from skyscan.simulate import SimulationConfig, simulate_batch, simulate_track
+from skyscan.physics.cleaning import first_hits
+from skyscan.physics.event import load_event
+from skyscan.physics.pandel_model import C_VACUUM_M_PER_NS, GEO_FACTOR, track_geometry, travel_direction
+from skyscan.physics.simulate import SimulationConfig, simulate_batch, simulate_track
 
 
 def test_same_seed_same_event_and_other_seed_differs() -> None:

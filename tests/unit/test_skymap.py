@@ -10,8 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skyscan import pixels as px
-from skyscan.multiorder import (
+from skyscan.refinement.fits import PixelBest
+from skyscan.refinement.strategies import make_strategy
+from skyscan.sky import pixels as px
+from skyscan.skymap.assembly import (
+    SKYMAP_SCHEMA,
+    analyse,
+    analysis_from_result,
+    build_result,
+    pixels_from_result,
+)
+from skyscan.skymap.multiorder import (
     MAX_ORDER,
     MultiOrderMap,
     build_multiorder,
@@ -19,8 +28,6 @@ from skyscan.multiorder import (
     probability,
     probdensity,
 )
-from skyscan.refinement import PixelBest, make_strategy
-from skyscan.skymap import SKYMAP_SCHEMA, analyse, analysis_from_result, build_result, pixels_from_result
 from tests.support.skymaps import FIT, drive, full_map, gaussian_llh, make_doc, make_event
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from astropy.time import Time
 
-from skyscan.coordinates import detector_to_equatorial
-from skyscan.event import Event
-from skyscan.skymap import Analysis, analysis_from_result
+from skyscan.physics.event import Event
+from skyscan.sky.coordinates import detector_to_equatorial
+from skyscan.skymap.assembly import Analysis, analysis_from_result
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from skyscan.event import EVENT_SCHEMA, Event, EventFormatError, parse_event
-from skyscan.geometry import Geometry
+from skyscan.physics.event import EVENT_SCHEMA, Event, EventFormatError, parse_event
+from skyscan.physics.geometry import Geometry
 
 PULSE_MAP_TYPES = ("I3Map<OMKey, vector<I3RecoPulse> >", "I3RecoPulseSeriesMap")
 DEFAULT_PULSE_KEYS = ("UncleanedInIcePulses", "SplitUncleanedInIcePulses", "InIcePulses", "OfflinePulses")

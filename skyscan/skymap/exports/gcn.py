@@ -16,9 +16,9 @@ from typing import Any
 
 from astropy.time import Time
 
-from skyscan.contours import max_offset_deg, region_mask
-from skyscan.event import Event
-from skyscan.exports.common import analysis, event_info, require_best
+from skyscan.physics.event import Event
+from skyscan.skymap.contours import max_offset_deg, region_mask
+from skyscan.skymap.exports.common import analysis, event_info, require_best
 
 
 def to_gcn(doc: Mapping[str, Any], event: Event | None) -> dict[str, Any]:

@@ -17,9 +17,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from skyscan.event import Event
-from skyscan.exports.common import analysis, event_info, require_best, truth_radec
-from skyscan.skymap import Analysis
+from skyscan.physics.event import Event
+from skyscan.skymap.assembly import Analysis
+from skyscan.skymap.exports.common import analysis, event_info, require_best, truth_radec
 
 CMAP = "viridis_r"
 LINE_COLOURS = ("white", "red", "orange", "magenta")

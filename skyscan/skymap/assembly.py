@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from skyscan import contours
-from skyscan.coordinates import angular_distance, detector_to_equatorial, equatorial_to_detector
-from skyscan.event import Event
-from skyscan.multiorder import MultiOrderMap, build_multiorder, probdensity
-from skyscan.refinement import PixelBest, PixelKey, global_best
+from skyscan.physics.event import Event
+from skyscan.refinement.fits import PixelBest, PixelKey, global_best
+from skyscan.sky.coordinates import angular_distance, detector_to_equatorial, equatorial_to_detector
+from skyscan.skymap import contours
+from skyscan.skymap.multiorder import MultiOrderMap, build_multiorder, probdensity
 
 SKYMAP_SCHEMA = "skydriver.skymap/1"
 FIT_COLUMNS = ("X", "Y", "Z", "T", "E_tot", "E_in")

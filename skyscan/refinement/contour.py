@@ -31,9 +31,10 @@ from itertools import islice
 import healpy as hp
 import numpy as np
 
-from skyscan import pixels as px
-from skyscan.contours import level_for
-from skyscan.refinement import PixelBest, PixelKey, RefinementView
+from skyscan.refinement.fits import PixelBest, PixelKey
+from skyscan.refinement.state import RefinementView
+from skyscan.sky import pixels as px
+from skyscan.skymap.contours import level_for
 
 DEFAULT_NSIDES = "8,16,32,64,128,256,512"
 DEFAULT_MARGIN = 1.0

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from skyscan.event import Event
-from skyscan.exports.common import event_info
-from skyscan.skymap import pixels_from_result
+from skyscan.physics.event import Event
+from skyscan.skymap.assembly import pixels_from_result
+from skyscan.skymap.exports.common import event_info
 
 VERSION = 1
 COLUMNS = ("index", "llh", "E_in", "E_tot", "X", "Y", "Z", "T")

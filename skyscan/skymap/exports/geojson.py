@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from skyscan.event import Event
-from skyscan.exports.common import analysis, event_info
+from skyscan.physics.event import Event
+from skyscan.skymap.exports.common import analysis, event_info
 
 
 def split_at_wrap(ra_deg: np.ndarray, dec_deg: np.ndarray) -> list[list[list[float]]]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from skyscan.messages import Direction, Vertex
-from skyscan.recos.base import FitResult, Reco
+from skyscan.physics.recos.base import FitResult, Reco
+from skyscan.wire import Direction, Vertex
 
 
 def fit_direction(reco: Reco, prepared: Any, direction: Direction, seed: Vertex | None = None) -> FitResult:

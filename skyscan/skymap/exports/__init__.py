@@ -12,12 +12,12 @@ for simulated events, the truth. Formats:
 | format | what | module |
 |---|---|---|
 | ``json`` | the result document itself | here |
-| ``skyreader-json`` | ``icecube-skyreader`` JSON, pixel version 1 | :mod:`skyscan.exports.skyreader` |
-| ``npz`` | ``icecube-skyreader`` NPZ with a header row per nside | :mod:`skyscan.exports.skyreader` |
-| ``fits`` | multi-order HEALPix FITS, ligo.skymap convention | :mod:`skyscan.exports.fits` |
-| ``geojson`` | region contours, RA/Dec degrees | :mod:`skyscan.exports.geojson` |
-| ``png`` | full-sky Mollweide and zoom plot | :mod:`skyscan.exports.plot` |
-| ``gcn`` | GCN-style JSON summary | :mod:`skyscan.exports.gcn` |
+| ``skyreader-json`` | ``icecube-skyreader`` JSON, pixel version 1 | :mod:`skyscan.skymap.exports.skyreader` |
+| ``npz`` | ``icecube-skyreader`` NPZ with a header row per nside | :mod:`skyscan.skymap.exports.skyreader` |
+| ``fits`` | multi-order HEALPix FITS, ligo.skymap convention | :mod:`skyscan.skymap.exports.fits` |
+| ``geojson`` | region contours, RA/Dec degrees | :mod:`skyscan.skymap.exports.geojson` |
+| ``png`` | full-sky Mollweide and zoom plot | :mod:`skyscan.skymap.exports.plot` |
+| ``gcn`` | GCN-style JSON summary | :mod:`skyscan.skymap.exports.gcn` |
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skyscan.event import Event
+from skyscan.physics.event import Event
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def _lazy(module: str, func: str) -> Renderer:
     def call(doc: Mapping[str, Any], event: Event | None) -> bytes:
         import importlib
 
-        return getattr(importlib.import_module(f"skyscan.exports.{module}"), func)(doc, event)  # type: ignore[no-any-return]
+        return getattr(importlib.import_module(f"skyscan.skymap.exports.{module}"), func)(doc, event)  # type: ignore[no-any-return]
 
     return call
 

@@ -14,10 +14,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from skyscan.coordinates import detector_to_equatorial
-from skyscan.event import Event
-from skyscan.messages import Direction, Vertex
-from skyscan.recos.base import FitResult, RecoUnsuitable
+from skyscan.physics.event import Event
+from skyscan.physics.recos.base import FitResult, RecoUnsuitable
+from skyscan.sky.coordinates import detector_to_equatorial
+from skyscan.wire import Direction, Vertex
 
 LLH_SCALE = 1000.0
 LLH_OFFSET = 10.0

@@ -14,17 +14,15 @@ import signal
 import time
 from typing import ClassVar
 
-from skyscan.messages import Direction, Vertex
-from skyscan.recos import register
-from skyscan.recos.base import FitResult
-from skyscan.recos.dummy import DummyPrepared, DummyReco
+from skyscan.physics.recos.base import FitResult
+from skyscan.physics.recos.dummy import DummyPrepared, DummyReco
+from skyscan.wire import Direction, Vertex
 
 
 class CrashDummyError(RuntimeError):
     pass
 
 
-@register
 class CrashDummyReco(DummyReco):
     name: ClassVar[str] = "crash-dummy"
     description: ClassVar[str] = (

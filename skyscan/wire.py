@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from skyscan.event import format_validation_error
+from skyscan.physics.event import format_validation_error
 
 TASK_SCHEMA = "skydriver.task/1"
 RESULT_SCHEMA = "skydriver.result/1"

@@ -1,43 +1,31 @@
 """A whole progressive scan on one machine: no broker, no database, a process pool.
 
-The second I/O shell around :class:`skyscan.refinement.Refinement` (the scan server is the first):
+The second I/O shell around :class:`skyscan.refinement.state.Refinement` (the scan server is the first):
 ask it for tasks, fit them in worker processes that prepared the event once (pool initializer),
 feed every result back with ``record``, repeat until ``finished``; then assemble the result
-document with :func:`skyscan.skymap.build_result`.
+document with :func:`skyscan.skymap.assembly.build_result`.
 """
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from typing import Any
 
-from skyscan.coordinates import detector_to_equatorial
-from skyscan.event import Event, parse_event
-from skyscan.messages import Direction, Vertex
-from skyscan.recos import Reco, get_reco
-from skyscan.recos.evaluate import fit_direction
-from skyscan.refinement import Refinement, TaskSpec, VariationResult, global_best, make_strategy
-from skyscan.skymap import build_result
+from skyscan.physics.event import Event, parse_event
+from skyscan.physics.recos.registry import get_reco
+from skyscan.refinement.drive import ProgressCallback, ScanProgress, drive, fit_task, llh_at_truth
+from skyscan.refinement.fits import VariationResult
+from skyscan.refinement.state import Refinement, TaskSpec
+from skyscan.refinement.strategies import make_strategy
+from skyscan.skymap.assembly import build_result
 
+__all__ = ["ScanProgress", "parse_reco_options", "run_local_scan"]
 
-@dataclass(frozen=True)
-class ScanProgress:
-    """Reported after every result: counts of the current round and overall."""
-
-    nside: int
-    tasks_done: int
-    tasks_sent: int
-    best_llh: float
-
-
-ProgressCallback = Callable[[ScanProgress], None]
 
 # Per-process state of pool workers (set by the initializer, so the event is prepared once).
 _WORKER: dict[str, Any] = {}
@@ -70,47 +58,6 @@ def _pool_results(
         raise RuntimeError(f"a scan worker process died: {err}") from None
 
 
-def fit_task(reco: Reco, prepared: Any, spec: TaskSpec) -> tuple[VariationResult, float]:
-    """Fit one task; a reco that raises still yields a failed result (NaN llh).
-
-    Returns (result, CPU seconds of this thread): CPU time, not wall time, so the figure stays
-    meaningful on a machine shared with other jobs.
-    """
-    direction = Direction(ra=spec.ra, dec=spec.dec, zenith=spec.zenith, azimuth=spec.azimuth)
-    seed = Vertex(**spec.seed) if spec.seed else None
-    start = time.thread_time()
-    try:
-        fit = reco.fit(prepared, direction, spec.variation, seed)
-        llh, params, failed, error = fit.llh, dict(fit.params), fit.failed, fit.error
-    except Exception as err:  # a reco bug must not take the scan down
-        llh, params, failed, error = math.nan, {}, True, f"{type(err).__name__}: {err}"
-    elapsed = time.thread_time() - start
-    if failed:
-        llh = math.nan
-    return VariationResult(spec.nside, spec.pixel, spec.variation, llh, params, failed, error), elapsed
-
-
-def truth_direction(event: Event) -> Direction | None:
-    if event.truth is None:
-        return None
-    ra, dec = detector_to_equatorial(event.truth.zenith, event.truth.azimuth, event.mjd)
-    return Direction(ra=float(ra), dec=float(dec), zenith=event.truth.zenith, azimuth=event.truth.azimuth)
-
-
-def llh_at_truth(reco: Reco, prepared: Any, event: Event, refinement: Refinement) -> float | None:
-    """Best fit over all variations at the true direction, seeded with the best pixel's vertex."""
-    direction = truth_direction(event)
-    best = global_best(refinement.complete)
-    if direction is None or best is None:
-        return None
-    seed = None
-    values = [best.fit.get(k) for k in ("X", "Y", "Z", "T")]
-    if all(v is not None and math.isfinite(v) for v in values):
-        seed = Vertex(x=values[0], y=values[1], z=values[2], t=values[3])  # type: ignore[arg-type]
-    result = fit_direction(reco, prepared, direction, seed)
-    return None if result.failed else float(result.llh)
-
-
 def run_local_scan(
     event: Event,
     reco_name: str,
@@ -134,18 +81,6 @@ def run_local_scan(
     refinement = Refinement(strat, reco.n_variations(), event.mjd)
     prepared = reco.prepare(event)
     started = time.perf_counter()
-    fit_seconds = 0.0
-    n_fits = 0
-
-    def consume(results: Iterable[tuple[VariationResult, float]], n_sent: int, nside: int) -> None:
-        nonlocal fit_seconds, n_fits
-        for done, (result, elapsed) in enumerate(results, start=1):
-            refinement.record(result)
-            fit_seconds += elapsed
-            n_fits += 1
-            if progress is not None:
-                best = refinement.best()
-                progress(ScanProgress(nside, done, n_sent, math.nan if best is None else best.llh))
 
     pool: ProcessPoolExecutor | None = None
     if processes > 1:
@@ -159,18 +94,14 @@ def run_local_scan(
             initializer=_init_worker,
             initargs=(event.to_json_dict(), reco_name, options),
         )
+
+    def fit_round(tasks: list[TaskSpec]) -> Iterable[tuple[VariationResult, float]]:
+        if pool is None:
+            return (fit_task(reco, prepared, t) for t in tasks)
+        return _pool_results(pool, tasks, processes)
+
     try:
-        while True:
-            tasks = refinement.next_tasks()
-            if not tasks:
-                if refinement.finished:
-                    break
-                raise RuntimeError("refinement stalled: no tasks and not finished")  # cannot happen locally
-            nside = max(t.nside for t in tasks)
-            if pool is None:
-                consume((fit_task(reco, prepared, t) for t in tasks), len(tasks), nside)
-            else:
-                consume(_pool_results(pool, tasks, processes), len(tasks), nside)
+        drove = drive(refinement, fit_round, progress)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -190,8 +121,8 @@ def run_local_scan(
         wall = time.perf_counter() - started
         stats.update(
             wall_s=wall,
-            n_fits=n_fits,
-            fit_ms_mean=1000.0 * fit_seconds / max(1, n_fits),
+            n_fits=drove.n_fits,
+            fit_ms_mean=1000.0 * drove.fit_seconds / max(1, drove.n_fits),
             processes=max(1, processes),
             cpu_count=os.cpu_count(),
             progression=strat.describe(),

@@ -17,8 +17,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time
 
-from skyscan.event import Event
-from skyscan.exports.common import analysis, event_info, require_best
+from skyscan.physics.event import Event
+from skyscan.skymap.exports.common import analysis, event_info, require_best
 
 CREATOR = "SkyDriver"
 FIT_COLUMNS = (("X", "m"), ("Y", "m"), ("Z", "m"), ("T", "ns"), ("E_TOT", "GeV"), ("E_IN", "GeV"))

@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from skyscan.event import Event
-from skyscan.messages import Direction, Vertex
+from skyscan.physics.event import Event
+from skyscan.wire import Direction, Vertex
 
 
 @dataclass(frozen=True)

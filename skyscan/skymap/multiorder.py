@@ -19,8 +19,8 @@ from functools import cached_property
 import healpy as hp
 import numpy as np
 
-from skyscan import pixels as px
-from skyscan.refinement import PixelBest, PixelKey
+from skyscan.refinement.fits import PixelBest, PixelKey
+from skyscan.sky import pixels as px
 
 MAX_ORDER = 29
 SR_TO_DEG2 = (180.0 / math.pi) ** 2

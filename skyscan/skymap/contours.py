@@ -24,7 +24,7 @@ import healpy as hp
 import numpy as np
 from scipy.interpolate import LinearNDInterpolator, NearestNDInterpolator
 
-from skyscan.multiorder import SR_TO_DEG2, MultiOrderMap, credible_area_deg2, probdensity
+from skyscan.skymap.multiorder import SR_TO_DEG2, MultiOrderMap, credible_area_deg2, probdensity
 
 LEVEL_SETS: dict[str, dict[float, float]] = {
     "wilks": {0.5: 1.39, 0.9: 4.61},

@@ -4,7 +4,7 @@ Per pixel the direction is fixed and the vertex is fitted: two coordinates trans
 track and the time (the position along an infinite track is degenerate with the time).
 
 Likelihood per hit DOM i (first pulse after seeded-RT cleaning, residual t_i, effective distance
-d_i; physics in ``skyscan.pandel_model``):
+d_i; physics in ``skyscan.physics.pandel_model``):
 
 * SPE: ``L_i = p_sigma(t_i | d_i) + eps``
 * MPE: ``L_i = N_i p_sigma(t_i | d_i) S_sigma(t_i | d_i)^(N_i - 1) + eps``, N_i the DOM's charge
@@ -30,10 +30,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from skyscan.cleaning import first_hits, seeded_rt_cleaning
-from skyscan.event import Event
-from skyscan.messages import Direction, Vertex
-from skyscan.pandel_model import (
+from skyscan.physics.cleaning import first_hits, seeded_rt_cleaning
+from skyscan.physics.event import Event
+from skyscan.physics.pandel_model import (
     C_VACUUM_M_PER_NS,
     COS_CHERENKOV,
     DEFAULT_ICE,
@@ -45,8 +44,8 @@ from skyscan.pandel_model import (
     transverse_basis,
     travel_direction,
 )
-from skyscan.recos import register
-from skyscan.recos.base import FitResult, RecoUnsuitable
+from skyscan.physics.recos.base import FitResult, RecoUnsuitable
+from skyscan.wire import Direction, Vertex
 
 # Rough energy proxy: GeV of muon energy per PE of total charge (order of magnitude only; E_tot is
 # reported for the skymap's energy column, not used by the fit).
@@ -329,7 +328,6 @@ class PandelTrackReco:
         )
 
 
-@register
 class PandelSPE(PandelTrackReco):
     name: ClassVar[str] = "pandel-spe"
     description: ClassVar[str] = (
@@ -338,7 +336,6 @@ class PandelSPE(PandelTrackReco):
     use_charge: ClassVar[bool] = False
 
 
-@register
 class PandelMPE(PandelTrackReco):
     name: ClassVar[str] = "pandel-mpe"
     description: ClassVar[str] = (

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from skyscan.event import EVENT_SCHEMA, Event, parse_event
-from skyscan.geometry import Geometry, icecube_like_geometry
-from skyscan.pandel_model import (
+from skyscan.physics.event import EVENT_SCHEMA, Event, parse_event
+from skyscan.physics.geometry import Geometry, icecube_like_geometry
+from skyscan.physics.pandel_model import (
     C_VACUUM_M_PER_NS,
     DEFAULT_ICE,
     get_ice_model,
@@ -190,7 +190,7 @@ def simulate_track(
         "pulses": pulses,
         "truth": {"zenith": float(zenith), "azimuth": float(azimuth), "energy": float(energy_gev)},
         "metadata": {
-            "simulator": "skyscan.simulate/1",
+            "simulator": "skyscan.physics.simulate/1",
             "seed": int(seed),
             "geometry": geometry.name,
             "ice_model": config.ice_model,

@@ -1,0 +1,1 @@
+"""Infrastructure the shells share (never imported by the core): settings, logging, retry."""

@@ -1,0 +1,1 @@
+"""Readers of IceCube formats: realtime alert files (i3live JSON, pickled frames), SuperDST."""

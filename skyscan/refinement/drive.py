@@ -1,0 +1,105 @@
+"""One drive loop for the shells that fit in-process or in a pool (the local scan, benchmarks).
+
+The scan server drives :class:`~skyscan.refinement.state.Refinement` over a broker instead, but
+it fits the truth with :func:`llh_at_truth` as this loop's callers do, so both report the same
+``truth.delta_2llh``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from skyscan.physics.event import Event
+from skyscan.physics.recos.base import Reco
+from skyscan.physics.recos.evaluate import fit_direction
+from skyscan.refinement.fits import FIT_VERTEX_KEYS, VariationResult, global_best
+from skyscan.refinement.state import Refinement, TaskSpec
+from skyscan.sky.coordinates import detector_to_equatorial
+from skyscan.wire import Direction, Vertex
+
+
+@dataclass(frozen=True)
+class ScanProgress:
+    """Reported after every result: counts of the current round and overall."""
+
+    nside: int
+    tasks_done: int
+    tasks_sent: int
+    best_llh: float
+
+
+ProgressCallback = Callable[[ScanProgress], None]
+# Fits a round of tasks, yielding (result, CPU seconds) in any order.
+FitRound = Callable[[list[TaskSpec]], Iterable[tuple[VariationResult, float]]]
+
+
+@dataclass
+class DriveStats:
+    n_fits: int = 0
+    fit_seconds: float = 0.0
+
+
+def fit_task(reco: Reco, prepared: Any, spec: TaskSpec) -> tuple[VariationResult, float]:
+    """Fit one task; a reco that raises still yields a failed result (NaN llh).
+
+    Returns (result, CPU seconds of this thread): CPU time, not wall time, so the figure stays
+    meaningful on a machine shared with other jobs.
+    """
+    direction = Direction(ra=spec.ra, dec=spec.dec, zenith=spec.zenith, azimuth=spec.azimuth)
+    seed = Vertex(**spec.seed) if spec.seed else None
+    start = time.thread_time()
+    try:
+        fit = reco.fit(prepared, direction, spec.variation, seed)
+        llh, params, failed, error = fit.llh, dict(fit.params), fit.failed, fit.error
+    except Exception as err:  # a reco bug must not take the scan down
+        llh, params, failed, error = math.nan, {}, True, f"{type(err).__name__}: {err}"
+    elapsed = time.thread_time() - start
+    if failed:
+        llh = math.nan
+    return VariationResult(spec.nside, spec.pixel, spec.variation, llh, params, failed, error), elapsed
+
+
+def drive(
+    refinement: Refinement, fit_round: FitRound, progress: ProgressCallback | None = None
+) -> DriveStats:
+    """Ask for tasks, fit them, record every result, until the refinement is finished."""
+    stats = DriveStats()
+    while True:
+        tasks = refinement.next_tasks()
+        if not tasks:
+            if refinement.finished:
+                return stats
+            raise RuntimeError("refinement stalled: no tasks and not finished")  # cannot happen in-process
+        nside = max(t.nside for t in tasks)
+        for done, (result, elapsed) in enumerate(fit_round(tasks), start=1):
+            refinement.record(result)
+            stats.fit_seconds += elapsed
+            stats.n_fits += 1
+            if progress is not None:
+                best = refinement.best()
+                progress(ScanProgress(nside, done, len(tasks), math.nan if best is None else best.llh))
+
+
+def truth_direction(event: Event) -> Direction | None:
+    if event.truth is None:
+        return None
+    ra, dec = detector_to_equatorial(event.truth.zenith, event.truth.azimuth, event.mjd)
+    return Direction(ra=float(ra), dec=float(dec), zenith=event.truth.zenith, azimuth=event.truth.azimuth)
+
+
+def llh_at_truth(reco: Reco, prepared: Any, event: Event, refinement: Refinement) -> float | None:
+    """Best fit over all variations at the true direction, seeded with the best pixel's vertex."""
+    direction = truth_direction(event)
+    best = global_best(refinement.complete)
+    if direction is None or best is None:
+        return None
+    seed = None
+    values = [best.fit.get(k) for k in FIT_VERTEX_KEYS]
+    if all(v is not None and math.isfinite(v) for v in values):
+        seed = Vertex(x=values[0], y=values[1], z=values[2], t=values[3])  # type: ignore[arg-type]
+    result = fit_direction(reco, prepared, direction, seed)
+    return None if result.failed else float(result.llh)

@@ -1,0 +1,1 @@
+"""The sky: HEALPix pixels and coordinates (detector frame <-> equatorial)."""

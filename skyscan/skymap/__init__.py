@@ -1,0 +1,1 @@
+"""Skymaps: assembly of the result, multi-order maps, error regions (contours), exports."""
