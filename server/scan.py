@@ -22,6 +22,7 @@ from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from server.amqp import AsyncBroker, BrokerLost, Delivery
+from skyinfra.backoff import Backoff, retry_async
 from skyinfra.settings import Settings
 from skyscan.physics.event import parse_event
 from skyscan.physics.recos.registry import get_reco
@@ -45,6 +46,10 @@ from skyscan.wire import (
 )
 
 log = logging.getLogger("skydriver.server")
+
+DB_BACKOFF = Backoff(initial_s=0.2, max_s=5.0)
+RECONNECT_BACKOFF = Backoff(initial_s=0.5, max_s=10.0)
+QUEUE_DELETE_BACKOFF = Backoff(initial_s=1.0, max_s=10.0)
 
 TERMINAL = ("completed", "failed", "aborted")
 T = TypeVar("T")
@@ -85,19 +90,7 @@ class ScanServer:
     # -- retries ---------------------------------------------------------------------------------
     async def db_retry(self, what: str, op: Callable[[], Awaitable[T]], max_wait_s: float = 600.0) -> T:
         """Retry a database operation with backoff; MongoDB restarts must not lose anything."""
-        delay, waited = 0.2, 0.0
-        while True:
-            try:
-                return await op()
-            except PyMongoError as err:
-                if waited >= max_wait_s:
-                    raise
-                log.warning(
-                    "database error during %s, retrying in %.1fs: %s", what, delay, type(err).__name__
-                )
-                await asyncio.sleep(delay)
-                waited += delay
-                delay = min(delay * 2, 5.0)
+        return await retry_async(what, op, (PyMongoError,), DB_BACKOFF, log, max_wait_s)
 
     # -- main ------------------------------------------------------------------------------------
     async def run(self) -> int:
@@ -170,18 +163,18 @@ class ScanServer:
 
     # -- broker loop -----------------------------------------------------------------------------
     async def drive(self) -> None:
-        delay = 0.5
+        waits = RECONNECT_BACKOFF.waits()
         while not self.ref.finished:
             try:
                 await self.connect()
-                delay = 0.5
+                waits = RECONNECT_BACKOFF.waits()
                 await self.publish_pending()
                 await self.consume_until_done()
             except BrokerLost as err:
+                delay = next(waits)
                 log.warning("broker connection lost (%s); reconnecting in %.1fs", err, delay)
                 await self.broker.close()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
 
     async def connect(self) -> None:
         await self.broker.connect()
@@ -477,7 +470,7 @@ class ScanServer:
                 return
             except BrokerLost as err:
                 log.warning("could not delete queues yet (%s)", err)
-                await asyncio.sleep(min(2**attempt, 10))
+                await asyncio.sleep(QUEUE_DELETE_BACKOFF.delay(attempt))
         log.error("queues of %s were not deleted; the reconciler's clean-up will retry", self.scan_id)
 
     async def close(self) -> None:

@@ -24,6 +24,7 @@ from skydriver_api.launchers.base import Launcher, LaunchSpec, Resources, Worker
 from skydriver_api.queues import delete_scan_queues
 from skydriver_api.scheduling import QUEUE_FIELDS, admission_order
 from skydriver_api.store import ACTIVE_STATES, TERMINAL_STATES, Store, hash_token, utcnow
+from skyinfra.backoff import Backoff
 from skyinfra.settings import Settings
 
 log = logging.getLogger("skydriver.reconciler")
@@ -34,8 +35,8 @@ LIVE_WORKER_STATES = ("pending", "running", "held", "suspended")
 REAP_GRACE_S = 30.0
 
 
-def backoff_s(attempts: int) -> float:
-    return min(2.0**attempts, 60.0)
+# launches and webhooks that failed wait 2, 4, 8 ... 60 s before their next attempt
+RETRY_BACKOFF = Backoff(initial_s=1.0, max_s=60.0)
 
 
 class Reconciler:
@@ -204,7 +205,7 @@ class Reconciler:
             extra={
                 "launch.attempts": attempts,
                 "launch.last_error": reason,
-                "launch.next_attempt_at": utcnow() + dt.timedelta(seconds=backoff_s(attempts)),
+                "launch.next_attempt_at": utcnow() + dt.timedelta(seconds=RETRY_BACKOFF.delay(attempts)),
             },
         )
 
@@ -419,7 +420,8 @@ class Reconciler:
                     "$set": {
                         "webhook.attempts": attempts,
                         "webhook.last_error": reason,
-                        "webhook.next_attempt_at": utcnow() + dt.timedelta(seconds=backoff_s(attempts)),
+                        "webhook.next_attempt_at": utcnow()
+                        + dt.timedelta(seconds=RETRY_BACKOFF.delay(attempts)),
                     }
                 },
             )

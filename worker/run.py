@@ -23,11 +23,13 @@ import httpx
 import pika
 import pika.exceptions
 
+from skyinfra.backoff import Backoff
 from skyinfra.settings import Settings
 from skyscan.wire import MessageError, PixelResult, decode_task, encode, queue_names
 from worker.fitter import FitInterrupted, Fitter, FitTimeout
 
 log = logging.getLogger("skydriver.worker")
+RECONNECT_BACKOFF = Backoff(initial_s=0.5, max_s=10.0)
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -49,7 +51,7 @@ def fetch_event(settings: Settings, scan_id: str, deadline_s: float = 120.0) -> 
     token = settings.read_scan_token()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     url = f"{settings.resolved_api_url}/api/v1/scans/{scan_id}/event"
-    delay, start = 0.5, time.monotonic()
+    waits, start = RECONNECT_BACKOFF.waits(), time.monotonic()
     while True:
         try:
             resp = httpx.get(url, headers=headers, timeout=30)
@@ -62,9 +64,9 @@ def fetch_event(settings: Settings, scan_id: str, deadline_s: float = 120.0) -> 
             reason = str(err)
         if time.monotonic() - start > deadline_s:
             raise EventUnavailable(f"could not fetch the event from {url}: {reason}")
+        delay = next(waits)
         log.warning("event not available yet (%s); retrying in %.1fs", reason, delay)
         time.sleep(delay)
-        delay = min(delay * 2, 10)
 
 
 class Worker:
@@ -124,12 +126,12 @@ class Worker:
             return EXIT_ERROR
         fitter = Fitter(event_doc["event"])
         idle_since = time.monotonic()
-        delay = 0.5
+        waits = RECONNECT_BACKOFF.waits()
         try:
             while not self.stop_requested:
                 try:
                     self.connect()
-                    delay = 0.5
+                    waits = RECONNECT_BACKOFF.waits()
                     if not self.wait_for_queue(idle_since + self.settings.worker_idle_timeout_s):
                         log.info("no task queue for this scan; exiting")
                         return EXIT_OK
@@ -141,12 +143,12 @@ class Worker:
                     if time.monotonic() - idle_since > self.settings.worker_idle_timeout_s:
                         log.error("broker unreachable for too long (%s); exiting", err)
                         return EXIT_ERROR
+                    delay = next(waits)
                     log.warning(
                         "broker connection lost (%s); reconnecting in %.1fs", type(err).__name__, delay
                     )
                     self.close()
                     time.sleep(delay)
-                    delay = min(delay * 2, 10)
             return EXIT_OK
         finally:
             fitter.close()
