@@ -126,7 +126,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    from skydriver_api.local_scan import parse_reco_options
+    from skyscan.records.spec import parse_options as parse_reco_options
 
     options = parse_reco_options(args.reco_option)
     started = time.perf_counter()

@@ -8,8 +8,8 @@ import signal
 import sys
 
 from server.scan import ScanServer
+from server.settings import ServerSettings
 from skyinfra.logs import setup_logging
-from skyinfra.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging("server", args.scan_id)
 
     async def run() -> int:
-        server = ScanServer(Settings(), args.scan_id)
+        server = ScanServer(ServerSettings(), args.scan_id)
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -11,27 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from pymongo import AsyncMongoClient, UpdateOne
-from pymongo.errors import DuplicateKeyError, PyMongoError
-
 from server.amqp import AsyncBroker, BrokerLost, Delivery
+from server.settings import ServerSettings
 from skyinfra.backoff import Backoff, retry_async
-from skyinfra.settings import Settings
+from skyinfra.store import Database, DatabaseError
 from skyscan.physics.event import parse_event
-from skyscan.physics.recos.registry import get_reco
+from skyscan.records.pixel_result import PixelResultRecord
+from skyscan.records.scan import TERMINAL_STATES, utcnow
+from skyscan.records.spec import ScanSpec
 from skyscan.refinement.drive import llh_at_truth
-from skyscan.refinement.fits import VariationResult
 from skyscan.refinement.state import Refinement, TaskSpec
-from skyscan.refinement.strategies import make_strategy
 from skyscan.skymap.assembly import best_fit_summary, build_result
-from skyscan.skymap.contours import DEFAULT_LEVEL_SET
 from skyscan.wire import (
     Direction,
     MessageError,
@@ -51,7 +47,6 @@ DB_BACKOFF = Backoff(initial_s=0.2, max_s=5.0)
 RECONNECT_BACKOFF = Backoff(initial_s=0.5, max_s=10.0)
 QUEUE_DELETE_BACKOFF = Backoff(initial_s=1.0, max_s=10.0)
 
-TERMINAL = ("completed", "failed", "aborted")
 T = TypeVar("T")
 
 
@@ -60,16 +55,15 @@ class ScanEnded(Exception):
 
 
 class ScanServer:
-    def __init__(self, settings: Settings, scan_id: str) -> None:
+    def __init__(self, settings: ServerSettings, scan_id: str) -> None:
         self.settings = settings
         self.scan_id = scan_id
         self.queues = queue_names(scan_id)
-        self.client: AsyncMongoClient = AsyncMongoClient(
+        self.db = Database(
             settings.mongodb_uri.get_secret_value(),
-            serverSelectionTimeoutMS=5000,
-            tz_aware=True,
+            settings.mongodb_database,
+            server_selection_timeout_ms=5000,
         )
-        self.db = self.client[settings.mongodb_database]
         self.broker = AsyncBroker(
             settings.rabbitmq_url.get_secret_value(), settings.rabbitmq_heartbeat_s, settings.publish_window
         )
@@ -90,22 +84,23 @@ class ScanServer:
     # -- retries ---------------------------------------------------------------------------------
     async def db_retry(self, what: str, op: Callable[[], Awaitable[T]], max_wait_s: float = 600.0) -> T:
         """Retry a database operation with backoff; MongoDB restarts must not lose anything."""
-        return await retry_async(what, op, (PyMongoError,), DB_BACKOFF, log, max_wait_s)
+        return await retry_async(what, op, (DatabaseError,), DB_BACKOFF, log, max_wait_s)
 
     # -- main ------------------------------------------------------------------------------------
     async def run(self) -> int:
-        scan = await self.db_retry("load scan", lambda: self.db.scans.find_one({"_id": self.scan_id}))
+        scan = await self.db_retry("load scan", lambda: self.db.scans.get(self.scan_id))
         if scan is None:
             log.error("no scan with id %s", self.scan_id)
             return 2
-        if scan["state"] in TERMINAL:
+        if scan["state"] in TERMINAL_STATES:
             log.info("scan already %s; nothing to do", scan["state"])
             return 0
         await self.db_retry("ensure indexes", self.ensure_indexes)
-        event_doc = await self.db_retry("load event", lambda: self.db.events.find_one({"_id": self.scan_id}))
+        event_doc = await self.db_retry("load event", lambda: self.db.events.get(self.scan_id))
         self.scan = scan
-        self.event = parse_event(event_doc["event"])
-        self.strategy = make_strategy(scan["strategy"], scan["nsides"], **scan.get("strategy_options", {}))
+        self.spec = ScanSpec.from_doc(scan)
+        self.event = parse_event(event_doc)
+        self.strategy = self.spec.build_strategy()
         self.ref = Refinement(self.strategy, scan["n_variations"], self.event.mjd)
         stored = await self.db_retry("load results", self._stored_results)
         self.ref.restore(stored)
@@ -125,15 +120,14 @@ class ScanServer:
 
     async def ensure_indexes(self) -> None:
         """Unique indexes that make writes idempotent (the API creates them too; no-ops if present)."""
-        await self.db.pixel_results.create_index("task_id", unique=True)
-        await self.db.skymaps.create_index("scan_id", unique=True)
+        await self.db.pixel_results.ensure_indexes()
+        await self.db.skymaps.ensure_indexes()
 
-    async def _stored_results(self) -> list[VariationResult]:
-        cursor = self.db.pixel_results.find({"scan_id": self.scan_id}, {"_id": 0})
-        return [_variation_result(doc) async for doc in cursor]
+    async def _stored_results(self) -> list[Any]:
+        return [r.to_variation_result() for r in await self.db.pixel_results.for_scan(self.scan_id)]
 
     async def set_running(self, n_stored: int) -> None:
-        now = _now()
+        now = utcnow()
         server = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
@@ -141,24 +135,16 @@ class ScanServer:
             "resumed_results": n_stored,
         }
         self.run_started = now
-        res = await self.db_retry(
+        started = await self.db_retry(
             "mark running",
-            lambda: self.db.scans.update_one(
-                {"_id": self.scan_id, "state": {"$in": ["queued", "launching"]}},
-                {
-                    "$set": {"state": "running", "updated_at": now, "server": server},
-                    "$push": {"history": {"state": "running", "at": now, "reason": None}},
-                },
+            lambda: self.db.scans.transition(
+                self.scan_id, "running", from_states=("queued", "launching"), set_fields={"server": server}
             ),
         )
-        if res.matched_count == 0:  # a replacement server: the scan is running already
-            res = await self.db_retry(
-                "mark running",
-                lambda: self.db.scans.update_one(
-                    {"_id": self.scan_id, "state": "running"}, {"$set": {"server": server, "updated_at": now}}
-                ),
-            )
-        if res.matched_count == 0:
+        # a replacement server: the scan is running already
+        if started is None and not await self.db_retry(
+            "mark running", lambda: self.db.scans.set_server(self.scan_id, server)
+        ):
             raise ScanEnded("the scan is no longer active")
 
     # -- broker loop -----------------------------------------------------------------------------
@@ -199,7 +185,7 @@ class ScanServer:
         await self.broker.consume(self.queues["dead"])
 
     def _queue_tasks(self, specs: list[TaskSpec]) -> None:
-        reco, options = self.scan["reco"], self.scan.get("reco_options", {})
+        reco, options = self.spec.reco, self.spec.reco_options
         for spec in specs:
             tid = task_id(self.scan_id, spec.nside, spec.pixel, spec.variation)
             task = PixelTask(
@@ -225,11 +211,7 @@ class ScanServer:
             self.outstanding[tid] = (body, now)
         if not self.published:
             await self.db_retry(
-                "mark first dispatch",
-                lambda: self.db.scans.update_one(
-                    {"_id": self.scan_id, "first_dispatch_at": {"$exists": False}},
-                    {"$set": {"first_dispatch_at": _now()}},
-                ),
+                "mark first dispatch", lambda: self.db.scans.mark_first_dispatch(self.scan_id)
             )
         self.published += len(batch)
         self.unpublished = []
@@ -325,25 +307,22 @@ class ScanServer:
         )
 
     async def flush(self, batch: list[tuple[Delivery, PixelResult]]) -> None:
-        ops = [
-            UpdateOne({"task_id": r.task_id}, {"$setOnInsert": _result_doc(r)}, upsert=True) for _, r in batch
-        ]
-        await self.db_retry("store results", lambda: self.db.pixel_results.bulk_write(ops, ordered=False))
-        for _, r in batch:
-            accepted = self.ref.record(_variation_result(_result_doc(r)))
+        now = utcnow()
+        records = [PixelResultRecord.from_wire(r, now) for _, r in batch]
+        await self.db_retry("store results", lambda: self.db.pixel_results.store_once(records))
+        for record in records:
+            accepted = self.ref.record(record.to_variation_result())
             self.counters["duplicates"] += int(not accepted)
-            self.outstanding.pop(r.task_id, None)
+            self.outstanding.pop(record.task_id, None)
         for delivery in _last_per_queue(batch):
             self.broker.ack(delivery, multiple=True)
         self._queue_tasks(self.ref.next_tasks())
         await self.publish_pending()
 
     async def housekeeping(self) -> None:
-        scan = await self.db_retry(
-            "check state", lambda: self.db.scans.find_one({"_id": self.scan_id}, {"state": 1})
-        )
-        if scan is None or scan["state"] in TERMINAL:
-            raise ScanEnded(f"scan is {scan['state'] if scan else 'gone'}")
+        state = await self.db_retry("check state", lambda: self.db.scans.state_of(self.scan_id))
+        if state is None or state in TERMINAL_STATES:
+            raise ScanEnded(f"scan is {state or 'gone'}")
         self.republish_stale()
         await self.publish_pending()
         await self.save_progress()
@@ -375,7 +354,7 @@ class ScanServer:
             "tasks_done": done,
             "rate_per_s": self._rate,
             "eta_s": eta,
-            "updated_at": _now(),
+            "updated_at": utcnow(),
         }
 
     def estimated_total_tasks(self) -> int:
@@ -393,10 +372,7 @@ class ScanServer:
         if best is not None:
             update["best_fit"] = best_fit_summary(best, self.event.mjd)
         update["server.published"] = self.published
-        await self.db_retry(
-            "save progress",
-            lambda: self.db.scans.update_one({"_id": self.scan_id, "state": "running"}, {"$set": update}),
-        )
+        await self.db_retry("save progress", lambda: self.db.scans.save_progress(self.scan_id, update))
 
     # -- the end -----------------------------------------------------------------------------------
     async def finish(self) -> None:
@@ -407,13 +383,13 @@ class ScanServer:
         doc = build_result(
             scan_id=self.scan_id,
             event=self.event,
-            reco=self.scan["reco"],
+            reco=self.spec.reco,
             strategy=self.strategy.describe(),
             nsides=self.strategy.nsides,
             complete=self.ref.complete,
             finished=True,
             llh_at_truth=llh_truth,
-            level_set=self.scan.get("level_set", DEFAULT_LEVEL_SET),
+            level_set=self.spec.level_set,
         )
         await self.db_retry("store skymap", lambda: self.store_final(doc))
         n_failed = doc["n_failed_pixels"]
@@ -423,22 +399,12 @@ class ScanServer:
             state, reason = "failed", f"{n_failed} pixels failed (policy: fail)"
         else:
             state, reason = "completed", (f"completed with {n_failed} failed pixels" if n_failed else None)
-        now = _now()
         await self.save_progress()
-        extra: dict[str, Any] = {
-            "state": state,
-            "updated_at": now,
-            "failed_pixels": n_failed,
-            "best_fit": doc["best_fit"],
-            "completed_at": now,
-        }
-        if reason:
-            extra["state_reason"] = reason
+        done = {"failed_pixels": n_failed, "best_fit": doc["best_fit"], "completed_at": utcnow()}
         await self.db_retry(
             "mark done",
-            lambda: self.db.scans.update_one(
-                {"_id": self.scan_id, "state": "running"},
-                {"$set": extra, "$push": {"history": {"state": state, "at": now, "reason": reason}}},
+            lambda: self.db.scans.transition(
+                self.scan_id, state, from_states=("running",), reason=reason, set_fields=done
             ),
         )
         await self.delete_queues()
@@ -446,18 +412,12 @@ class ScanServer:
 
     async def store_final(self, doc: dict[str, Any]) -> None:
         """Write the final skymap once; a late writer (a second server) can never replace it."""
-        try:
-            await self.db.skymaps.replace_one(
-                {"scan_id": self.scan_id, "final": {"$ne": True}},
-                {"scan_id": self.scan_id, "final": True, "result": doc},
-                upsert=True,
-            )
-        except DuplicateKeyError:
+        if not await self.db.skymaps.store_final(self.scan_id, doc):
             log.warning("a final skymap exists already; keeping it")
 
     def fit_truth(self) -> float | None:
         """-lnL at the simulated truth (for the result's ``truth.delta_2llh``), as the local scan does it."""
-        reco = get_reco(self.scan["reco"], self.scan.get("reco_options", {}))
+        reco = self.spec.build_reco()
         return llh_at_truth(reco, reco.prepare(self.event), self.event, self.ref)
 
     async def delete_queues(self) -> None:
@@ -474,44 +434,7 @@ class ScanServer:
         log.error("queues of %s were not deleted; the reconciler's clean-up will retry", self.scan_id)
 
     async def close(self) -> None:
-        await self.client.close()
-
-
-def _now() -> Any:
-    import datetime as dt
-
-    return dt.datetime.now(dt.UTC)
-
-
-def _result_doc(r: PixelResult) -> dict[str, Any]:
-    return {
-        "task_id": r.task_id,
-        "scan_id": r.scan_id,
-        "nside": r.nside,
-        "pixel": r.pixel,
-        "variation": r.variation,
-        "llh": r.llh,
-        "status": r.status,
-        "fit": r.fit,
-        "error": r.error,
-        "runtime_s": r.runtime_s,
-        "worker": r.worker,
-        "stored_at": _now(),
-    }
-
-
-def _variation_result(doc: dict[str, Any]) -> VariationResult:
-    llh = doc.get("llh")
-    failed = doc.get("status") == "failed" or llh is None
-    return VariationResult(
-        doc["nside"],
-        doc["pixel"],
-        doc["variation"],
-        math.nan if llh is None else float(llh),
-        doc.get("fit") or {},
-        failed,
-        doc.get("error"),
-    )
+        await self.db.close()
 
 
 def _last_per_queue(batch: list[tuple[Delivery, PixelResult]]) -> list[Delivery]:

@@ -10,46 +10,40 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pymongo.errors import PyMongoError
 
 from skydriver_api import metrics
-from skydriver_api.config import OpsSettings
 from skydriver_api.launchers import Launcher, make_launcher
 from skydriver_api.reconciler import Reconciler
 from skydriver_api.routers import alerts, backlog, catalogs, ops, scans, tokens
-from skydriver_api.store import Store, hash_token
-from skyinfra.settings import Settings, get_settings
+from skydriver_api.services.errors import ServiceError
+from skydriver_api.settings import ApiSettings, get_settings
+from skyinfra.store import Database, DatabaseError, hash_token
 from skyscan.physics.event import format_validation_error
 
 log = logging.getLogger("skydriver.api")
 
 
 def create_app(
-    settings: Settings | None = None, launcher: Launcher | None = None, reconcile: bool = True
+    settings: ApiSettings | None = None, launcher: Launcher | None = None, reconcile: bool = True
 ) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = Store(settings)
-        app.state.store = store
+        db = Database(settings.mongodb_uri.get_secret_value(), settings.mongodb_database)
+        app.state.db = db
         try:
-            await store.ensure_indexes(app.state.ops_settings.idempotency_key_ttl_s)
-        except PyMongoError as err:  # start anyway; /readyz reports it and requests get 503
+            await db.ensure_indexes(settings.idempotency_key_ttl_s)
+        except DatabaseError as err:  # start anyway; /readyz reports it and requests get 503
             log.warning("could not ensure indexes (database unavailable?): %s", err)
-        app.state.reconciler = Reconciler(
-            settings,
-            store,
-            launcher or make_launcher(settings),
-            app.state.ops_settings,
-        )
+        app.state.reconciler = Reconciler(settings, db, launcher or make_launcher(settings))
         if reconcile:
             app.state.reconciler.start()
         try:
             yield
         finally:
             await app.state.reconciler.stop()
-            await store.close()
+            await db.close()
 
     app = FastAPI(
         title="SkyDriver",
@@ -58,13 +52,16 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.ops_settings = OpsSettings()
     app.state.admin_token_hash = (
         hash_token(settings.admin_token.get_secret_value()) if settings.admin_token else None
     )
 
-    @app.exception_handler(PyMongoError)
-    async def database_unavailable(request: Request, exc: PyMongoError) -> JSONResponse:
+    @app.exception_handler(ServiceError)
+    async def service_refused(request: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(DatabaseError)
+    async def database_unavailable(request: Request, exc: DatabaseError) -> JSONResponse:
         log.warning("database error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
         return JSONResponse(
             {"detail": "the database is unavailable; nothing was changed, retry in a few seconds"},

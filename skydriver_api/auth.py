@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, HTTPException, Request
-from pymongo.asynchronous.collection import AsyncCollection
 
-from skydriver_api.store import Store, hash_token, utcnow
+from skyinfra.store import Database, hash_token
+from skyinfra.store.tokens import TokenRepository
+from skyscan.records.scan import utcnow
 
 Role = Literal["reader", "submitter", "admin"]
 ROLES: tuple[Role, ...] = ("reader", "submitter", "admin")
@@ -63,8 +64,8 @@ async def authenticate(request: Request) -> Principal:
     admin = request.app.state.admin_token_hash
     if admin is not None and hmac.compare_digest(digest, admin):
         return Principal("admin", "admin")
-    store: Store = request.app.state.store
-    doc = await store.tokens.find_one({"token_hash": digest})
+    db: Database = request.app.state.db
+    doc = await db.tokens.by_hash(digest)
     if doc is not None:
         if doc.get("revoked_at") is not None:
             raise _unauthorized("this token was revoked")
@@ -72,7 +73,7 @@ async def authenticate(request: Request) -> Principal:
         if expires is not None and expires < utcnow():
             raise _unauthorized("this token has expired")
         return Principal(doc["owner"], doc["role"], token_id=doc["_id"])
-    scan = await store.scans.find_one({"token_hashes": digest}, {"_id": 1})
+    scan = await db.scans.by_token_hash(digest)
     if scan is not None:
         return Principal(f"scan:{scan['_id']}", "scan", scan_id=scan["_id"])
     raise _unauthorized("unknown token")
@@ -108,7 +109,7 @@ def check_scan_access(principal: Principal, scan: dict, *, manage: bool = False)
 
 # -- stored user tokens ---------------------------------------------------------------------------
 async def create_token(
-    tokens: AsyncCollection,
+    tokens: TokenRepository,
     role: Role,
     owner: str,
     *,
@@ -132,20 +133,13 @@ async def create_token(
         "revoked_at": None,
         "note": note,
     }
-    await tokens.insert_one(doc)
+    await tokens.insert(doc)
     return token, doc
 
 
-async def revoke_token(tokens: AsyncCollection, token_id: str, by: str = "cli") -> dict[str, Any] | None:
+async def revoke_token(tokens: TokenRepository, token_id: str, by: str = "cli") -> dict[str, Any] | None:
     """Mark a token revoked (kept for the audit trail); None when no such token exists."""
-    from pymongo import ReturnDocument
-
-    doc = await tokens.find_one_and_update(
-        {"_id": token_id},
-        {"$set": {"revoked_at": utcnow(), "revoked_by": by}},
-        return_document=ReturnDocument.AFTER,
-    )
-    return doc
+    return await tokens.revoke(token_id, by, utcnow())
 
 
 def token_summary(doc: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from skyscan.refinement.state import Refinement, TaskSpec
 from skyscan.refinement.strategies import make_strategy
 from skyscan.skymap.assembly import build_result
 
-__all__ = ["ScanProgress", "parse_reco_options", "run_local_scan"]
+__all__ = ["ScanProgress", "run_local_scan"]
 
 
 # Per-process state of pool workers (set by the initializer, so the event is prepared once).
@@ -128,24 +128,3 @@ def run_local_scan(
             progression=strat.describe(),
         )
     return doc
-
-
-def parse_reco_options(items: Iterable[str]) -> dict[str, Any]:
-    """``k=v`` strings to options: ints, floats, booleans and strings as written."""
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"reco option {item!r} is not key=value")
-        value: Any = raw
-        if raw.lower() in ("true", "false"):
-            value = raw.lower() == "true"
-        else:
-            for cast in (int, float):
-                try:
-                    value = cast(raw)
-                    break
-                except ValueError:
-                    continue
-        options[key.strip().replace("-", "_")] = value
-    return options

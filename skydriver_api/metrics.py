@@ -9,8 +9,9 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from skydriver_api.queues import queue_depths
-from skydriver_api.store import ACTIVE_STATES, SCAN_STATES, Store
-from skyinfra.settings import Settings
+from skyinfra.settings import BrokerSettings
+from skyinfra.store import Database
+from skyscan.records.scan import SCAN_STATES
 
 log = logging.getLogger("skydriver.metrics")
 
@@ -55,13 +56,12 @@ def priority_class(priority: int) -> str:
     return "realtime" if priority >= 100 else "catalog" if priority < 0 else "normal"
 
 
-async def refresh(store: Store, settings: Settings | None = None) -> None:
+async def refresh(db: Database, settings: BrokerSettings | None = None) -> None:
     counts = {state: 0 for state in SCAN_STATES}
-    async for row in await store.scans.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}]):
-        counts[row["_id"]] = row["n"]
+    counts.update(await db.scans.counts_by_state())
     for state, n in counts.items():
         SCANS_BY_STATE.labels(state).set(n)
-    total = await store.pixel_results.estimated_document_count()
+    total = await db.pixel_results.estimated_count()
     PIXELS_DONE.set(total)
     now = time.monotonic()
     if "t" in _last and now > _last["t"]:
@@ -69,13 +69,11 @@ async def refresh(store: Store, settings: Settings | None = None) -> None:
     _last.update(t=now, n=total)
 
     backlog = {"realtime": 0, "normal": 0, "catalog": 0}
-    async for scan in store.scans.find({"state": "queued"}, {"priority": 1}):
+    for scan in await db.scans.queued({"priority": 1}, limit=0):
         backlog[priority_class(scan.get("priority", 0))] += 1
     for cls, n in backlog.items():
         BACKLOG.labels(cls).set(n)
-    active = [
-        d async for d in store.scans.find({"state": {"$in": list(ACTIVE_STATES)}}, {"workers": 1, "state": 1})
-    ]
+    active = await db.scans.active({"workers": 1, "state": 1})
     WORKERS_IN_USE.set(sum(d.get("workers", 0) for d in active))
     if settings is not None:
         running = [d["_id"] for d in active if d["state"] == "running"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pika
 import pika.exceptions
 
-from skyinfra.settings import Settings
+from skyinfra.settings import BrokerSettings
 from skyscan.wire import queue_names
 
 
-def _connect(settings: Settings) -> pika.BlockingConnection:
+def _connect(settings: BrokerSettings) -> pika.BlockingConnection:
     params = pika.URLParameters(settings.rabbitmq_url.get_secret_value())
     params.socket_timeout = 5
     params.blocked_connection_timeout = 5
@@ -17,7 +17,7 @@ def _connect(settings: Settings) -> pika.BlockingConnection:
     return pika.BlockingConnection(params)
 
 
-def delete_scan_queues(settings: Settings, scan_id: str) -> None:
+def delete_scan_queues(settings: BrokerSettings, scan_id: str) -> None:
     """Delete every queue of a scan (idempotent; missing queues are fine)."""
     conn = _connect(settings)
     try:
@@ -32,7 +32,7 @@ def delete_scan_queues(settings: Settings, scan_id: str) -> None:
         conn.close()
 
 
-def broker_reachable(settings: Settings) -> bool:
+def broker_reachable(settings: BrokerSettings) -> bool:
     try:
         _connect(settings).close()
         return True
@@ -40,7 +40,7 @@ def broker_reachable(settings: Settings) -> bool:
         return False
 
 
-def queue_depths(settings: Settings, scan_ids: list[str]) -> dict[str, int]:
+def queue_depths(settings: BrokerSettings, scan_ids: list[str]) -> dict[str, int]:
     """Ready messages per queue kind summed over scans ('pixels', 'results', 'dead')."""
     totals = {"pixels": 0, "results": 0, "dead": 0}
     conn = _connect(settings)

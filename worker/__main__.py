@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from skyinfra.logs import setup_logging
-from skyinfra.settings import Settings
 from worker.run import Worker
+from worker.settings import WorkerSettings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scan-id", required=True)
     args = parser.parse_args(argv)
     setup_logging("worker", args.scan_id)
-    return Worker(Settings(), args.scan_id).run()
+    return Worker(WorkerSettings(), args.scan_id).run()
 
 
 if __name__ == "__main__":

@@ -24,9 +24,9 @@ import pika
 import pika.exceptions
 
 from skyinfra.backoff import Backoff
-from skyinfra.settings import Settings
 from skyscan.wire import MessageError, PixelResult, decode_task, encode, queue_names
 from worker.fitter import FitInterrupted, Fitter, FitTimeout
+from worker.settings import WorkerSettings
 
 log = logging.getLogger("skydriver.worker")
 RECONNECT_BACKOFF = Backoff(initial_s=0.5, max_s=10.0)
@@ -46,11 +46,11 @@ class EventUnavailable(RuntimeError):
     pass
 
 
-def fetch_event(settings: Settings, scan_id: str, deadline_s: float = 120.0) -> dict[str, Any]:
+def fetch_event(settings: WorkerSettings, scan_id: str, deadline_s: float = 120.0) -> dict[str, Any]:
     """GET the scan's event from the API with the scan's system token (retrying while the API is away)."""
     token = settings.read_scan_token()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    url = f"{settings.resolved_api_url}/api/v1/scans/{scan_id}/event"
+    url = f"{settings.api_url}/api/v1/scans/{scan_id}/event"
     waits, start = RECONNECT_BACKOFF.waits(), time.monotonic()
     while True:
         try:
@@ -70,7 +70,7 @@ def fetch_event(settings: Settings, scan_id: str, deadline_s: float = 120.0) -> 
 
 
 class Worker:
-    def __init__(self, settings: Settings, scan_id: str) -> None:
+    def __init__(self, settings: WorkerSettings, scan_id: str) -> None:
         self.settings = settings
         self.scan_id = scan_id
         self.queues = queue_names(scan_id)

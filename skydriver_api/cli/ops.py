@@ -29,15 +29,17 @@ def register(app: typer.Typer) -> None:
 
 # -- tokens ------------------------------------------------------------------------------------------
 async def _with_store(action: Any) -> Any:
-    from skydriver_api.store import Store
-    from skyinfra.settings import Settings
+    """Run ``action(db)`` against the service's database (server host only: it writes MongoDB)."""
+    from skyinfra.settings import DatabaseSettings
+    from skyinfra.store import Database
 
-    store = Store(Settings())
+    settings = DatabaseSettings()
+    db = Database(settings.mongodb_uri.get_secret_value(), settings.mongodb_database)
     try:
-        await store.ensure_indexes()
-        return await action(store)
+        await db.ensure_indexes()
+        return await action(db)
     finally:
-        await store.close()
+        await db.close()
 
 
 @tokens_app.command("create")
@@ -98,7 +100,7 @@ def tokens_list() -> None:
     from rich.table import Table
 
     async def fetch(store: Any) -> list[dict[str, Any]]:
-        return [d async for d in store.tokens.find({}, {"token_hash": 0}).sort([("created_at", -1)])]
+        return await store.tokens.newest(limit=0)
 
     table = Table("token id", "role", "owner", "created", "expires", "revoked", "note")
     for d in asyncio.run(_with_store(fetch)):

@@ -114,9 +114,10 @@ def scan_local(
     """Run a whole progressive scan on this machine (no broker, no database)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from skydriver_api.local_scan import ScanProgress, parse_reco_options, run_local_scan
+    from skydriver_api.local_scan import ScanProgress, run_local_scan
     from skyscan.physics.recos.base import RecoUnsuitable
     from skyscan.physics.recos.registry import UnknownReco
+    from skyscan.records.spec import parse_options as parse_reco_options
     from skyscan.skymap.exports import write_product
 
     try:

@@ -32,11 +32,11 @@ def api(
     import uvicorn
 
     from skydriver_api.app import create_app
+    from skydriver_api.settings import ApiSettings
     from skyinfra.logs import setup_logging
-    from skyinfra.settings import Settings
 
     overrides = {k: v for k, v in (("api_host", host), ("api_port", port)) if v is not None}
-    settings = Settings(**overrides)
+    settings = ApiSettings(**overrides)
     setup_logging("api")
     uvicorn.run(
         create_app(settings),

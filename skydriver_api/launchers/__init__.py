@@ -10,10 +10,10 @@ from skydriver_api.launchers.base import (
     WorkerCluster,
     WorkforceStatus,
 )
-from skyinfra.settings import Settings
+from skydriver_api.settings import ApiSettings
 
 
-def make_launcher(settings: Settings) -> Launcher:
+def make_launcher(settings: ApiSettings) -> Launcher:
     if settings.launcher == "local":
         from skydriver_api.launchers.local import LocalLauncher
 

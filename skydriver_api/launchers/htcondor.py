@@ -158,7 +158,7 @@ class HTCondorLauncher:
                 self._server_launcher = KubernetesLauncher()
             else:
                 from skydriver_api.launchers.local import LocalLauncher
-                from skyinfra.settings import get_settings
+                from skydriver_api.settings import get_settings
 
                 self._server_launcher = LocalLauncher(get_settings())
         return self._server_launcher
@@ -254,7 +254,7 @@ class HTCondorLauncher:
         """The per-scan token and broker URL as 0600 files in a 0700 directory; returns the directory."""
         broker = self.settings.broker_url
         if broker is None:
-            from skyinfra.settings import get_settings
+            from skydriver_api.settings import get_settings
 
             broker = get_settings().rabbitmq_url
         scan_dir = self.scan_dir(spec.scan_id).resolve()

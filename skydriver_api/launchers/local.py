@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from skydriver_api.launchers.base import LaunchError, LaunchSpec, WorkerCluster, WorkforceStatus
-from skyinfra.settings import Settings
+from skydriver_api.settings import ApiSettings
 
 # Variables a child must not inherit from the API (secrets of the API itself).
 _PRIVATE_ENV = ("SKYDRIVER_ADMIN_TOKEN", "SKYDRIVER_SCAN_TOKEN")
@@ -26,7 +26,7 @@ _PRIVATE_ENV = ("SKYDRIVER_ADMIN_TOKEN", "SKYDRIVER_SCAN_TOKEN")
 class LocalLauncher:
     name = "local"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ApiSettings) -> None:
         self.settings = settings
         self.runtime_dir = settings.runtime_dir.resolve()
         self._procs: dict[int, subprocess.Popen] = {}

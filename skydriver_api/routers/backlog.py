@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from skydriver_api.auth import Principal, require
+from skydriver_api.dependencies import DatabaseDep, SettingsDep
 from skydriver_api.models import Backlog, BacklogEntry
 from skydriver_api.scheduling import QUEUE_FIELDS, admission_order, waiting_reason
-from skydriver_api.store import ACTIVE_STATES, utcnow
+from skyscan.records.scan import utcnow
 
 router = APIRouter(prefix="/api/v1", tags=["scans"])
 
 
 @router.get("/backlog", response_model=Backlog)
-async def backlog(request: Request, principal: Principal = require("reader")) -> Backlog:
+async def backlog(
+    db: DatabaseDep, settings: SettingsDep, principal: Principal = require("reader")
+) -> Backlog:
     """Queued scans in the order the reconciler admits them, with priority, owner, launch attempts,
     the next attempt time and what each is waiting for."""
-    store = request.app.state.store
-    settings = request.app.state.settings
-    active = [
-        d
-        async for d in store.scans.find(
-            {"state": {"$in": list(ACTIVE_STATES)}}, {"workers": 1, "priority": 1, "owner": 1}
-        )
-    ]
-    queued = [d async for d in store.scans.find({"state": "queued"}, QUEUE_FIELDS).limit(5000)]
+    active = await db.scans.active({"workers": 1, "priority": 1, "owner": 1})
+    queued = await db.scans.queued(QUEUE_FIELDS, limit=5000)
     n_active = len(active)
     in_use = sum(d.get("workers", 0) for d in active)
     now = utcnow()

@@ -27,7 +27,7 @@ async def readyz(request: Request) -> JSONResponse:
     """Readiness: MongoDB and RabbitMQ are reachable, else 503 naming which is not."""
     checks: dict[str, str] = {}
     try:
-        await asyncio.wait_for(request.app.state.store.ping(), 3)
+        await asyncio.wait_for(request.app.state.db.ping(), 3)
         checks["mongodb"] = "ok"
     except Exception as err:
         checks["mongodb"] = f"unreachable: {type(err).__name__}"
@@ -41,7 +41,7 @@ async def readyz(request: Request) -> JSONResponse:
 
 @router.get("/metrics")
 async def prometheus_metrics(request: Request) -> Response:
-    await metrics.refresh(request.app.state.store, request.app.state.settings)
+    await metrics.refresh(request.app.state.db, request.app.state.settings)
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 
 from skydriver_api.auth import Principal, create_token, require, revoke_token, token_summary
+from skydriver_api.dependencies import DatabaseDep
 from skydriver_api.models import TokenCreate, TokenCreated
 
 router = APIRouter(prefix="/api/v1", tags=["tokens"])
 
 
 @router.post("/tokens", status_code=201, response_model=TokenCreated)
-async def create(
-    body: TokenCreate, request: Request, principal: Principal = require("admin")
-) -> TokenCreated:
+async def create(body: TokenCreate, db: DatabaseDep, principal: Principal = require("admin")) -> TokenCreated:
     """Create a token for ``owner`` with ``role``; the token is in this response only (its hash is kept)."""
     token, doc = await create_token(
-        request.app.state.store.tokens,
+        db.tokens,
         body.role,
         body.owner,
         expires_days=body.expires_days,
@@ -31,16 +30,15 @@ async def create(
 
 
 @router.get("/tokens")
-async def list_tokens(request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
+async def list_tokens(db: DatabaseDep, principal: Principal = require("admin")) -> dict[str, Any]:
     """Every stored token (never the token or its hash), newest first."""
-    cursor = request.app.state.store.tokens.find({}).sort([("created_at", -1)]).limit(1000)
-    return {"tokens": [token_summary(d) async for d in cursor]}
+    return {"tokens": [token_summary(d) for d in await db.tokens.newest()]}
 
 
 @router.delete("/tokens/{token_id}")
-async def revoke(token_id: str, request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
+async def revoke(token_id: str, db: DatabaseDep, principal: Principal = require("admin")) -> dict[str, Any]:
     """Revoke a token: requests with it get 401 from now on."""
-    doc = await revoke_token(request.app.state.store.tokens, token_id, by=principal.name)
+    doc = await revoke_token(db.tokens, token_id, by=principal.name)
     if doc is None:
         raise HTTPException(404, detail=f"no token with id {token_id!r}")
     return token_summary(doc)

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from skydriver_api.store import hash_token
+from skyinfra.store import hash_token
 from tests.conftest import LiveApi, make_event, start_api, stop_api
 
 FAR_FUTURE = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)

@@ -6,7 +6,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from skydriver_api.app import create_app
-from skyinfra.settings import Settings
+from skydriver_api.settings import ApiSettings as Settings
 
 # The schema comes from the app object (no network); the calls go to a live API over HTTP.
 schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi())

@@ -15,9 +15,9 @@ import pytest
 from pymongo import MongoClient
 
 from server.scan import ScanServer
+from server.settings import ServerSettings as Settings
 from skydriver_api.models import ScanRequest
-from skydriver_api.routers.scans import new_scan_document
-from skyinfra.settings import Settings
+from skydriver_api.services.scans import new_scan_document, spec_of
 from skyscan.physics.event import parse_event
 from skyscan.physics.recos.dummy import DummyReco
 from skyscan.wire import PixelResult, decode_task, encode, queue_names
@@ -35,7 +35,7 @@ def database(services: None):  # type: ignore[no-untyped-def]
 
 def insert_scan(db, event: dict, nsides: str = "8:0") -> str:  # type: ignore[no-untyped-def]
     req = ScanRequest(event=event, reco="dummy", nsides=nsides, workers=1)
-    doc = new_scan_document(req, "tester", 1, nsides)
+    doc = new_scan_document(req, "tester", spec_of(req))
     db.events.insert_one({"_id": doc["_id"], "event": event})
     db.scans.insert_one(doc)
     db.pixel_results.create_index("task_id", unique=True)

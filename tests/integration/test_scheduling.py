@@ -14,12 +14,11 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from skydriver_api.config import OpsSettings
 from skydriver_api.launchers.base import LaunchError, LaunchSpec, WorkerCluster, WorkforceStatus
 from skydriver_api.reconciler import Reconciler
 from skydriver_api.scheduling import admission_order
-from skydriver_api.store import Store
-from skyinfra.settings import Settings
+from skydriver_api.settings import ApiSettings as Settings
+from skyinfra.store import Database as Store
 from tests.conftest import MONGO_URI
 
 
@@ -97,17 +96,14 @@ def run(
     database: str,
     launcher: FakeLauncher,
     body: Callable[[Reconciler, Store], Awaitable[Any]],
-    ops: OpsSettings | None = None,
     **settings: Any,
 ) -> Any:
     async def main() -> Any:
-        s = settings_for(database, **settings)
-        store = Store(s)
+        s = settings_for(database, **{"max_launch_attempts": 3, **settings})
+        store = Store(s.mongodb_uri.get_secret_value(), s.mongodb_database)
         try:
             await store.ensure_indexes()
-            return await body(
-                Reconciler(s, store, launcher, ops or OpsSettings(max_launch_attempts=3)), store
-            )
+            return await body(Reconciler(s, store, launcher), store)
         finally:
             await store.close()
 

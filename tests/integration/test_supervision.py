@@ -14,9 +14,9 @@ from pymongo import MongoClient
 from skydriver_api.launchers.base import LaunchError, LaunchSpec, WorkerCluster, WorkforceStatus
 from skydriver_api.models import ScanRequest
 from skydriver_api.reconciler import Reconciler
-from skydriver_api.routers.scans import new_scan_document
-from skydriver_api.store import Store
-from skyinfra.settings import Settings
+from skydriver_api.services.scans import new_scan_document, spec_of
+from skydriver_api.settings import ApiSettings as Settings
+from skyinfra.store import Database
 from tests.conftest import AMQP_URL, MONGO_URI, make_event
 
 
@@ -57,9 +57,10 @@ def settings(services: None):  # type: ignore[no-untyped-def]
     MongoClient(MONGO_URI).drop_database(name)
 
 
-async def _insert(store: Store) -> str:
-    doc = new_scan_document(ScanRequest(event=make_event(), reco="dummy", nsides="8:0"), "tester", 1, "8:0")
-    await store.insert_scan(doc, make_event())
+async def _insert(store: Database) -> str:
+    req = ScanRequest(event=make_event(), reco="dummy", nsides="8:0")
+    doc = new_scan_document(req, "tester", spec_of(req))
+    await store.create_scan(doc, make_event())
     return doc["_id"]
 
 
@@ -67,13 +68,13 @@ def test_dead_server_is_replaced_a_bounded_number_of_times(settings: Settings) -
     launcher = DyingServerLauncher()
 
     async def main() -> dict[str, Any]:
-        store = Store(settings)
+        store = Database(settings.mongodb_uri.get_secret_value(), settings.mongodb_database)
         await store.ensure_indexes()
         scan_id = await _insert(store)
         reconciler = Reconciler(settings, store, launcher)
         for _ in range(6):
             await reconciler.reconcile_once()
-        scan = await store.get_scan(scan_id)
+        scan = await store.scans.get(scan_id)
         await store.close()
         return scan  # type: ignore[return-value]
 
@@ -93,17 +94,17 @@ def test_failing_launch_backs_off_then_fails_with_the_reason(settings: Settings)
     launcher = DyingServerLauncher(fail_launch=True)
 
     async def main() -> list[dict[str, Any]]:
-        store = Store(settings)
+        store = Database(settings.mongodb_uri.get_secret_value(), settings.mongodb_database)
         await store.ensure_indexes()
         scan_id = await _insert(store)
         reconciler = Reconciler(settings, store, launcher)
         seen = []
         for _ in range(5):
             await reconciler.reconcile_once()
-            scan = await store.get_scan(scan_id)
+            scan = await store.scans.get(scan_id)
             seen.append(scan)
             # let the back-off pass without waiting for it
-            await store.scans.update_one(
+            await store.db.scans.update_one(
                 {"_id": scan_id, "state": "queued"}, {"$set": {"launch.next_attempt_at": scan["created_at"]}}
             )
         await store.close()

@@ -6,7 +6,7 @@ import pytest
 from fastapi import HTTPException
 
 from skydriver_api.auth import ROLES, Principal, check_scan_access, new_token, token_summary
-from skydriver_api.store import hash_token
+from skyinfra.store import hash_token
 
 SCAN = {"_id": "s1", "owner": "alice"}
 

@@ -322,10 +322,16 @@ def _documented() -> set[str]:
 
 
 def test_deploy_docs_list_every_setting() -> None:
-    from skyinfra.settings import Settings
+    from server.settings import ServerSettings
+    from skydriver_api.settings import ApiSettings
+    from worker.settings import WorkerSettings
 
     documented = _documented()
-    expected = {f"SKYDRIVER_{name.upper()}" for name in Settings.model_fields}
+    expected = {
+        f"SKYDRIVER_{name.upper()}"
+        for cls in (ApiSettings, ServerSettings, WorkerSettings)
+        for name in cls.model_fields
+    }
     expected |= {f"SKYDRIVER_K8S_{name.upper()}" for name in KubernetesSettings.model_fields}
     expected |= {f"SKYDRIVER_CONDOR_{name.upper()}" for name in HTCondorSettings.model_fields}
     assert expected - documented == set()

@@ -11,12 +11,13 @@ import pytest
 from typer.testing import CliRunner
 
 from skydriver_api.cli import app
-from skydriver_api.local_scan import ScanProgress, parse_reco_options, run_local_scan
+from skydriver_api.local_scan import ScanProgress, run_local_scan
 from skyscan.physics.event import save_event
 from skyscan.physics.recos.base import FitResult
 from skyscan.physics.recos.dummy import DummyReco
 from skyscan.physics.recos.registry import RECOS
 from skyscan.physics.simulate import simulate_track
+from skyscan.records.spec import parse_options as parse_reco_options
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,173 @@
+"""Realtime alerts: one scan per alert revision, launched at realtime priority.
+
+Two accepted bodies:
+
+* the open format with alert metadata: ``{"event": <skydriver.event/1>, "alert": {run_id, event_id,
+  revision, stream, ...}}``;
+* an IceCube i3live realtime document (``{"value": {"data": ...}, ...}``), optionally wrapped as
+  ``{"i3live": <document>, "alert": {revision, stream, ...}}``; it is converted with
+  :func:`skyscan.readers.realtime.read_realtime_event` and the geometry of ``SKYDRIVER_GEOMETRY_FILE``.
+
+Duplicates (same run, event and revision; unique index on ``alerts``) return the existing scan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from skydriver_api.models import AlertMeta, AlertRequest, ScanRequest
+from skydriver_api.services.errors import Conflict, Invalid
+from skydriver_api.services.scans import ScanService
+from skydriver_api.settings import REALTIME_PRIORITY, ApiSettings
+from skyinfra.store import Duplicate
+from skyscan.physics.event import Event
+from skyscan.records.scan import new_scan_id, utcnow
+
+
+def _validation_detail(err: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()[:10])
+
+
+@lru_cache(maxsize=4)
+def _geometry(path: str) -> Any:
+    from skyscan.physics.geometry import load_geometry_csv
+
+    return load_geometry_csv(path)
+
+
+def _geometry_path(settings: ApiSettings) -> Path | None:
+    if settings.geometry_file is not None:
+        return settings.geometry_file
+    from skyscan.physics.geometry import find_default_geometry
+
+    return find_default_geometry()
+
+
+def _convert_i3live(document: dict[str, Any], settings: ApiSettings) -> Event:
+    from skyscan.readers.realtime import RealtimeFormatError, read_realtime_event
+
+    path = _geometry_path(settings)
+    if path is None or not Path(path).is_file():
+        raise Invalid(
+            "i3live alerts need a detector geometry: set SKYDRIVER_GEOMETRY_FILE "
+            "(or send the open format: {event, alert})",
+        )
+    try:
+        return read_realtime_event(document, _geometry(str(path)))
+    except RealtimeFormatError as err:
+        raise Invalid(f"i3live event: {err}") from None
+    except Exception as err:  # untrusted input, malformed beyond what the reader names: still a 4xx
+        raise Invalid(f"i3live event: unreadable ({type(err).__name__}: {err})") from None
+
+
+def _i3live_stream(document: dict[str, Any]) -> str:
+    value = document.get("value")
+    streams = value.get("streams") if isinstance(value, dict) else None
+    if isinstance(streams, list) and streams and isinstance(streams[0], str):
+        return streams[0]
+    return str(document.get("varname", ""))[:100]
+
+
+async def parse_alert(body: dict[str, Any], settings: ApiSettings) -> tuple[Event, AlertMeta, str]:
+    """(event, alert metadata, source format) from either accepted body."""
+    if "event" in body:
+        try:
+            req = AlertRequest.model_validate(body)
+        except ValidationError as err:
+            raise Invalid(_validation_detail(err)) from None
+        if (req.alert.run_id, req.alert.event_id) != (req.event.run_id, req.event.event_id):
+            raise Invalid(
+                f"alert: run_id/event_id ({req.alert.run_id}, {req.alert.event_id}) "
+                f"differ from the event's ({req.event.run_id}, {req.event.event_id})",
+            )
+        return req.event, req.alert, "open"
+    document = body.get("i3live", body)
+    if not isinstance(document, dict) or "value" not in document:
+        raise Invalid(
+            "expected {event, alert} (open format) or an i3live realtime document "
+            "(with 'value'), optionally as {i3live, alert}",
+        )
+    event = await asyncio.to_thread(_convert_i3live, document, settings)
+    extra = body.get("alert", {}) if "i3live" in body else {}
+    if not isinstance(extra, dict):
+        raise Invalid("alert: must be an object")
+    meta_doc = {
+        "stream": _i3live_stream(document),
+        **extra,
+        "run_id": event.run_id,
+        "event_id": event.event_id,
+    }
+    try:
+        meta = AlertMeta.model_validate(meta_doc)
+    except ValidationError as err:
+        raise Invalid(f"alert: {_validation_detail(err)}") from None
+    return event, meta, "i3live"
+
+
+@dataclass(frozen=True)
+class AlertOutcome:
+    scan_id: str
+    duplicate: bool
+    alert: dict[str, Any]
+
+
+def public(alert_doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in alert_doc.items() if k != "_id"}
+
+
+async def existing(service: ScanService, meta: AlertMeta) -> AlertOutcome | None:
+    found = await service.db.alerts.find(meta.run_id, meta.event_id, meta.revision)
+    if found is None:
+        return None
+    return AlertOutcome(found["scan_id"], duplicate=True, alert=public(found))
+
+
+async def submit(service: ScanService, body: dict[str, Any], owner: str) -> AlertOutcome:
+    """Scan a realtime alert at priority 100 with the configured reco, nsides and workers; the same
+    (run_id, event_id, revision) again returns the scan of the first."""
+    settings = service.settings
+    event, meta, source = await parse_alert(body, settings)
+    if (dup := await existing(service, meta)) is not None:
+        return dup
+    req = ScanRequest(
+        event=event,
+        reco=settings.alert_reco,
+        nsides=settings.alert_nsides,
+        workers=settings.alert_workers,
+        priority=REALTIME_PRIORITY,
+        classifiers={"alert_stream": meta.stream or "unknown", "alert_revision": meta.revision},
+    )
+    service.checked_spec(req)
+    scan_id = new_scan_id()
+    now = utcnow()
+    alert_doc = {
+        **meta.model_dump(),
+        "scan_id": scan_id,
+        "received_at": now,
+        "owner": owner,
+        "source": source,
+    }
+    try:
+        await service.db.alerts.insert(alert_doc)
+    except Duplicate:  # the same alert arrived concurrently
+        dup = await existing(service, meta)
+        if dup is None:
+            raise Conflict("a concurrent copy of this alert failed; retry") from None
+        return dup
+    extra = {
+        "alert": public(alert_doc),
+        "webhook_pending": bool(settings.alert_webhook_url),
+        "webhook": {"attempts": 0, "next_attempt_at": now},
+    }
+    try:
+        await service.create(req, owner, extra, scan_id=scan_id)
+    except BaseException:
+        await service.db.alerts.delete_for_scan(scan_id)
+        raise
+    return AlertOutcome(scan_id, duplicate=False, alert=public(alert_doc))

@@ -1,0 +1,76 @@
+"""The persistence layer: one repository per collection, each the only writer of its records.
+
+The API (with its reconciler) and the scan servers both use it; they never touch a collection
+directly. ``Database`` opens the client and holds the repositories:
+
+| repository | collection | record |
+|---|---|---|
+| ``scans`` | ``scans`` | the scan record: ``state``/``history`` change only through ``transition()`` |
+| ``events`` | ``events`` | the event of each scan (kept apart: it can be large) |
+| ``pixel_results`` | ``pixel_results`` | one document per task id (unique), first result wins |
+| ``skymaps`` | ``skymaps`` | the final result document of a scan, written once |
+| ``tokens`` | ``tokens`` | hashed bearer tokens |
+| ``idempotency_keys`` | ``idempotency_keys`` | one per owner and ``Idempotency-Key`` |
+| ``alerts`` | ``alerts`` | one per realtime alert revision (run, event, revision) |
+| ``catalogs`` | ``catalogs`` | catalog jobs whose child scans carry ``catalog_id`` |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from skyinfra.store.alerts import AlertRepository
+from skyinfra.store.catalogs import CatalogRepository
+from skyinfra.store.events import EventRepository
+from skyinfra.store.idempotency import IdempotencyKeyRepository
+from skyinfra.store.pixel_results import PixelResultRepository
+from skyinfra.store.scans import ScanRepository
+from skyinfra.store.skymaps import SkymapRepository
+from skyinfra.store.tokens import TokenRepository, hash_token
+
+# What callers catch, without importing the driver themselves.
+DatabaseError = PyMongoError
+Duplicate = DuplicateKeyError
+
+
+class Database:
+    def __init__(self, uri: str, name: str, server_selection_timeout_ms: int = 3000) -> None:
+        self.client: AsyncMongoClient = AsyncMongoClient(
+            uri, serverSelectionTimeoutMS=server_selection_timeout_ms, tz_aware=True
+        )
+        self.db: AsyncDatabase = self.client[name]
+        self.scans = ScanRepository(self.db.scans)
+        self.events = EventRepository(self.db.events)
+        self.pixel_results = PixelResultRepository(self.db.pixel_results)
+        self.skymaps = SkymapRepository(self.db.skymaps)
+        self.tokens = TokenRepository(self.db.tokens)
+        self.idempotency_keys = IdempotencyKeyRepository(self.db.idempotency_keys)
+        self.alerts = AlertRepository(self.db.alerts)
+        self.catalogs = CatalogRepository(self.db.catalogs)
+
+    async def ensure_indexes(self, idempotency_key_ttl_s: float | None = None) -> None:
+        await self.scans.ensure_indexes()
+        await self.pixel_results.ensure_indexes()
+        await self.skymaps.ensure_indexes()
+        await self.tokens.ensure_indexes()
+        await self.alerts.ensure_indexes()
+        await self.catalogs.ensure_indexes()
+        await self.idempotency_keys.ensure_indexes(idempotency_key_ttl_s)
+
+    async def create_scan(self, scan: dict[str, Any], event: dict[str, Any]) -> None:
+        """Event first, then scan: a scan document never exists without its event."""
+        await self.events.put(scan["_id"], event)
+        await self.scans.insert(scan)
+
+    async def ping(self) -> None:
+        await self.db.command("ping")
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+__all__ = ["Database", "DatabaseError", "Duplicate", "hash_token"]

@@ -1,0 +1,28 @@
+"""Alerts: one document per realtime alert revision, unique on (run, event, revision)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+
+
+class AlertRepository:
+    def __init__(self, collection: AsyncCollection) -> None:
+        self._c = collection
+
+    async def ensure_indexes(self) -> None:
+        await self._c.create_index(
+            [("run_id", ASCENDING), ("event_id", ASCENDING), ("revision", ASCENDING)], unique=True
+        )
+
+    async def find(self, run_id: int, event_id: int, revision: int) -> dict[str, Any] | None:
+        return await self._c.find_one({"run_id": run_id, "event_id": event_id, "revision": revision})
+
+    async def insert(self, doc: dict[str, Any]) -> None:
+        """Raises Duplicate when the same revision was stored concurrently."""
+        await self._c.insert_one(doc)
+
+    async def delete_for_scan(self, scan_id: str) -> None:
+        await self._c.delete_one({"scan_id": scan_id})

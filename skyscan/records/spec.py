@@ -1,0 +1,112 @@
+"""The scan specification: what a scan asks for, parsed and checked in one place.
+
+A frozen model of the reco and its options, the refinement strategy and its options, the nside
+progression and the level set of the error regions. It builds the reco and the strategy, so the
+API's validation, the scan server, the partial result and the local scan read a scan's
+configuration the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from skyscan.physics.event import Event
+from skyscan.physics.recos.base import Reco, RecoUnsuitable
+from skyscan.physics.recos.registry import get_reco
+from skyscan.refinement.progression import DEFAULT_PROGRESSION
+from skyscan.refinement.state import Strategy
+from skyscan.refinement.strategies import make_strategy
+from skyscan.skymap.contours import DEFAULT_LEVEL_SET, resolve_levels
+
+DEFAULT_RECO = "pandel-mpe"
+DEFAULT_STRATEGY = "progression"
+UNBOUNDED_NSIDE = 1 << 29
+
+
+class ScanSpecError(ValueError):
+    """A scan specification that cannot run; ``field`` names what to fix (reco, nsides/strategy, ...)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class ScanSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reco: str = DEFAULT_RECO
+    reco_options: dict[str, Any] = Field(default_factory=dict)
+    strategy: str = DEFAULT_STRATEGY
+    strategy_options: dict[str, Any] = Field(default_factory=dict)
+    nsides: str = DEFAULT_PROGRESSION
+    level_set: str = DEFAULT_LEVEL_SET
+
+    # -- building ------------------------------------------------------------------------------------
+    def build_reco(self) -> Reco:
+        return get_reco(self.reco, dict(self.reco_options))
+
+    def build_strategy(self, max_nside: int = UNBOUNDED_NSIDE) -> Strategy:
+        return make_strategy(self.strategy, self.nsides, max_nside, **self.strategy_options)
+
+    def n_variations(self) -> int:
+        return self.build_reco().n_variations()
+
+    # -- checking ------------------------------------------------------------------------------------
+    def checked(self, event: Event | None = None, max_nside: int = UNBOUNDED_NSIDE) -> ScanSpec:
+        """Check every part up front (a bad request changes nothing) and return the spec in canonical
+        form (the progression as the strategy describes it). Raises ScanSpecError."""
+        try:
+            reco = self.build_reco()
+            if event is not None:
+                reco.check_event(event)
+        except (ValueError, OverflowError, RecoUnsuitable) as err:  # OverflowError: ints beyond 64 bits
+            raise ScanSpecError("reco", str(err)) from None
+        try:
+            strategy = self.build_strategy(max_nside)
+        except (ValueError, TypeError) as err:
+            raise ScanSpecError("nsides/strategy", str(err)) from None
+        try:
+            resolve_levels(self.level_set)
+        except ValueError as err:
+            raise ScanSpecError("level_set", str(err)) from None
+        return self.model_copy(update={"nsides": strategy.describe()})
+
+    # -- stored form ---------------------------------------------------------------------------------
+    def to_doc(self) -> dict[str, Any]:
+        """The fields as they are stored on the scan document (with the reco's variation count)."""
+        return {**self.model_dump(), "n_variations": self.n_variations()}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> ScanSpec:
+        return cls(
+            reco=doc["reco"],
+            reco_options=doc.get("reco_options") or {},
+            strategy=doc.get("strategy", DEFAULT_STRATEGY),
+            strategy_options=doc.get("strategy_options") or {},
+            nsides=doc["nsides"],
+            level_set=doc.get("level_set", DEFAULT_LEVEL_SET),
+        )
+
+
+def parse_options(items: Iterable[str], what: str = "reco option") -> dict[str, Any]:
+    """``k=v`` strings (CLI options) to a dict: ints, floats, booleans and strings as written."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{what} {item!r} is not key=value")
+        value: Any = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(raw)
+                    break
+                except ValueError:
+                    continue
+        options[key.strip().replace("-", "_")] = value
+    return options
