@@ -249,9 +249,7 @@ class Reconciler:
             return  # workers notice the end of a scan by themselves; give them time
         if alive:
             await asyncio.to_thread(self.launcher.abort, scan["_id"], handles)
-        forget = getattr(self.launcher, "forget", None)
-        if forget is not None:
-            forget(handles)
+        self.launcher.forget(handles)
         await self.store.scans.update_one({"_id": scan["_id"]}, {"$set": {"launch.reaped": True}})
 
     async def _server_gone(self, scan: dict[str, Any], reason: str) -> None:

@@ -40,7 +40,10 @@ class Settings(BaseSettings):
     )
 
     # --- scans ----------------------------------------------------------------------------
-    launcher: Literal["local", "kubernetes", "htcondor"] = "local"
+    launcher: str = Field(
+        "local",
+        description="Where scan servers and workers run: a name in skydriver_api.launchers.registry.",
+    )
     reconcile_interval_s: float = Field(0.5, gt=0, description="How often the reconciler wakes up.")
     max_concurrent_scans: int = Field(4, ge=1)
     max_total_workers: int = Field(16, ge=1)
