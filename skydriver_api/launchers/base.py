@@ -3,9 +3,8 @@
 One implementation per infrastructure (``local`` processes, ``kubernetes`` Jobs, ``htcondor``
 clusters), chosen by ``SKYDRIVER_LAUNCHER`` through :mod:`skydriver_api.launchers.registry`. The
 abstract class names every call the reconciler makes, so a launcher that lacks one cannot be built.
-Every launcher receives the per-scan system token as a
-secret to hand over out of band (a file, a Kubernetes Secret), never on a command line or as a
-literal environment value stored anywhere.
+Every launcher receives the per-scan system token as a secret to hand over out of band (a file, a
+Kubernetes Secret), never on a command line or as a literal environment value stored anywhere.
 """
 
 from __future__ import annotations
@@ -95,7 +94,9 @@ class Launcher(ABC):
         """Start ``cluster.workers`` workers for the scan; returns handles to store."""
 
     @abstractmethod
-    def status(self, scan_id: str, handles: dict[str, Any]) -> WorkforceStatus: ...
+    def status(self, scan_id: str, handles: dict[str, Any]) -> WorkforceStatus:
+        """What it sees of the scan's processes; a ``LaunchError`` when it cannot tell (the reconciler
+        would take "unknown" for a vanished server)."""
 
     @abstractmethod
     def abort(self, scan_id: str, handles: dict[str, Any]) -> None:

@@ -44,15 +44,15 @@ def _container_image(image: str) -> str:
     return f"docker://{image}"
 
 
-def scan_dir(settings: HTCondorSettings, scan_id: str) -> Path:
-    """The scan's directory under the submit dir; a scan id unsafe in a path or description is refused."""
-    if not _SAFE_ID.match(scan_id):
-        raise LaunchError(f"scan id {scan_id!r} is not safe in a submit description or a path")
-    return settings.submit_dir / scan_id
-
-
 def is_safe_scan_id(scan_id: object) -> bool:
     return isinstance(scan_id, str) and _SAFE_ID.match(scan_id) is not None
+
+
+def scan_dir(settings: HTCondorSettings, scan_id: str) -> Path:
+    """The scan's directory under the submit dir; a scan id unsafe in a path or description is refused."""
+    if not is_safe_scan_id(scan_id):
+        raise LaunchError(f"scan id {scan_id!r} is not safe in a submit description or a path")
+    return settings.submit_dir / scan_id
 
 
 def submit_description(
