@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from skydriver_api import metrics
 from skydriver_api.launchers import Launcher, make_launcher
+from skydriver_api.launchers.registry import launcher_class
 from skydriver_api.reconciler import Reconciler
 from skydriver_api.routers import alerts, backlog, catalogs, ops, scans, tokens
 from skydriver_api.services.errors import ServiceError
@@ -27,6 +28,8 @@ def create_app(
     settings: ApiSettings | None = None, launcher: Launcher | None = None, reconcile: bool = True
 ) -> FastAPI:
     settings = settings or get_settings()
+    if launcher is None:
+        launcher_class(settings.launcher)  # a misspelt SKYDRIVER_LAUNCHER fails here, naming the known ones
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

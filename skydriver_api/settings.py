@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, SecretStr
 
@@ -35,7 +34,9 @@ class ApiSettings(BrokerSettings, DatabaseSettings):
     )
 
     # --- scans ----------------------------------------------------------------------------
-    launcher: Literal["local", "kubernetes", "htcondor"] = "local"
+    launcher: str = Field(
+        "local", description="local, kubernetes or htcondor (skydriver_api/launchers/registry.py)"
+    )
     reconcile_interval_s: float = Field(0.5, gt=0, description="How often the reconciler wakes up.")
     max_concurrent_scans: int = Field(4, ge=1)
     max_total_workers: int = Field(16, ge=1)

@@ -10,30 +10,15 @@ from skydriver_api.launchers.base import (
     WorkerCluster,
     WorkforceStatus,
 )
-from skydriver_api.settings import ApiSettings
-
-
-def make_launcher(settings: ApiSettings) -> Launcher:
-    if settings.launcher == "local":
-        from skydriver_api.launchers.local import LocalLauncher
-
-        return LocalLauncher(settings)
-    if settings.launcher == "kubernetes":
-        from skydriver_api.launchers.kubernetes import KubernetesLauncher
-
-        return KubernetesLauncher()
-    if settings.launcher == "htcondor":
-        from skydriver_api.launchers.htcondor import HTCondorLauncher
-
-        return HTCondorLauncher()
-    raise ValueError(f"unknown launcher {settings.launcher!r}")
-
+from skydriver_api.launchers.registry import LAUNCHERS, UnknownLauncherError, make_launcher
 
 __all__ = [
+    "LAUNCHERS",
     "LaunchError",
     "LaunchSpec",
     "Launcher",
     "Resources",
+    "UnknownLauncherError",
     "WorkerCluster",
     "WorkforceStatus",
     "make_launcher",

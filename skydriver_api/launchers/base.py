@@ -1,17 +1,22 @@
 """The launcher interface: how the reconciler starts, watches and stops a scan's processes.
 
 One implementation per infrastructure (``local`` processes, ``kubernetes`` Jobs, ``htcondor``
-clusters), chosen by ``SKYDRIVER_LAUNCHER``. Every launcher receives the per-scan system token as a
-secret to hand over out of band (a file, a Kubernetes Secret), never on a command line or as a
-literal environment value stored anywhere.
+clusters), chosen by ``SKYDRIVER_LAUNCHER`` through :mod:`skydriver_api.launchers.registry`. The
+abstract class names every call the reconciler makes, so a launcher that lacks one cannot be built.
+Every launcher receives the per-scan system token as a secret to hand over out of band (a file, a
+Kubernetes Secret), never on a command line or as a literal environment value stored anywhere.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Self
+
+from skydriver_api.settings import ApiSettings
 
 ProcessState = Literal["pending", "running", "succeeded", "failed", "unknown"]
+MAX_REASONS = 20  # distinct reasons a status reports; a scan with thousands of workers stays readable
 
 
 @dataclass(frozen=True)
@@ -59,23 +64,47 @@ class WorkforceStatus:
         }
 
 
+def reason_lines(reasons: dict[str, int]) -> list[str]:
+    """Distinct reasons in the order first seen, at most :data:`MAX_REASONS`, repeats counted."""
+    return [f"{k} (x{n})" if n > 1 else k for k, n in list(reasons.items())[:MAX_REASONS]]
+
+
 class LaunchError(RuntimeError):
     """Launching failed; the reconciler backs off and retries this scan, others go on."""
 
 
-class Launcher(Protocol):
-    name: str
+class Launcher(ABC):
+    name: ClassVar[str]  # its SKYDRIVER_LAUNCHER name, also stored in the handles of some launchers
 
+    @classmethod
+    def from_settings(cls, settings: ApiSettings) -> Self:
+        """Build it as the registry does for ``SKYDRIVER_LAUNCHER``.
+
+        The default suits launchers that read their own settings from the environment
+        (``SKYDRIVER_K8S_*``, ``SKYDRIVER_CONDOR_*``); one that needs the shared settings overrides it.
+        """
+        return cls()
+
+    @abstractmethod
     def launch_server(self, spec: LaunchSpec) -> dict[str, Any]:
         """Start the scan server; returns handles to store on the scan (pid, Job name, ...)."""
-        ...
 
+    @abstractmethod
     def launch_workers(self, spec: LaunchSpec, cluster: WorkerCluster) -> dict[str, Any]:
         """Start ``cluster.workers`` workers for the scan; returns handles to store."""
-        ...
 
-    def status(self, scan_id: str, handles: dict[str, Any]) -> WorkforceStatus: ...
+    @abstractmethod
+    def status(self, scan_id: str, handles: dict[str, Any]) -> WorkforceStatus:
+        """What it sees of the scan's processes; a ``LaunchError`` when it cannot tell (the reconciler
+        would take "unknown" for a vanished server)."""
 
+    @abstractmethod
     def abort(self, scan_id: str, handles: dict[str, Any]) -> None:
         """Stop the server and every worker of the scan (idempotent)."""
-        ...
+
+    def forget(self, handles: dict[str, Any]) -> None:
+        """Release what the launcher still holds for a reaped scan (child processes, credential files).
+
+        Nothing by default: what a cluster keeps (finished Jobs) it cleans up by itself.
+        """
+        return None  # a deliberate no-op default, not a forgotten abstract method

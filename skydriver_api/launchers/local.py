@@ -14,22 +14,26 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from skydriver_api.launchers.base import LaunchError, LaunchSpec, WorkerCluster, WorkforceStatus
+from skydriver_api.launchers.base import Launcher, LaunchError, LaunchSpec, WorkerCluster, WorkforceStatus
 from skydriver_api.settings import ApiSettings
 
 # Variables a child must not inherit from the API (secrets of the API itself).
 _PRIVATE_ENV = ("SKYDRIVER_ADMIN_TOKEN", "SKYDRIVER_SCAN_TOKEN")
 
 
-class LocalLauncher:
+class LocalLauncher(Launcher):
     name = "local"
 
     def __init__(self, settings: ApiSettings) -> None:
         self.settings = settings
         self.runtime_dir = settings.runtime_dir.resolve()
         self._procs: dict[int, subprocess.Popen] = {}
+
+    @classmethod
+    def from_settings(cls, settings: ApiSettings) -> Self:
+        return cls(settings)
 
     # -- helpers -------------------------------------------------------------------------------
     def _scan_dir(self, scan_id: str) -> Path:

@@ -131,7 +131,7 @@ def shared_data_dir() -> Path | None:
     env = os.environ.get("SKYDRIVER_SHARED_DATA")
     candidates = [Path(env)] if env else []
     candidates += [
-        Path(__file__).resolve().parents[2] / "shared" / "data",
+        Path(__file__).resolve().parents[3] / "shared" / "data",  # ../shared next to the checkout
         Path.cwd().parent / "shared" / "data",
     ]
     return next((c for c in candidates if c.is_dir()), None)

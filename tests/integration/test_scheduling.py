@@ -1,7 +1,7 @@
 """Admission: priority, owner fairness, budgets, per-scan launch back-off, more workers on request.
 
 The reconciler runs for real against the MongoDB-wire server; the launcher is a fake implementing
-the Launcher protocol (it stands in for a cluster: it records what it was asked to start)."""
+the Launcher interface (it stands in for a cluster: it records what it was asked to start)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from skydriver_api.launchers.base import LaunchError, LaunchSpec, WorkerCluster, WorkforceStatus
+from skydriver_api.launchers.base import Launcher, LaunchError, LaunchSpec, WorkerCluster, WorkforceStatus
 from skydriver_api.reconciler import Reconciler
 from skydriver_api.scheduling import admission_order
 from skydriver_api.settings import ApiSettings as Settings
@@ -22,7 +22,7 @@ from skyinfra.store import Database as Store
 from tests.conftest import MONGO_URI
 
 
-class FakeLauncher:
+class FakeLauncher(Launcher):
     """Records launches; raises for scans listed in ``failing``; everything it started 'runs'."""
 
     name = "fake"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from skydriver_api.launchers.base import LaunchError, LaunchSpec, WorkerCluster, WorkforceStatus
+from skydriver_api.launchers.base import Launcher, LaunchError, LaunchSpec, WorkerCluster, WorkforceStatus
 from skydriver_api.models import ScanRequest
 from skydriver_api.reconciler import Reconciler
 from skydriver_api.services.scans import new_scan_document, spec_of
@@ -20,7 +20,7 @@ from skyinfra.store import Database
 from tests.conftest import AMQP_URL, MONGO_URI, make_event
 
 
-class DyingServerLauncher:
+class DyingServerLauncher(Launcher):
     """Every server it starts is reported dead on the next status call."""
 
     name = "dying"

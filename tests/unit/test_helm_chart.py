@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from skydriver_api.launchers.htcondor import HTCondorSettings
-from skydriver_api.launchers.kubernetes import RBAC_RULES, KubernetesSettings
+from skydriver_api.launchers.kubernetes import KubernetesSettings
+from skydriver_api.launchers.kubernetes.client import RBAC_RULES
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "skydriver"

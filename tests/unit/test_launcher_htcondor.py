@@ -14,15 +14,17 @@ import classad2
 import htcondor2
 import pytest
 
-from skydriver_api.launchers.base import LaunchError, LaunchSpec, Resources, WorkerCluster, WorkforceStatus
-from skydriver_api.launchers.htcondor import (
-    ATTR_SCAN_ID,
-    BROKER_FILE,
-    TOKEN_FILE,
-    HTCondorLauncher,
-    HTCondorSettings,
-    job_state,
+from skydriver_api.launchers.base import (
+    Launcher,
+    LaunchError,
+    LaunchSpec,
+    Resources,
+    WorkerCluster,
+    WorkforceStatus,
 )
+from skydriver_api.launchers.htcondor import HTCondorLauncher, HTCondorSettings
+from skydriver_api.launchers.htcondor.status import job_state
+from skydriver_api.launchers.htcondor.submit import ATTR_SCAN_ID, BROKER_FILE, TOKEN_FILE
 
 TOKEN = "per-scan-token-0123456789"
 BROKER = "amqps://worker:broker-password@rabbitmq.example.org:5671/%2F"
@@ -90,7 +92,7 @@ class RecordingSchedd:
         self.acts.append((action, job_spec, reason))
 
 
-class StubServerLauncher:
+class StubServerLauncher(Launcher):
     name = "kubernetes"
 
     def __init__(self) -> None:

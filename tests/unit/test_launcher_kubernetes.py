@@ -17,12 +17,11 @@ import yaml
 from kubernetes import client as k8s
 
 from skydriver_api.launchers.base import LaunchError, LaunchSpec, Resources, WorkerCluster, WorkforceStatus
-from skydriver_api.launchers.kubernetes import (
+from skydriver_api.launchers.kubernetes import KubernetesLauncher, KubernetesSettings
+from skydriver_api.launchers.kubernetes.client import RBAC_RULES, load_configuration
+from skydriver_api.launchers.kubernetes.manifests import (
     LABEL_CLUSTER,
     LABEL_SCAN_ID,
-    RBAC_RULES,
-    KubernetesLauncher,
-    KubernetesSettings,
     scan_label,
     token_secret_name,
 )
@@ -452,7 +451,7 @@ def test_in_cluster_credentials_are_preferred(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(cert))
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
-    conf = KubernetesLauncher(settings())._load_configuration()
+    conf = load_configuration(settings())
     assert conf.host == "https://10.96.0.1:443"
     assert conf.ssl_ca_cert == str(cert)
     assert conf.api_key["BearerToken"] == "bearer service-account-token"
