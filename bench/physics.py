@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from skydriver_api.local_scan import run_local_scan  # noqa: E402
 from skyscan.physics.simulate import simulate_batch  # noqa: E402
+from skyscan.records.spec import ScanSpec  # noqa: E402
 
 WILKS_90 = 4.61
 DEFAULT_PROGRESSION = "4:0,16:8,64:8,256:8,1024:4"
@@ -40,7 +41,9 @@ def scan_one(args: tuple[dict[str, Any], str, str, dict[str, Any]]) -> dict[str,
     event_doc, reco, nsides, options = args
     event = parse_event(event_doc)
     stats: dict[str, Any] = {}
-    doc = run_local_scan(event, reco, nsides, processes=1, reco_options=options, stats=stats)
+    doc = run_local_scan(
+        event, ScanSpec(reco=reco, nsides=nsides, reco_options=options), processes=1, stats=stats
+    )
     truth = doc.get("truth") or {}
     assert event.truth is not None
     return {

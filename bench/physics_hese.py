@@ -25,6 +25,7 @@ from skyscan.physics.geometry import load_geometry_csv, shared_data_dir  # noqa:
 from skyscan.physics.recos.evaluate import fit_direction  # noqa: E402
 from skyscan.physics.recos.registry import get_reco  # noqa: E402
 from skyscan.readers.realtime import read_realtime_event  # noqa: E402
+from skyscan.records.spec import ScanSpec  # noqa: E402
 from skyscan.sky.coordinates import angular_distance, detector_to_equatorial  # noqa: E402
 from skyscan.wire import Direction, Vertex  # noqa: E402
 
@@ -60,7 +61,7 @@ def main() -> int:
         for reco in args.recos.split(","):
             stats: dict[str, float] = {}
             started = time.perf_counter()
-            doc = run_local_scan(event, reco, args.nsides, args.processes, stats=stats)
+            doc = run_local_scan(event, ScanSpec(reco=reco, nsides=args.nsides), args.processes, stats=stats)
             wall = time.perf_counter() - started
             best = doc["best_fit"]
             # Our likelihood at IceCube's direction (best over variations, seeded with our best

@@ -18,10 +18,10 @@ from typing import Any
 
 from skyscan.physics.event import Event, parse_event
 from skyscan.physics.recos.registry import get_reco
+from skyscan.records.spec import ScanSpec
 from skyscan.refinement.drive import ProgressCallback, ScanProgress, drive, fit_task, llh_at_truth
 from skyscan.refinement.fits import VariationResult
 from skyscan.refinement.state import Refinement, TaskSpec
-from skyscan.refinement.strategies import make_strategy
 from skyscan.skymap.assembly import build_result
 
 __all__ = ["ScanProgress", "run_local_scan"]
@@ -60,24 +60,21 @@ def _pool_results(
 
 def run_local_scan(
     event: Event,
-    reco_name: str,
-    nsides: str,
+    spec: ScanSpec,
     processes: int,
-    reco_options: dict[str, Any] | None = None,
-    strategy: str = "progression",
     progress: ProgressCallback | None = None,
     stats: dict[str, Any] | None = None,
     scan_id: str | None = None,
 ) -> dict[str, Any]:
-    """Run the progressive scan of ``event`` and return the result document (``skydriver.skymap/1``).
+    """Run the scan ``spec`` asks for on ``event`` and return the result document (``skydriver.skymap/1``).
 
     ``processes`` <= 1 fits in this process (no pool). ``stats``, when given, receives wall time,
-    number of fits and CPU milliseconds per fit (``fit_ms_mean``).
+    number of fits and CPU milliseconds per fit (``fit_ms_mean``). Raises ScanSpecError for a spec
+    that cannot run on this event.
     """
-    options = dict(reco_options or {})
-    reco = get_reco(reco_name, options)
-    reco.check_event(event)
-    strat = make_strategy(strategy, nsides)
+    spec = spec.checked(event)
+    reco = spec.build_reco()
+    strat = spec.build_strategy()
     refinement = Refinement(strat, reco.n_variations(), event.mjd)
     prepared = reco.prepare(event)
     started = time.perf_counter()
@@ -92,7 +89,7 @@ def run_local_scan(
             processes,
             mp_context=multiprocessing.get_context(method),
             initializer=_init_worker,
-            initargs=(event.to_json_dict(), reco_name, options),
+            initargs=(event.to_json_dict(), spec.reco, dict(spec.reco_options)),
         )
 
     def fit_round(tasks: list[TaskSpec]) -> Iterable[tuple[VariationResult, float]]:
@@ -108,14 +105,15 @@ def run_local_scan(
 
     truth_llh = llh_at_truth(reco, prepared, event, refinement)
     doc = build_result(
-        scan_id=scan_id or f"local-{reco_name}",
+        scan_id=scan_id or f"local-{spec.reco}",
         event=event,
-        reco=reco_name,
-        strategy=strategy,
+        reco=spec.reco,
+        strategy=strat.describe(),
         nsides=list(strat.nsides),
         complete=refinement.complete,
         finished=refinement.finished,
         llh_at_truth=truth_llh,
+        level_set=spec.level_set,
     )
     if stats is not None:
         wall = time.perf_counter() - started

@@ -109,6 +109,14 @@ def scan_local(
     ),
     reco_option: list[str] = typer.Option([], "--reco-option", help="Reco option k=v (repeatable)."),
     strategy: str = typer.Option("progression", help="Refinement strategy: progression or contour."),
+    strategy_option: list[str] = typer.Option(
+        [], "--strategy-option", help="Strategy option k=v (repeatable), e.g. level=4.61 for contour."
+    ),
+    level_set: str = typer.Option(
+        "wilks",
+        "--level-set",
+        help="2*dLLH levels of the regions: wilks, icecube-sim or 'percent:level,...'.",
+    ),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Run a whole progressive scan on this machine (no broker, no database)."""
@@ -117,12 +125,19 @@ def scan_local(
     from skydriver_api.local_scan import ScanProgress, run_local_scan
     from skyscan.physics.recos.base import RecoUnsuitable
     from skyscan.physics.recos.registry import UnknownReco
-    from skyscan.records.spec import parse_options as parse_reco_options
+    from skyscan.records.spec import ScanSpec, ScanSpecError, parse_options
     from skyscan.skymap.exports import write_product
 
     try:
         event = load_event(event_path)
-        options = parse_reco_options(reco_option)
+        spec = ScanSpec(
+            reco=reco,
+            reco_options=parse_options(reco_option),
+            strategy=strategy,
+            strategy_options=parse_options(strategy_option, what="strategy option"),
+            nsides=nsides,
+            level_set=level_set,
+        ).checked(event)
     except (EventFormatError, OSError, ValueError) as err:
         _fail(str(err))
     stats: dict[str, object] = {}
@@ -152,17 +167,8 @@ def scan_local(
                 bar.refresh()
 
         try:
-            doc = run_local_scan(
-                event,
-                reco,
-                nsides,
-                processes,
-                reco_options=options,
-                strategy=strategy,
-                progress=on_progress,
-                stats=stats,
-            )
-        except (UnknownReco, RecoUnsuitable, ValueError) as err:
+            doc = run_local_scan(event, spec, processes, progress=on_progress, stats=stats)
+        except (UnknownReco, RecoUnsuitable, ScanSpecError) as err:
             _fail(str(err))
     out.mkdir(parents=True, exist_ok=True)
     (out / "result.json").write_text(json.dumps(doc, indent=1) + "\n")

@@ -57,7 +57,7 @@ class ScanSpec(BaseModel):
     # -- checking ------------------------------------------------------------------------------------
     def checked(self, event: Event | None = None, max_nside: int = UNBOUNDED_NSIDE) -> ScanSpec:
         """Check every part up front (a bad request changes nothing) and return the spec in canonical
-        form (the progression as the strategy describes it). Raises ScanSpecError."""
+        form (the nsides as the strategy reads them back). Raises ScanSpecError."""
         try:
             reco = self.build_reco()
             if event is not None:
@@ -72,7 +72,7 @@ class ScanSpec(BaseModel):
             resolve_levels(self.level_set)
         except ValueError as err:
             raise ScanSpecError("level_set", str(err)) from None
-        return self.model_copy(update={"nsides": strategy.describe()})
+        return self.model_copy(update={"nsides": strategy.nsides_spec()})
 
     # -- stored form ---------------------------------------------------------------------------------
     def to_doc(self) -> dict[str, Any]:

@@ -137,6 +137,9 @@ class ContourStrategy:
     def nsides(self) -> list[int]:
         return list(self._nsides)
 
+    def nsides_spec(self) -> str:
+        return ",".join(map(str, self._nsides))
+
     def describe(self) -> str:
         return (
             f"{','.join(map(str, self._nsides))} level={self.level:g} margin={self.margin:g} "

@@ -89,6 +89,9 @@ class ProgressionStrategy:
     def describe(self) -> str:
         return format_progression(self.steps)
 
+    def nsides_spec(self) -> str:
+        return format_progression(self.steps)
+
     def refine_pairs(self, best: PixelBest, scanned_nsides: set[int]) -> list[PixelKey]:
         """Children of the discs around ``best`` for every pair whose coarse nside has results."""
         ra, dec = best.radec

@@ -44,6 +44,10 @@ class Strategy(Protocol):
 
     def describe(self) -> str: ...
 
+    def nsides_spec(self) -> str:
+        """The nsides in the form ``from_spec`` reads back (what a scan record stores)."""
+        ...
+
 
 # --------------------------------------------------------------------------------------------
 # Driver-facing state machine

@@ -109,3 +109,26 @@ def test_client_follows_a_scan_through_its_event_stream(shared_api: LiveApi) -> 
     assert events[-1] == ("end", {"scan_id": scan_id, "state": "completed", "reason": None})
     done = [data["tasks_done"] for kind, data in events if kind == "progress"]
     assert done == sorted(done) and done[-1] == 12
+
+
+def test_contour_scan_through_the_service_completes_with_its_options(shared_api: LiveApi) -> None:
+    """The stored scan specification is one the server reads back (options, nsides and level set)."""
+    event = make_event(zenith=1.4, azimuth=0.7)
+    body = {
+        "event": event,
+        "reco": "dummy",
+        "nsides": "4,16",
+        "strategy": "contour",
+        "strategy_options": {"max_pixels_per_step": 30},
+        "level_set": "icecube-sim",
+        "workers": 1,
+    }
+    with shared_api.client() as client:
+        scan_id = client.submit(body)["scan_id"]
+        status = client.wait(scan_id, timeout_s=180)
+        assert status["state"] == "completed", (status, shared_api.scan_logs(scan_id))
+        assert status["nsides"] == "4,16"
+        result = client.result(scan_id).json()
+    assert result["regions"]["level_set"] == "icecube-sim"
+    assert "max_pixels_per_step=30" in result["strategy"]
+    assert 0 < len([p for p in result["pixels"] if p["nside"] == 16]) <= 30

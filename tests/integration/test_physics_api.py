@@ -6,6 +6,7 @@ import pytest
 
 from skydriver_api.local_scan import run_local_scan
 from skyscan.physics.simulate import simulate_track
+from skyscan.records.spec import ScanSpec
 from tests.conftest import LiveApi
 
 NSIDES = "8:0,64:12"
@@ -13,7 +14,7 @@ NSIDES = "8:0,64:12"
 
 def test_api_scan_matches_local_scan(shared_api: LiveApi) -> None:
     event = simulate_track(zenith=1.9, azimuth=4.1, energy_gev=3e4, seed=11, run_id=3, event_id=11)
-    local = run_local_scan(event, "pandel-mpe", NSIDES, processes=1)
+    local = run_local_scan(event, ScanSpec(reco="pandel-mpe", nsides=NSIDES), processes=1)
     with shared_api.client() as client:
         scan_id = client.submit(
             {"event": event.to_json_dict(), "reco": "pandel-mpe", "nsides": NSIDES, "workers": 2}

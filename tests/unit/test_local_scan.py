@@ -17,6 +17,7 @@ from skyscan.physics.recos.base import FitResult
 from skyscan.physics.recos.dummy import DummyReco
 from skyscan.physics.recos.registry import RECOS
 from skyscan.physics.simulate import simulate_track
+from skyscan.records.spec import ScanSpec
 from skyscan.records.spec import parse_options as parse_reco_options
 
 
@@ -28,7 +29,9 @@ def track():  # type: ignore[no-untyped-def]
 def test_pandel_scan_finds_the_truth(track) -> None:  # type: ignore[no-untyped-def]
     seen: list[ScanProgress] = []
     stats: dict[str, Any] = {}
-    doc = run_local_scan(track, "pandel-mpe", "8:0,32:4", processes=2, progress=seen.append, stats=stats)
+    doc = run_local_scan(
+        track, ScanSpec(reco="pandel-mpe", nsides="8:0,32:4"), processes=2, progress=seen.append, stats=stats
+    )
     assert doc["schema"] == "skydriver.skymap/1" and doc["complete"] is True
     assert doc["nsides"] == [8, 32] and doc["n_failed_pixels"] == 0
     n_fine = len([p for p in doc["pixels"] if p["nside"] == 32])
@@ -42,20 +45,22 @@ def test_pandel_scan_finds_the_truth(track) -> None:  # type: ignore[no-untyped-
 
 
 def test_single_process_scan_is_deterministic(track) -> None:  # type: ignore[no-untyped-def]
-    a = run_local_scan(track, "pandel-spe", "2:0,8:4", processes=1)
-    b = run_local_scan(track, "pandel-spe", "2:0,8:4", processes=1)
+    a = run_local_scan(track, ScanSpec(reco="pandel-spe", nsides="2:0,8:4"), processes=1)
+    b = run_local_scan(track, ScanSpec(reco="pandel-spe", nsides="2:0,8:4"), processes=1)
     assert a == b
     assert a["n_pixels"] == 48 + len([p for p in a["pixels"] if p["nside"] == 8])
 
 
 def test_dummy_scan_and_options(track) -> None:  # type: ignore[no-untyped-def]
-    doc = run_local_scan(track, "dummy", "4:0,16:4,64:4", processes=1, reco_options={"delay_s": 0.0})
+    doc = run_local_scan(
+        track, ScanSpec(reco="dummy", nsides="4:0,16:4,64:4", reco_options={"delay_s": 0.0}), processes=1
+    )
     assert doc["truth"]["offset_deg"] < 1.0
     assert doc["truth"]["delta_2llh"] == pytest.approx(2 * (10.0 - doc["best_fit"]["llh"]), abs=1e-6)
     with pytest.raises(ValueError):
-        run_local_scan(track, "dummy", "4:0", processes=1, reco_options={"nope": 1})
+        run_local_scan(track, ScanSpec(reco="dummy", nsides="4:0", reco_options={"nope": 1}), processes=1)
     with pytest.raises(ValueError):
-        run_local_scan(track, "pandel-mpe", "3:0", processes=1)
+        run_local_scan(track, ScanSpec(reco="pandel-mpe", nsides="3:0"), processes=1)
 
 
 class _Flaky(DummyReco):
@@ -74,7 +79,7 @@ class _Flaky(DummyReco):
 
 def test_failures_do_not_stop_the_scan(track, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setitem(RECOS, _Flaky.name, _Flaky)
-    doc = run_local_scan(track, _Flaky.name, "2:0,4:4", processes=1)
+    doc = run_local_scan(track, ScanSpec(reco=_Flaky.name, nsides="2:0,4:4"), processes=1)
     assert doc["complete"] and 0 < doc["n_failed_pixels"] < doc["n_pixels"]
     assert doc["best_fit"] is not None and doc["best_fit"]["llh"] is not None
     assert any("boom" in (p.get("error") or "") for p in doc["pixels"])
@@ -136,4 +141,4 @@ class _Dying(DummyReco):
 def test_a_dead_worker_fails_the_scan(track, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setitem(RECOS, _Dying.name, _Dying)
     with pytest.raises(RuntimeError, match="worker process died"):
-        run_local_scan(track, _Dying.name, "1:0", processes=2)
+        run_local_scan(track, ScanSpec(reco=_Dying.name, nsides="1:0"), processes=2)

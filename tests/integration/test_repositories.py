@@ -1,0 +1,159 @@
+"""The persistence layer against the real MongoDB-wire server: the scan repository is the one writer
+of state and history, and the record repositories keep their write-once promises."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+
+from skyinfra.store import Database, Duplicate
+from skyscan.records.pixel_result import PixelResultRecord
+from skyscan.records.scan import IllegalTransition, ScanRecord, WorkerShare
+from skyscan.records.spec import ScanSpec
+from tests.conftest import MONGO_URI, make_event
+
+
+@pytest.fixture
+def database(services: None) -> Iterator[str]:
+    name = f"skydriver_test_repo_{uuid.uuid4().hex[:8]}"
+    yield name
+    MongoClient(MONGO_URI).drop_database(name)
+
+
+def run(name: str, body: Callable[[Database], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        db = Database(MONGO_URI, name)
+        try:
+            await db.ensure_indexes(3600)
+            return await body(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(main())
+
+
+def new_scan() -> dict[str, Any]:
+    return ScanRecord.new(
+        ScanSpec(reco="dummy", nsides="8:0"),
+        run_id=1,
+        event_id=2,
+        owner="alice",
+        priority=0,
+        clusters=[WorkerShare(workers=1)],
+        resources={},
+        classifiers={},
+    ).to_doc()
+
+
+def test_transitions_move_state_and_history_together(database: str) -> None:
+    async def body(db: Database) -> Any:
+        scan = new_scan()
+        await db.create_scan(scan, make_event())
+        launching = await db.scans.transition(scan["_id"], "launching", from_states=("queued",))
+        again = await db.scans.transition(scan["_id"], "launching", from_states=("queued",))
+        running = await db.scans.transition(scan["_id"], "running", set_fields={"server": {"pid": 1}})
+        noted = await db.scans.note(scan["_id"], "server restarted after: test", inc={"server_restarts": 1})
+        done = await db.scans.transition(scan["_id"], "completed", reason="all pixels fitted")
+        late = await db.scans.note(scan["_id"], "too late")
+        with pytest.raises(IllegalTransition):
+            await db.scans.transition(scan["_id"], "running", from_states=("completed",))
+        return launching, again, running, noted, done, late, await db.scans.get(scan["_id"])
+
+    launching, again, running, noted, done, late, final = run(database, body)
+    assert launching["state"] == "launching" and again is None  # someone else moved it first
+    assert running["server"] == {"pid": 1}
+    assert noted is True and late is False
+    assert done["state"] == final["state"] == "completed" and final["state_reason"] == "all pixels fitted"
+    assert [h["state"] for h in final["history"]] == [
+        "queued",
+        "launching",
+        "running",
+        "running",
+        "completed",
+    ]
+    assert final["history"][3]["reason"] == "server restarted after: test" and final["server_restarts"] == 1
+
+
+def test_bookkeeping_writers_refuse_state_and_history(database: str) -> None:
+    async def body(db: Database) -> Any:
+        scan = new_scan()
+        await db.create_scan(scan, make_event())
+        for fields in ({"state": "completed"}, {"history.0.state": "failed"}, {"state_reason": "x"}):
+            with pytest.raises(ValueError, match="written by ScanRepository.transition"):
+                await db.scans.save_progress(scan["_id"], fields)
+        with pytest.raises(ValueError, match="written by ScanRepository.transition"):
+            await db.scans.transition(scan["_id"], "launching", set_fields={"history": []})
+        return await db.scans.get(scan["_id"])
+
+    final = run(database, body)
+    assert final["state"] == "queued" and len(final["history"]) == 1
+
+
+def test_progress_is_written_only_while_running_and_worker_requests_only_while_live(database: str) -> None:
+    async def body(db: Database) -> Any:
+        scan = new_scan()
+        await db.create_scan(scan, make_event())
+        await db.scans.save_progress(scan["_id"], {"progress.tasks_done": 5})  # queued: ignored
+        queued_request = await db.scans.request_workers(scan["_id"], {"request_id": "r1", "workers": 1})
+        await db.scans.transition(scan["_id"], "running")
+        await db.scans.save_progress(scan["_id"], {"progress.tasks_done": 7})
+        await db.scans.transition(scan["_id"], "aborted")
+        await db.scans.save_progress(scan["_id"], {"progress.tasks_done": 9})  # ended: ignored
+        ended_request = await db.scans.request_workers(scan["_id"], {"request_id": "r2", "workers": 1})
+        return queued_request, ended_request, await db.scans.get(scan["_id"])
+
+    queued_request, ended_request, final = run(database, body)
+    assert final["progress"]["tasks_done"] == 7
+    assert queued_request is True and ended_request is False
+    assert [r["request_id"] for r in final["worker_requests"]] == ["r1"]
+
+
+def test_pixel_results_and_skymaps_are_written_once(database: str) -> None:
+    now = dt.datetime.now(dt.UTC)
+
+    def result(llh: float) -> PixelResultRecord:
+        return PixelResultRecord(
+            task_id="s1:8:0:0",
+            scan_id="s1",
+            nside=8,
+            pixel=0,
+            variation=0,
+            llh=llh,
+            status="ok",
+            stored_at=now,
+        )
+
+    async def body(db: Database) -> Any:
+        await db.pixel_results.store_once([result(1.0)])
+        await db.pixel_results.store_once([result(-1e6), result(2.0)])  # a duplicate changes nothing
+        first = await db.skymaps.store_final("s1", {"n": 1})
+        second = await db.skymaps.store_final("s1", {"n": 2})
+        return await db.pixel_results.for_scan("s1"), first, second, await db.skymaps.get("s1")
+
+    stored, first, second, skymap = run(database, body)
+    assert [r.llh for r in stored] == [1.0]
+    assert (first, second, skymap) == (True, False, {"n": 1})
+
+
+def test_idempotency_keys_and_alert_identities_are_unique(database: str) -> None:
+    async def body(db: Database) -> Any:
+        key = {"_id": "k1", "scan_id": "s1", "created_at": dt.datetime.now(dt.UTC)}
+        await db.idempotency_keys.reserve(key)
+        with pytest.raises(Duplicate):
+            await db.idempotency_keys.reserve({**key, "scan_id": "s2"})
+        await db.idempotency_keys.release("k1", scan_id="s2")  # not its scan: kept
+        kept = await db.idempotency_keys.get("k1")
+        alert = {"run_id": 1, "event_id": 2, "revision": 0, "scan_id": "s1"}
+        await db.alerts.insert(alert)
+        with pytest.raises(Duplicate):
+            await db.alerts.insert({**alert, "scan_id": "s2"})
+        return kept, await db.alerts.find(1, 2, 0)
+
+    kept, alert = run(database, body)
+    assert kept["scan_id"] == "s1" and alert["scan_id"] == "s1"
