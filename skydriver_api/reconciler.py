@@ -394,7 +394,8 @@ class Reconciler:
                 await self._webhook_done(scan_id, "skipped: no stored result")
                 return
             try:
-                gcn = await asyncio.to_thread(_render_gcn, result, event_doc)
+                notice = {"alert": scan.get("alert"), "healpix_base_url": self.ops.gcn_healpix_base_url}
+                gcn = await asyncio.to_thread(_render_gcn, {**result, **notice}, event_doc)
             except Exception as err:
                 await self._webhook_done(scan_id, f"skipped: cannot render the GCN summary: {err}")
                 return

@@ -371,8 +371,10 @@ async def get_result(
     doc["scan_state"] = scan["state"]
     if format == "json":
         return JSONResponse(doc)
+    # what a GCN notice says about the alert and where the probability map is published
+    notice = {"alert": scan.get("alert"), "healpix_base_url": ops_settings_of(request).gcn_healpix_base_url}
     try:
-        rendered = exports.render(doc, parse_event(event_doc), format)
+        rendered = exports.render({**doc, **notice}, parse_event(event_doc), format)
     except ValueError as err:  # e.g. no finite fit yet: nothing to draw or summarise
         raise HTTPException(409, detail=f"cannot produce {format!r} for this scan yet: {err}") from None
     return Response(

@@ -28,6 +28,7 @@ from skyscan.readers.realtime import (
     safe_unpickle,
 )
 from skyscan.readers.superdst import decode_superdst, summarize
+from tests.support.i3frames import frame_bytes, realtime_doc
 from tests.support.superdst import encode_mask, encode_superdst
 
 GEOMETRY_CSV = find_default_geometry()
@@ -36,7 +37,8 @@ needs_data = pytest.mark.skipif(
     EVENTS is None or not EVENTS.is_dir(), reason="shared data (../shared/data/realtime_events) absent"
 )
 
-# -- a tiny writer for the same binary layouts, so the reader is tested without the shared data --
+# -- a tiny writer for the object layouts (frames: tests.support.i3frames), so the reader is tested
+# without the shared data --
 
 
 def _name(name: str) -> bytes:
@@ -90,26 +92,6 @@ def header_buffer(run: int, event: int, year: int, daq: int) -> bytes:
         + struct.pack("<iq", year, daq)
         + bytes(20)
     )
-
-
-def frame_bytes(stream: str, objects: dict[str, tuple[str, bytes]]) -> bytes:
-    out = bytearray(
-        b"[i3]" + struct.pack("<I", 6) + bytes(2) + stream.encode() + struct.pack("<I", len(objects))
-    )
-    for key, (type_name, buf) in objects.items():
-        for part in (key.encode(), type_name.encode(), buf):
-            out += struct.pack("<I", len(part)) + part
-    return bytes(out)
-
-
-def pickled_frame(raw: bytes) -> str:
-    # Protocol-2 pickle of icecube.icetray.I3Frame: GLOBAL, (), REDUCE, ({}, bytes), BUILD.
-    body = b"\x80\x02cicecube.icetray\nI3Frame\n)R}T" + struct.pack("<I", len(raw)) + raw + b"\x86b."
-    return base64.b64encode(zlib.compress(body)).decode()
-
-
-def realtime_doc(frames: list[tuple[str, bytes]]) -> dict[str, object]:
-    return {"value": {"data": [[s, pickled_frame(raw)] for s, raw in frames]}}
 
 
 GEO = icecube_like_geometry()
