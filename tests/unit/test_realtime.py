@@ -11,10 +11,12 @@ import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from skydriver_api.cli import app
+from skyscan.physics.cleaning import seeded_rt_cleaning
 from skyscan.physics.event import load_event
 from skyscan.physics.geometry import find_default_geometry, icecube_like_geometry, load_geometry_csv
 from skyscan.readers.realtime import (
@@ -431,3 +433,43 @@ def test_cli_import_realtime(tmp_path: Path) -> None:
         app, ["import-realtime", str(truncated), "--geometry", str(GEOMETRY_CSV), "-o", str(out)]
     )
     assert res.exit_code == 2 and "pickle" in res.output
+
+
+@needs_data
+@pytest.mark.parametrize(
+    ("name", "stated", "tolerance"),
+    [
+        ("run00136766-evt000007637140-GOLD.pkl", (239, 1641, 2745.525), 0),
+        ("run00136662-evt000035405932-BRONZE.pkl", (133, 668, 1326.45), 1),
+        ("138632_31747601.json", (175, 888, 830.4), 1),
+    ],
+    ids=["gold", "bronze", "138632"],
+)
+def test_the_alert_message_counts_are_the_cleaned_split_pulses(
+    name: str, stated: tuple[int, int, float], tolerance: int
+) -> None:
+    """The DOMs, pulses and charge the alert message states (``nch``, ``npulses``, ``qtot``, also in
+    reco_physics_data.md 1.C) are those of the split pulses after IceCube's standard cleaning:
+    DeepCore strings left out, seeded RT cleaning (150 m, 1000 ns, HLC seeds) and the 6000 ns
+    window holding the most pulses. GOLD matches exactly; the others to within one pulse."""
+
+    assert EVENTS is not None and GEOMETRY_CSV is not None
+    event = read_realtime_event(EVENTS / name, load_geometry_csv(GEOMETRY_CSV))
+    info = load_realtime_document(EVENTS / name)["value"]["data"]
+    assert (info["nch"], info["npulses"], info["qtot"]) == pytest.approx(stated, abs=1e-3)
+    cols = event.pulse_arrays
+    outside = cols["string"] < min(DEEPCORE_STRINGS)
+    pos = np.stack([cols["x"], cols["y"], cols["z"]], axis=1)[outside]
+    times, charges = cols["time"][outside], cols["charge"][outside]
+    dom = (cols["string"] * 100 + cols["om"])[outside]
+    hlc = np.array([bool(p.hlc) for p in event.pulses])[outside]
+    kept = seeded_rt_cleaning(pos, times, dom, hlc)
+    times, charges, dom = times[kept], charges[kept], dom[kept]
+    ordered = np.sort(times)
+    counts = np.searchsorted(ordered, ordered + 6000.0, side="right") - np.arange(ordered.size)
+    start = ordered[int(np.argmax(counts))]
+    window = (times >= start) & (times <= start + 6000.0)
+    n_doms, n_pulses, charge = np.unique(dom[window]).size, int(window.sum()), float(charges[window].sum())
+    assert n_doms == stated[0]
+    assert abs(n_pulses - stated[1]) <= tolerance
+    assert charge == pytest.approx(stated[2], abs=2.0 * tolerance + 0.01)
