@@ -439,10 +439,12 @@ def _resolve(
 def select_pulses(objects: dict[str, FrameObject], pulse_keys: tuple[str, ...]) -> PulseSelection:
     """Pick and decode the event's pulse series (see the module docstring for the order)."""
     sources = {k: o for k, o in objects.items() if o.type_name in PULSE_SOURCE_TYPES}
-    refined = {decode_pulse_mask(o.buffer).source for o in sources.values() if o.type_name == MASK_TYPE}
     key = next((k for k in pulse_keys if k in sources), None)
     key = key or next((k for k, o in sources.items() if o.type_name in PULSE_MAP_TYPES), None)
-    key = key or next((k for k, o in sources.items() if o.type_name == MASK_TYPE and k not in refined), None)
+    if key is None:
+        masks = {k: decode_pulse_mask(o.buffer) for k, o in sources.items() if o.type_name == MASK_TYPE}
+        refined = {m.source for m in masks.values()}
+        key = next((k for k in masks if k not in refined), None)
     key = key or next((k for k, o in sources.items() if o.type_name == SUPERDST_TYPE), None)
     if key is None:
         raise RealtimeFormatError("no pulse series (map, mask or I3SuperDST) in the Q/P frames")

@@ -10,7 +10,8 @@ numpy only. Layout of a serialized frame object (portable binary archive, little
   an n-byte little-endian integer) and its contents: the charge stamps (uint16), the group
   headers (uint16), four run-length-coded width streams (InIce SLC, InIce HLC, IceTop SLC,
   IceTop HLC) and the extra bytes holding the high bits of IceTop charges. The first vector of
-  each element type is preceded by two bytes of class information (all zero).
+  each element type is preceded by two bytes of class information (all zero), the very first by
+  two more (the size codec's).
 
 A *group* (readout) is one DOM's pulses close in time. Its header holds the DOM id (13 bits:
 string = bits 6-12, om = bits 0-5 plus one) and 3 "slop" bits that extend the first stamp's
@@ -108,6 +109,10 @@ class _Cursor:
             raise self.fail(f"truncated: {what} declare {n} entries ({n * item_bytes} bytes), {left} left")
         start = self.pos
         return self.take(n * item_bytes, what), start
+
+
+def _linear_charge(code: int) -> float:
+    return code * LINEAR_CHARGE_STEP_PE + LINEAR_CHARGE_STEP_PE / 2  # the bin centre, as IceTray
 
 
 def _decode_runs(codes: bytes, offset: int, what: str) -> np.ndarray:
@@ -245,7 +250,7 @@ def _unpack_groups(
         else:
             if chargecode == MAX_CHARGECODE:
                 chargecode = add_overflow(chargecode, f"the charge overflow of group {g}")
-            charge = chargecode * LINEAR_CHARGE_STEP_PE + LINEAR_CHARGE_STEP_PE / 2
+            charge = _linear_charge(chargecode)
         t_ref += timecode
         rows.append((string, om, t_ref, charge, width_of(stream, g), flags))
         t_in_group = t_ref
@@ -272,7 +277,7 @@ def _unpack_groups(
                     string,
                     om,
                     t_in_group,
-                    chargecode * LINEAR_CHARGE_STEP_PE + LINEAR_CHARGE_STEP_PE / 2,
+                    _linear_charge(chargecode),
                     width_of(stream, g),
                     flags,
                 )
