@@ -53,9 +53,14 @@ class ApiSettings(BrokerSettings, DatabaseSettings):
     alert_workers: int = Field(4, ge=1, le=10000, description="Workers of an alert scan.")
     alert_webhook_url: str = Field(
         "",
-        description="POST the GCN-style summary of each completed alert scan here (empty: off).",
+        description="POST the GCN notice of each completed alert scan here (empty: off).",
     )
     alert_webhook_attempts: int = Field(5, ge=1, description="Webhook deliveries tried before giving up.")
+    gcn_healpix_base_url: str = Field(
+        "",
+        description="Where the probability maps are published: a GCN notice's healpix_url is this plus "
+        "the map's file name (empty: no healpix_url).",
+    )
     geometry_file: Path | None = Field(
         None,
         description="Detector geometry CSV for i3live alerts (default: the shared IC86 table if present).",

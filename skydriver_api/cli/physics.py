@@ -93,8 +93,15 @@ def import_realtime(
         _fail(str(err))
     save_event(event, output)
     fits = ", ".join(sorted(event.reference_fits)) or "none"
+    meta = event.metadata
+    whole = (
+        f" (whole SuperDST map: {meta['superdst_pulses']} pulses, {meta['superdst_doms']} DOMs)"
+        if "superdst_pulses" in meta
+        else ""
+    )
     typer.echo(
-        f"{output}: run {event.run_id} event {event.event_id}, {len(event.pulses)} pulses; fits: {fits}"
+        f"{output}: run {event.run_id} event {event.event_id}, {len(event.pulses)} pulses on "
+        f"{meta.get('n_doms')} DOMs from {meta.get('pulse_chain')}{whole}; fits: {fits}"
     )
 
 

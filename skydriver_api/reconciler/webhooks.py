@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from skydriver_api.reconciler.context import RETRY_BACKOFF, Context
+from skydriver_api.services.results import with_notice_context
 from skyscan.physics.event import parse_event
 from skyscan.records.scan import utcnow
 from skyscan.skymap import exports
@@ -37,7 +38,8 @@ async def payload_of(ctx: Context, scan: dict[str, Any]) -> dict[str, Any] | str
     if result is None or event_doc is None:
         return "skipped: no stored result"
     try:
-        gcn = await asyncio.to_thread(_render_gcn, result, event_doc)
+        notice = with_notice_context(result, scan, ctx.settings.gcn_healpix_base_url)
+        gcn = await asyncio.to_thread(_render_gcn, notice, event_doc)
     except Exception as err:
         return f"skipped: cannot render the GCN summary: {err}"
     return {"scan_id": scan_id, "state": "completed", "alert": scan.get("alert"), "gcn": gcn}

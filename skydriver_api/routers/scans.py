@@ -93,6 +93,7 @@ async def get_result(
     doc = await results.result_document(scans.db, scan, event_doc)
     if format == "json":
         return JSONResponse(doc)
+    doc = results.with_notice_context(doc, scan, scans.settings.gcn_healpix_base_url)
     rendered = await results.render(doc, event_doc, format)
     return Response(
         rendered.content,

@@ -9,11 +9,14 @@ Two accepted bodies:
   :func:`skyscan.readers.realtime.read_realtime_event` and the geometry of ``SKYDRIVER_GEOMETRY_FILE``.
 
 Duplicates (same run, event and revision; unique index on ``alerts``) return the existing scan.
+Each alert gets IceCube's kind of name, ``IceCube-YYMMDD`` plus a letter by order within the UTC
+day of the event (A first), unless it brings its own ``event_name``; later revisions keep it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -110,6 +113,37 @@ async def parse_alert(body: dict[str, Any], settings: ApiSettings) -> tuple[Even
     return event, meta, "i3live"
 
 
+MJD_ZERO = dt.datetime(1858, 11, 17, tzinfo=dt.UTC)
+
+
+def event_day(mjd: float) -> str:
+    return (MJD_ZERO + dt.timedelta(days=mjd)).strftime("%y%m%d")
+
+
+def day_letter(index: int) -> str:
+    """A, B, ..., Z, AA, AB, ... for the 0th, 1st, ... alert of a day."""
+    out, n = "", index + 1
+    while n:
+        n, r = divmod(n - 1, 26)
+        out = chr(ord("A") + r) + out
+    return out
+
+
+async def event_name(service: ScanService, event: Event, meta: AlertMeta) -> str:
+    """The alert's own name, else an earlier revision's, else the next letter of the event's day
+    among the stored alerts (two alerts of one day arriving at once could draw the same letter)."""
+    given = (meta.model_extra or {}).get("event_name")
+    if isinstance(given, str) and given:
+        return given
+    alerts = service.db.alerts
+    earlier = await alerts.any_revision(meta.run_id, meta.event_id)
+    if earlier is not None and earlier.get("event_name"):
+        return str(earlier["event_name"])
+    day = event_day(event.mjd)
+    taken = await alerts.names_on_day(day)
+    return f"IceCube-{day}{day_letter(len(taken))}"
+
+
 @dataclass(frozen=True)
 class AlertOutcome:
     scan_id: str
@@ -148,6 +182,8 @@ async def submit(service: ScanService, body: dict[str, Any], owner: str) -> Aler
     now = utcnow()
     alert_doc = {
         **meta.model_dump(),
+        "event_name": await event_name(service, event, meta),
+        "event_day": event_day(event.mjd),
         "scan_id": scan_id,
         "received_at": now,
         "owner": owner,

@@ -56,6 +56,11 @@ async def result_document(db: Database, scan: dict[str, Any], event_doc: dict[st
     return doc
 
 
+def with_notice_context(doc: dict[str, Any], scan: dict[str, Any], healpix_base_url: str) -> dict[str, Any]:
+    """What a GCN notice says about the alert and where the probability map is published."""
+    return {**doc, "alert": scan.get("alert"), "healpix_base_url": healpix_base_url}
+
+
 async def render(doc: dict[str, Any], event_doc: dict[str, Any], fmt: str) -> exports.Rendered:
     try:
         return await asyncio.to_thread(exports.render, doc, parse_event(event_doc), fmt)

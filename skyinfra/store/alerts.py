@@ -20,6 +20,13 @@ class AlertRepository:
     async def find(self, run_id: int, event_id: int, revision: int) -> dict[str, Any] | None:
         return await self._c.find_one({"run_id": run_id, "event_id": event_id, "revision": revision})
 
+    async def any_revision(self, run_id: int, event_id: int) -> dict[str, Any] | None:
+        return await self._c.find_one({"run_id": run_id, "event_id": event_id})
+
+    async def names_on_day(self, day: str) -> set[str]:
+        """The event names given to alerts of one UTC day (``YYMMDD``)."""
+        return {doc["event_name"] async for doc in self._c.find({"event_day": day}) if doc.get("event_name")}
+
     async def insert(self, doc: dict[str, Any]) -> None:
         """Raises Duplicate when the same revision was stored concurrently."""
         await self._c.insert_one(doc)

@@ -21,6 +21,17 @@ Binary layouts (reco_physics_data.md section 1.C, checked on every frame of the 
 * ``I3EventHeader``: 12 bytes of class info after the class name, uint32 run, subrun, event, two
   more words, the sub-event stream string, then the start time (an I3Time: int32 year and int64
   tenths of ns since the year began) after a few bytes of class info.
+* ``I3SuperDST``: the compressed pulse map of realtime alerts, see :mod:`skyscan.readers.superdst`.
+* ``I3RecoPulseSeriesMapMask`` (version 2): class name, 12 bytes of class info, the source key
+  (uint32 length + name), then bitmasks, each uint16 byte count, uint8 padding bits and the bytes
+  (bit i of byte i // 8 selects entry i): one over the source map's DOMs (2 bytes of class info
+  first), then a uint32 count (2 bytes of class info first) and one per selected DOM over its
+  pulses. The source is a pulse map, an I3SuperDST or another mask.
+
+Which pulses: the first of ``pulse_keys`` the frames hold (a plain map, a mask or SuperDST), else
+any plain map, else the mask that no other mask refines, else the whole SuperDST map's in-ice DOMs.
+For the alert tracks that is the split mask (``SplitUncleanedInIcePulses`` or ``SplitInIcePulses``)
+over ``InIceDSTPulses`` over ``I3SuperDST``: the pulses of the event IceCube reconstructed.
 """
 
 from __future__ import annotations
@@ -38,11 +49,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from skyscan.physics.event import EVENT_SCHEMA, Event, EventFormatError, parse_event
 from skyscan.physics.geometry import Geometry
+from skyscan.readers.superdst import ICETOP_MIN_OM, SuperDSTFormatError, decode_superdst, summarize
 
 PULSE_MAP_TYPES = ("I3Map<OMKey, vector<I3RecoPulse> >", "I3RecoPulseSeriesMap")
-DEFAULT_PULSE_KEYS = ("UncleanedInIcePulses", "SplitUncleanedInIcePulses", "InIcePulses", "OfflinePulses")
+MASK_TYPE = "I3RecoPulseSeriesMapMask"
+SUPERDST_TYPE = "I3SuperDST"
+PULSE_SOURCE_TYPES = (*PULSE_MAP_TYPES, MASK_TYPE, SUPERDST_TYPE)
+DEFAULT_PULSE_KEYS = (
+    "UncleanedInIcePulses",
+    "SplitUncleanedInIcePulses",
+    "SplitInIcePulses",
+    "InIcePulses",
+    "OfflinePulses",
+)
+MAX_MASK_DEPTH = 8  # masks of masks: a loop in a corrupt file must end
 I3FRAME_CLASSES = {("icecube.icetray", "I3Frame"), ("icecube._icetray", "I3Frame"), ("icetray", "I3Frame")}
 MAX_INFLATED_BYTES = 64 * 1024 * 1024  # a realtime frame is ~1 MB; refuse zip bombs
 MJD_UNIX_EPOCH = 40587.0
@@ -50,10 +74,6 @@ MJD_UNIX_EPOCH = 40587.0
 
 class RealtimeFormatError(ValueError):
     """The file is not a readable realtime event."""
-
-
-class SuperDSTOnlyError(RealtimeFormatError):
-    """The event carries its pulses only as I3SuperDST, which this reader does not decode."""
 
 
 class _I3FrameStub:
@@ -196,6 +216,74 @@ def decode_pulse_map(buf: bytes) -> list[RawPulse]:
     return pulses
 
 
+@dataclass(frozen=True)
+class PulseMask:
+    """An ``I3RecoPulseSeriesMapMask``: which DOMs of ``source`` (in map order) and which of their
+    pulses it keeps."""
+
+    source: str
+    doms: np.ndarray  # bool, one per DOM of the source map
+    pulses: tuple[np.ndarray, ...]  # bool per pulse, one array per kept DOM
+
+
+def _bitmask(r: _Reader, what: str) -> np.ndarray:
+    at = r.pos
+    n_bytes, padding = r.unpack("HB")
+    if padding > min(8, 8 * n_bytes):  # an empty mask is one byte with 8 padding bits
+        raise RealtimeFormatError(f"{r.what}: {what} has {padding} padding bits at byte {at}")
+    bits = np.unpackbits(np.frombuffer(r.take(n_bytes), np.uint8), bitorder="little")
+    return bits[: 8 * n_bytes - padding].astype(bool)
+
+
+def decode_pulse_mask(buf: bytes) -> PulseMask:
+    """Decode an I3RecoPulseSeriesMapMask (version 2) buffer; it must be consumed exactly."""
+    r = _Reader(buf, MASK_TYPE)
+    _skip_class_name(r, MASK_TYPE)
+    preamble = r.take(12)
+    if preamble[1] != 2:
+        raise RealtimeFormatError(f"{MASK_TYPE}: version {preamble[1]} is not supported (only 2)")
+    source = r.string()
+    r.take(2)
+    doms = _bitmask(r, "the DOM mask")
+    r.take(2)
+    n_kept = r.u32()
+    if n_kept != int(doms.sum()):
+        raise RealtimeFormatError(
+            f"{MASK_TYPE}: {n_kept} pulse masks for {int(doms.sum())} selected DOMs at byte {r.pos - 4}"
+        )
+    pulses = tuple(_bitmask(r, f"pulse mask {i}") for i in range(n_kept))
+    if r.pos != len(buf):
+        raise RealtimeFormatError(f"{MASK_TYPE}: {len(buf) - r.pos} bytes left over at byte {r.pos}")
+    return PulseMask(source, doms, pulses)
+
+
+def apply_mask(pulses: list[RawPulse], mask: PulseMask, name: str) -> list[RawPulse]:
+    """The pulses of a source map (in map order: grouped by DOM) that ``mask`` keeps."""
+    groups: list[list[RawPulse]] = []
+    for p in pulses:
+        if groups and (groups[-1][0].string, groups[-1][0].om) == (p.string, p.om):
+            groups[-1].append(p)
+        else:
+            groups.append([p])
+    if len(groups) != mask.doms.size:
+        raise RealtimeFormatError(
+            f"{name}: the mask covers {mask.doms.size} DOMs but its source {mask.source} has {len(groups)}"
+        )
+    kept: list[RawPulse] = []
+    selected = iter(mask.pulses)
+    for group, use in zip(groups, mask.doms.tolist(), strict=True):
+        if not use:
+            continue
+        bits = next(selected)
+        if bits.size != len(group):
+            raise RealtimeFormatError(
+                f"{name}: the mask of DOM ({group[0].string}, {group[0].om}) covers {bits.size} pulses "
+                f"but {mask.source} has {len(group)}"
+            )
+        kept.extend(p for p, b in zip(group, bits.tolist(), strict=True) if b)
+    return kept
+
+
 PARTICLE_OFFSETS = {
     "x": 64,
     "y": 72,
@@ -307,13 +395,124 @@ def decode_frames(doc: dict[str, Any]) -> list[tuple[str, dict[str, FrameObject]
     return out
 
 
+@dataclass(frozen=True)
+class PulseSelection:
+    """The pulses a reconstruction should see and where they came from."""
+
+    key: str
+    pulses: list[RawPulse]
+    chain: tuple[str, ...]  # the key, the mask sources it refines, ..., the stored map
+    full_map: dict[str, float | int] | None  # DOMs, pulses, charge of the whole SuperDST map
+
+
+def _rows(table: np.ndarray) -> list[RawPulse]:
+    return [
+        RawPulse(int(s), int(o), float(t), float(q), float(w), int(f)) for s, o, t, q, w, f in table.tolist()
+    ]
+
+
+def _resolve(
+    key: str, objects: dict[str, FrameObject], superdst: dict[str, np.ndarray], depth: int = 0
+) -> tuple[list[RawPulse], tuple[str, ...]]:
+    """The pulses stored or selected under ``key`` and the chain of keys behind them."""
+    if depth > MAX_MASK_DEPTH:
+        raise RealtimeFormatError(f"{key}: masks nested deeper than {MAX_MASK_DEPTH} (a loop?)")
+    obj = objects.get(key)
+    if obj is None:
+        raise RealtimeFormatError(f"the pulse mask source {key!r} is not in the Q/P frames")
+    if obj.type_name in PULSE_MAP_TYPES:
+        return decode_pulse_map(obj.buffer), (key,)
+    if obj.type_name == SUPERDST_TYPE:
+        if key not in superdst:
+            try:
+                superdst[key] = decode_superdst(obj.buffer)
+            except SuperDSTFormatError as err:
+                raise RealtimeFormatError(f"{key}: {err}") from None
+        return _rows(superdst[key]), (key,)
+    if obj.type_name == MASK_TYPE:
+        mask = decode_pulse_mask(obj.buffer)
+        source, chain = _resolve(mask.source, objects, superdst, depth + 1)
+        return apply_mask(source, mask, key), (key, *chain)
+    raise RealtimeFormatError(f"{key} is a {obj.type_name}, not a pulse series")
+
+
+def select_pulses(objects: dict[str, FrameObject], pulse_keys: tuple[str, ...]) -> PulseSelection:
+    """Pick and decode the event's pulse series (see the module docstring for the order)."""
+    sources = {k: o for k, o in objects.items() if o.type_name in PULSE_SOURCE_TYPES}
+    key = next((k for k in pulse_keys if k in sources), None)
+    key = key or next((k for k, o in sources.items() if o.type_name in PULSE_MAP_TYPES), None)
+    if key is None:
+        masks = {k: decode_pulse_mask(o.buffer) for k, o in sources.items() if o.type_name == MASK_TYPE}
+        refined = {m.source for m in masks.values()}
+        key = next((k for k in masks if k not in refined), None)
+    key = key or next((k for k, o in sources.items() if o.type_name == SUPERDST_TYPE), None)
+    if key is None:
+        raise RealtimeFormatError("no pulse series (map, mask or I3SuperDST) in the Q/P frames")
+    superdst: dict[str, np.ndarray] = {}
+    pulses, chain = _resolve(key, objects, superdst)
+    if sources[key].type_name == SUPERDST_TYPE:  # the whole map: IceTop is not in the in-ice geometry
+        pulses = [p for p in pulses if p.om < ICETOP_MIN_OM]
+    full = summarize(superdst[chain[-1]]) if chain[-1] in superdst else None
+    return PulseSelection(key, pulses, chain, full)
+
+
+# JSON ``reco`` entries by their names in IceCube's alert messages
+JSON_FIT_NAMES = {"splinempe": "SplineMPE", "spefit2": "SPEFit2", "mpefit": "MPEFit"}
+SAME_DIRECTION_RAD = 1e-4  # the JSON block rounds angles to 1e-5 rad
+
+
+def reference_fits(physics: dict[str, FrameObject], info: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """IceCube's own fits: every I3Particle of the P frame under its key, then each direction of the
+    JSON ``reco`` block (SplineMPE, SPEFit2, the online best fit) that no frame fit already gives.
+    A frame fit the JSON names (``OnlineL2_BestFit`` is ``OnlineL2_MPEFit``) takes that name;
+    numeric extras (llh, rllh, ndof, Cramer-Rao errors) are kept."""
+    fits: dict[str, dict[str, float]] = {}
+    for key, obj in physics.items():
+        if obj.type_name != "I3Particle":
+            continue
+        particle = decode_particle(obj.buffer)
+        if math.isfinite(particle["zenith"]) and math.isfinite(particle["azimuth"]):
+            fits[key] = {k: v for k, v in particle.items() if math.isfinite(v)}
+    reco = info.get("reco")
+    for label, fit in reco.items() if isinstance(reco, dict) else ():
+        if not isinstance(fit, dict):
+            continue
+        zen, azi = fit.get("zen"), fit.get("azi")
+        if not (isinstance(zen, float | int) and isinstance(azi, float | int)):
+            continue
+        entry = {"zenith": float(zen), "azimuth": float(azi)}
+        entry.update(
+            {
+                k: float(v)
+                for k, v in fit.items()
+                if k not in ("zen", "azi") and isinstance(v, float | int) and not isinstance(v, bool)
+            }
+        )
+        twin = next(
+            (
+                k
+                for k, f in fits.items()
+                if abs(f["zenith"] - entry["zenith"]) < SAME_DIRECTION_RAD
+                and abs(f["azimuth"] - entry["azimuth"]) < SAME_DIRECTION_RAD
+            ),
+            None,
+        )
+        name = fit.get("name") if isinstance(fit.get("name"), str) and fit["name"] else None
+        if twin is not None:  # the frame's full precision wins; the JSON may say what the fit is
+            merged = {**entry, **fits.pop(twin)}
+            fits[name if name and name not in fits else twin] = merged
+            continue
+        fits.setdefault(name or JSON_FIT_NAMES.get(label.lower(), label), entry)
+    return fits
+
+
 def read_realtime_event(
     source: str | Path | bytes | dict[str, Any],
     geometry: Geometry,
     pulse_keys: tuple[str, ...] = DEFAULT_PULSE_KEYS,
     event_type: str = "realtime",
 ) -> Event:
-    """Convert a realtime event to :class:`Event`; SuperDST-only events raise :class:`SuperDSTOnlyError`."""
+    """Convert a realtime event to :class:`Event` (plain pulse maps, masks and SuperDST)."""
     doc = load_realtime_document(source)
     frames = decode_frames(doc)
     _, info = _frame_list(doc)
@@ -325,19 +524,10 @@ def read_realtime_event(
         if stream == "P":
             physics_keys.update(objects)
 
-    pulse_key = next((k for k in pulse_keys if k in merged and merged[k].type_name in PULSE_MAP_TYPES), None)
-    if pulse_key is None:
-        pulse_key = next((k for k, o in merged.items() if o.type_name in PULSE_MAP_TYPES), None)
-    if pulse_key is None:
-        if any(o.type_name == "I3SuperDST" for o in merged.values()):
-            raise SuperDSTOnlyError(
-                "this event carries its pulses only as I3SuperDST (compressed); decoding SuperDST is not "
-                "supported: export the event with a plain I3RecoPulseSeriesMap (e.g. UncleanedInIcePulses)"
-            )
-        raise RealtimeFormatError("no pulse series map in the Q/P frames")
-    raw_pulses = decode_pulse_map(merged[pulse_key].buffer)
+    selection = select_pulses(merged, pulse_keys)
+    raw_pulses = selection.pulses
     if not raw_pulses:
-        raise RealtimeFormatError(f"{pulse_key} holds no pulses")
+        raise RealtimeFormatError(f"{selection.key} holds no pulses")
 
     header_obj = merged.get("I3EventHeader") or merged.get("QI3EventHeader")
     if header_obj is None:
@@ -373,30 +563,24 @@ def read_realtime_event(
             f"{len(missing)} DOMs are not in the geometry {geometry.name} (e.g. {sorted(missing)[:3]})"
         )
 
-    reference_fits: dict[str, dict[str, float]] = {}
-    for key, obj in physics_keys.items():
-        if obj.type_name != "I3Particle":
-            continue
-        particle = decode_particle(obj.buffer)
-        if math.isfinite(particle["zenith"]) and math.isfinite(particle["azimuth"]):
-            reference_fits[key] = {k: v for k, v in particle.items() if math.isfinite(v)}
-    for name, fit in (info.get("reco") or {}).items() if isinstance(info.get("reco"), dict) else []:
-        if (
-            isinstance(fit, dict)
-            and isinstance(fit.get("zen"), float | int)
-            and isinstance(fit.get("azi"), float | int)
-        ):
-            reference_fits.setdefault(
-                f"json:{name}", {"zenith": float(fit["zen"]), "azimuth": float(fit["azi"])}
-            )
-
     metadata: dict[str, str | int | float | bool | None] = {
         "source": "i3live realtime",
-        "pulse_series": pulse_key,
+        "pulse_series": selection.key,
+        "pulse_chain": " <- ".join(selection.chain),
         "sub_run_id": header.sub_run_id,
         "sub_event_stream": header.sub_event_stream,
         "n_pulses_raw": len(raw_pulses),
+        "n_doms": len({(p.string, p.om) for p in raw_pulses}),
+        "charge_pe": round(math.fsum(p.charge for p in raw_pulses), 4),
     }
+    if selection.full_map is not None:
+        metadata.update(
+            {
+                "superdst_doms": selection.full_map["doms"],
+                "superdst_pulses": selection.full_map["pulses"],
+                "superdst_charge_pe": round(selection.full_map["charge"], 4),
+            }
+        )
     if dropped_zero_charge:
         metadata["n_pulses_dropped_nonpositive_charge"] = dropped_zero_charge
     event_doc = {
@@ -407,7 +591,7 @@ def read_realtime_event(
         "event_type": event_type,
         "is_real_event": True,
         "pulses": pulses,
-        "reference_fits": reference_fits,
+        "reference_fits": reference_fits(physics_keys, info),
         "metadata": metadata,
     }
     try:

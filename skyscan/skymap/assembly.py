@@ -7,7 +7,8 @@ Besides the pixels and the best fit, the document carries the error regions: for
 level set (Wilks by default) the area in square degrees of ``2*dLLH <= level`` on the multi-order
 map and the asymmetric RA/Dec errors, and the 50%/90% credible areas of the probability map
 ``exp(-dLLH)`` normalised over the sky. :func:`analyse` gives the same numbers (and the map) to the
-exports.
+exports. For events carrying reference fits (IceCube's own reconstructions of a real alert),
+``reference_fits`` gives each one's direction and its angle from our best fit.
 """
 
 from __future__ import annotations
@@ -84,6 +85,32 @@ def truth_summary(event: Event, best: PixelBest, llh_at_truth: float | None) -> 
         "dec_deg": math.degrees(float(t_dec)),
         "offset_deg": math.degrees(offset),
         "delta_2llh": delta,
+    }
+
+
+def reference_fits_summary(event: Event, analysis: Analysis) -> dict[str, dict[str, Any]]:
+    """Each of the event's reference fits (IceCube's own reconstructions): its direction, the angle
+    from our best fit to it, and 2*dLLH of our map where it points (null where nothing was fitted)."""
+    best = analysis.best
+    if best is None or not event.reference_fits:
+        return {}
+    b_ra, b_dec = best.radec
+    names = list(event.reference_fits)
+    zen = np.array([event.reference_fits[n].zenith for n in names])
+    azi = np.array([event.reference_fits[n].azimuth for n in names])
+    ra, dec = detector_to_equatorial(zen, azi, event.mjd)
+    offsets = np.degrees(angular_distance(b_ra, b_dec, ra, dec))
+    ts = 2.0 * (analysis.map.llh[analysis.map.lookup(ra, dec)] - best.llh)
+    return {
+        name: {
+            "zenith_deg": math.degrees(float(zen[i])),
+            "azimuth_deg": math.degrees(float(azi[i])),
+            "ra_deg": math.degrees(float(ra[i])),
+            "dec_deg": math.degrees(float(dec[i])),
+            "offset_deg": float(offsets[i]),
+            "map_2dllh": _num(ts[i]),
+        }
+        for i, name in enumerate(names)
     }
 
 
@@ -210,6 +237,8 @@ def build_result(
     }
     if best is not None and event.truth is not None:
         doc["truth"] = truth_summary(event, best, llh_at_truth)
+    if best is not None and event.reference_fits:
+        doc["reference_fits"] = reference_fits_summary(event, analysis)
     return doc
 
 

@@ -1,9 +1,12 @@
 """Realtime alerts: one scan per (run, event, revision), realtime priority, configured defaults,
-i3live documents converted, corrupt ones refused, and a webhook with the GCN-style summary."""
+i3live documents converted (plain pulse maps and SuperDST), corrupt ones refused, and a webhook
+with the GCN notice."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,13 +17,20 @@ from typing import Any
 import pytest
 
 from skyscan.physics.geometry import find_default_geometry
+from skyscan.readers.realtime import decode_frames, load_realtime_document
 from tests.conftest import make_event, start_api, stop_api, wait_until
 from tests.integration.conftest import OpsApi, make_tokens
+from tests.support.gcn_schema import SKIP_REASON, schema_dir, validation_errors
+from tests.support.i3frames import with_object
 
 GEOMETRY = find_default_geometry()
 EVENTS = GEOMETRY.parent.parent / "realtime_events" if GEOMETRY else None
 I3LIVE = EVENTS / "hese_event_00.json" if EVENTS else None
-SUPERDST_ONLY = EVENTS / "138632_31747601.json" if EVENTS else None
+SUPERDST_JSON = EVENTS / "138632_31747601.json" if EVENTS else None
+GOLD = EVENTS / "run00136766-evt000007637140-GOLD.pkl" if EVENTS else None
+needs_superdst = pytest.mark.skipif(
+    SUPERDST_JSON is None or not SUPERDST_JSON.is_file(), reason="shared realtime events absent"
+)
 
 
 def alert(run_id: int, event_id: int, revision: int = 0, stream: str = "gold") -> dict[str, Any]:
@@ -130,16 +140,60 @@ def test_an_i3live_document_is_converted_and_deduplicated(quiet_api: OpsApi) -> 
     assert event["is_real_event"] is True and len(event["pulses"]) == 635
 
 
-@pytest.mark.skipif(
-    SUPERDST_ONLY is None or not SUPERDST_ONLY.is_file(), reason="shared realtime events absent"
-)
-def test_an_i3live_document_without_plain_pulses_is_refused_with_the_reason(quiet_api: OpsApi) -> None:
-    assert SUPERDST_ONLY is not None
-    n = quiet_api.db().scans.count_documents({})
+@needs_superdst
+def test_a_superdst_alert_is_decoded(quiet_api: OpsApi) -> None:
+    assert SUPERDST_JSON is not None
     with quiet_api.http("owner") as http:
-        resp = http.post("/api/v1/alerts", json=json.loads(Path(SUPERDST_ONLY).read_text()))
-    assert resp.status_code == 422 and "SuperDST" in resp.json()["detail"]
-    assert quiet_api.db().scans.count_documents({}) == n
+        resp = http.post("/api/v1/alerts", json=json.loads(Path(SUPERDST_JSON).read_text()))
+        assert resp.status_code == 201, resp.text
+        scan_id = resp.json()["scan_id"]
+        event = http.get(f"/api/v1/scans/{scan_id}/event").json()["event"]
+    assert len(event["pulses"]) == 948 and event["metadata"]["pulse_series"] == "SplitInIcePulses"
+    assert {"l2_online_SplineMPE", "SPEFit2"} <= set(event["reference_fits"])
+    assert resp.json()["alert"]["event_name"] == "IceCube-231202A"
+
+
+def _corrupt_superdst_documents() -> list[tuple[str, dict[str, Any], str]]:
+    assert SUPERDST_JSON is not None
+    document = json.loads(Path(SUPERDST_JSON).read_text())
+    superdst = next(o for _, objs in decode_frames(document) for k, o in objs.items() if k == "I3SuperDST")
+    flipped = json.loads(json.dumps(document))
+    frames = flipped["value"]["data"]["frames"]
+    q = next(f for f in frames if f[0] == "Q")
+    middle = len(q[1]) // 2
+    q[1] = q[1][:middle] + ("A" if q[1][middle] != "A" else "B") + q[1][middle + 1 :]
+    # flip the low bit of the charge-stamp count (a two-byte size after its 0xfd tag at byte 34):
+    # every later stream is misaligned
+    recount = bytearray(superdst.buffer)
+    assert recount[34] == 0xFD
+    recount[35] ^= 0x01
+    return [
+        (
+            "truncated",
+            with_object(document, "I3SuperDST", superdst.buffer[:-40]),
+            r"I3SuperDST: .*at byte \d+",
+        ),
+        (
+            "flipped count bit",
+            with_object(document, "I3SuperDST", bytes(recount)),
+            r"I3SuperDST: .*at byte \d+",
+        ),
+        ("flipped payload", flipped, r"not base64\(zlib"),
+    ]
+
+
+@needs_superdst
+def test_corrupt_superdst_alerts_are_refused_and_write_nothing(quiet_api: OpsApi) -> None:
+    db = quiet_api.db()
+    before = (db.scans.count_documents({}), db.alerts.count_documents({}), db.events.count_documents({}))
+    with quiet_api.http("owner") as http:
+        for label, document, pattern in _corrupt_superdst_documents():
+            resp = http.post("/api/v1/alerts", json=document)
+            assert resp.status_code == 422, (label, resp.text)
+            detail = resp.json()["detail"]
+            assert detail.startswith("i3live event: ") and re.search(pattern, detail), (label, detail)
+    after = (db.scans.count_documents({}), db.alerts.count_documents({}), db.events.count_documents({}))
+    assert after == before
 
 
 # -- webhook -----------------------------------------------------------------------------------------
@@ -156,18 +210,12 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def webhook_api(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsApi]:
+@contextlib.contextmanager
+def api_with_webhook(tmp: Path, **settings: str) -> Iterator[OpsApi]:
     server = HTTPServer(("127.0.0.1", 0), Receiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    api = start_api(
-        tmp_path_factory.mktemp("webhook"),
-        alert_reco="dummy",
-        alert_nsides="8:0",
-        alert_workers="2",
-        alert_webhook_url=f"http://127.0.0.1:{server.server_port}/gcn",
-    )
+    api = start_api(tmp, alert_webhook_url=f"http://127.0.0.1:{server.server_port}/gcn", **settings)
     try:
         ops = OpsApi(api)
         make_tokens(ops)
@@ -175,6 +223,27 @@ def webhook_api(services: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
     finally:
         stop_api(api)
         server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def webhook_api(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsApi]:
+    with api_with_webhook(
+        tmp_path_factory.mktemp("webhook"), alert_reco="dummy", alert_nsides="8:0", alert_workers="2"
+    ) as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def real_alert_api(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsApi]:
+    """Alert scans of real events: the cheapest real reco (the dummy needs a truth) on nside 8 only."""
+    with api_with_webhook(
+        tmp_path_factory.mktemp("real-alert"),
+        alert_reco="pandel-spe",
+        alert_nsides="8:0",
+        alert_workers="2",
+        gcn_healpix_base_url="https://alerts.example.org/skymaps",
+    ) as api:
+        yield api
 
 
 def test_a_completed_alert_scan_posts_its_gcn_summary_to_the_webhook(webhook_api: OpsApi) -> None:
@@ -195,3 +264,41 @@ def test_a_completed_alert_scan_posts_its_gcn_summary_to_the_webhook(webhook_api
     assert gcn["ra"] == pytest.approx(doc["best_fit"]["ra_deg"]) and gcn["dec"] == pytest.approx(
         doc["best_fit"]["dec_deg"]
     )
+
+
+@pytest.mark.skipif(GOLD is None or not GOLD.is_file(), reason="shared realtime events absent")
+@pytest.mark.skipif(schema_dir() is None, reason=SKIP_REASON)
+def test_the_gold_alert_runs_to_a_valid_gcn_notice_on_the_webhook(real_alert_api: OpsApi) -> None:
+    assert GOLD is not None
+    document = load_realtime_document(GOLD)
+    body = {"i3live": document, "alert": {"revision": 0, "stream": "gold", "signalness": 0.61}}
+    with real_alert_api.http("owner") as http:
+        resp = http.post("/api/v1/alerts", json=body)
+        assert resp.status_code == 201, resp.text
+        scan_id = resp.json()["scan_id"]
+        posted = wait_until(
+            lambda: [r for r in Receiver.received if r["scan_id"] == scan_id], 300, "the GOLD alert's webhook"
+        )
+        via_api = http.get(f"/api/v1/scans/{scan_id}/result", params={"format": "gcn"}).json()
+        result = http.get(f"/api/v1/scans/{scan_id}/result").json()
+    payload = posted[0]
+    assert payload["state"] == "completed", payload
+    gcn = payload["gcn"]
+    assert validation_errors(gcn) == [] and validation_errors(via_api) == []
+    assert (gcn["pipeline"], gcn["alert_type"], gcn["alert_tense"], gcn["record_number"]) == (
+        "Gold Track Alert",
+        "initial",
+        "current",
+        1,
+    )
+    assert gcn["event_name"] == ["IceCube-220624A"] and gcn["id"] == ["136766_7637140"]
+    assert gcn["p_astro"] == 0.61 and gcn["trigger_time"].startswith("2022-06-24T16:13:16")
+    assert gcn["healpix_url"].startswith("https://alerts.example.org/skymaps/run00136766.evt000007637140.")
+    assert gcn["ra"] == pytest.approx(result["best_fit"]["ra_deg"], abs=1e-4)
+    assert set(gcn["additional_info"]["reference_fits"]) == {
+        "OnlineL2_SplineMPE",
+        "OnlineL2_MPEFit",
+        "SPEFit2",
+    }
+    assert set(result["reference_fits"]) == {"OnlineL2_SplineMPE", "OnlineL2_MPEFit", "SPEFit2"}
+    assert via_api["event_name"] == gcn["event_name"] and via_api["ra"] == gcn["ra"]

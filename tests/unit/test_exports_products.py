@@ -25,6 +25,7 @@ MEDIA = {
     "geojson": "application/geo+json",
     "png": "image/png",
     "gcn": "application/json",
+    "probability-fits": "application/gzip",
 }
 
 
@@ -58,7 +59,7 @@ def test_formats_contract(scan: dict[str, Any], tmp_path: Path) -> None:
 def test_products_need_a_finite_fit() -> None:
     complete = {(1, p): PixelBest(1, p, math.nan, 0, {}, True, "x") for p in range(12)}
     doc = make_doc(complete, make_event(), [1])
-    for fmt in ("fits", "png", "gcn"):
+    for fmt in ("fits", "png", "gcn", "probability-fits"):
         with pytest.raises(ValueError, match="no finite fit"):
             render(doc, None, fmt)
     assert json.loads(render(doc, None, "geojson").content)["features"] == []
@@ -121,22 +122,23 @@ def test_gcn_summary(scan: dict[str, Any]) -> None:
     data = json.loads(render(scan["doc"], scan["event"], "gcn").content)
     best = scan["doc"]["best_fit"]
     r90 = scan["doc"]["regions"]["levels"]["90"]
+    ours = data["additional_info"]
     assert data["ra"] == pytest.approx(best["ra_deg"], abs=1e-4) and data["dec"] == pytest.approx(
         best["dec_deg"], abs=1e-4
     )
     assert data["containment_probability"] == 0.9 and data["systematic_included"] is False
-    assert data["area_90_deg2"] == pytest.approx(r90["area_deg2"], abs=1e-4)
-    assert data["area_50_deg2"] == pytest.approx(
+    assert ours["area_90_deg2"] == pytest.approx(r90["area_deg2"], abs=1e-4)
+    assert ours["area_50_deg2"] == pytest.approx(
         scan["doc"]["regions"]["levels"]["50"]["area_deg2"], abs=1e-4
     )
-    assert data["ra_error"] == {
+    assert ours["ra_error_90"] == {
         "plus": pytest.approx(r90["ra_err_plus_deg"], abs=1e-4),
         "minus": pytest.approx(r90["ra_err_minus_deg"], abs=1e-4),
     }
-    assert data["dec_error"]["plus"] == pytest.approx(r90["dec_err_plus_deg"], abs=1e-4)
+    assert ours["dec_error_90"]["plus"] == pytest.approx(r90["dec_err_plus_deg"], abs=1e-4)
     # the circle holds the whole 90% region: at least the semi-major axis, at most a bit more
     assert 0.7 * math.sqrt(4.61) - 0.05 < data["ra_dec_error"] < 0.7 * math.sqrt(4.61) + 0.4
-    assert (data["run_id"], data["event_id"], data["id"]) == (123456, 42, ["123456_42"])
+    assert (ours["run_id"], ours["event_id"], data["id"]) == (123456, 42, ["123456_42"])
     assert data["trigger_time"] == "2023-02-25T12:00:00.000Z"
     assert data["alert_tense"] == "test" and data["messenger"] == "Neutrino"
 

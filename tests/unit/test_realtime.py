@@ -1,4 +1,5 @@
-"""i3live realtime events -> open format, without IceTray (real HESE events and synthetic frames)."""
+"""i3live realtime events -> open format, without IceTray: real HESE events (plain pulse maps), the
+real SuperDST alerts (GOLD, BRONZE, 138632, the 2017 HESE event) and synthetic frames."""
 
 from __future__ import annotations
 
@@ -10,20 +11,27 @@ import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from skydriver_api.cli import app
+from skyscan.physics.cleaning import seeded_rt_cleaning
 from skyscan.physics.event import load_event
 from skyscan.physics.geometry import find_default_geometry, icecube_like_geometry, load_geometry_csv
 from skyscan.readers.realtime import (
     RealtimeFormatError,
-    SuperDSTOnlyError,
+    decode_frames,
     decode_pulse_map,
+    decode_pulse_mask,
+    load_realtime_document,
     parse_i3frame,
     read_realtime_event,
     safe_unpickle,
 )
+from skyscan.readers.superdst import decode_superdst, summarize
+from tests.support.i3frames import frame_bytes, realtime_doc
+from tests.support.superdst import encode_mask, encode_superdst
 
 GEOMETRY_CSV = find_default_geometry()
 EVENTS = GEOMETRY_CSV.parent.parent / "realtime_events" if GEOMETRY_CSV else None
@@ -31,7 +39,8 @@ needs_data = pytest.mark.skipif(
     EVENTS is None or not EVENTS.is_dir(), reason="shared data (../shared/data/realtime_events) absent"
 )
 
-# -- a tiny writer for the same binary layouts, so the reader is tested without the shared data --
+# -- a tiny writer for the object layouts (frames: tests.support.i3frames), so the reader is tested
+# without the shared data --
 
 
 def _name(name: str) -> bytes:
@@ -87,26 +96,6 @@ def header_buffer(run: int, event: int, year: int, daq: int) -> bytes:
     )
 
 
-def frame_bytes(stream: str, objects: dict[str, tuple[str, bytes]]) -> bytes:
-    out = bytearray(
-        b"[i3]" + struct.pack("<I", 6) + bytes(2) + stream.encode() + struct.pack("<I", len(objects))
-    )
-    for key, (type_name, buf) in objects.items():
-        for part in (key.encode(), type_name.encode(), buf):
-            out += struct.pack("<I", len(part)) + part
-    return bytes(out)
-
-
-def pickled_frame(raw: bytes) -> str:
-    # Protocol-2 pickle of icecube.icetray.I3Frame: GLOBAL, (), REDUCE, ({}, bytes), BUILD.
-    body = b"\x80\x02cicecube.icetray\nI3Frame\n)R}T" + struct.pack("<I", len(raw)) + raw + b"\x86b."
-    return base64.b64encode(zlib.compress(body)).decode()
-
-
-def realtime_doc(frames: list[tuple[str, bytes]]) -> dict[str, object]:
-    return {"value": {"data": [[s, pickled_frame(raw)] for s, raw in frames]}}
-
-
 GEO = icecube_like_geometry()
 
 
@@ -149,15 +138,100 @@ def test_pulse_map_must_be_consumed_exactly() -> None:
         parse_i3frame(b"[i3]" + struct.pack("<I", 5) + bytes(10))
 
 
-def test_superdst_only_is_refused_with_its_own_error() -> None:
+DST_MAP = {
+    (1, 1): [(10000.0, 1.525, 4.0, True), (10020.0, 0.525, 4.0, True)],
+    (2, 30): [(10100.0, 2.225, 8.0, False)],
+    (3, 5): [(10200.0, 0.275, 1.0, True)],
+    (1, 61): [(10010.0, 5.0, 16.0, True)],  # an IceTop DOM: never a pulse of the in-ice event
+}
+DST_KEYS = [(1, 1), (1, 61), (2, 30), (3, 5)]  # map order of the SuperDST's DOMs
+
+
+def superdst_event(objects: dict[str, tuple[str, bytes]]) -> dict[str, object]:
     q = frame_bytes(
         "Q",
         {
-            "I3SuperDST": ("I3SuperDST", b"\x00" * 40),
+            "I3SuperDST": ("I3SuperDST", encode_superdst(DST_MAP)),
+            "I3EventHeader": ("I3EventHeader", header_buffer(4242, 78, 2022, 0)),
+            **objects,
+        },
+    )
+    return realtime_doc([("Q", q)])
+
+
+def in_ice_mask() -> bytes:
+    return encode_mask("I3SuperDST", [om <= 60 for _, om in DST_KEYS], [[True, True], [True], [True]])
+
+
+def test_superdst_whole_map_gives_its_in_ice_pulses() -> None:
+    event = read_realtime_event(superdst_event({}), GEO)
+    assert [(p.string, p.om, p.time, p.charge, p.hlc) for p in event.pulses] == [
+        (1, 1, 10000.0, 1.525, True),
+        (1, 1, 10020.0, 0.525, True),
+        (2, 30, 10100.0, 2.225, False),
+        (3, 5, 10200.0, 0.275, True),
+    ]
+    assert event.metadata["pulse_series"] == "I3SuperDST"
+    assert (event.metadata["superdst_doms"], event.metadata["superdst_pulses"]) == (4, 5)
+    assert event.metadata["n_doms"] == 3 and event.metadata["charge_pe"] == pytest.approx(4.55)
+
+
+def test_superdst_masks_of_masks_select_the_split_pulses() -> None:
+    # InIceDSTPulses drops the IceTop DOM; the split mask then keeps (1,1)'s second pulse and (3,5)
+    split = encode_mask("InIceDSTPulses", [True, False, True], [[False, True], [True]])
+    event = read_realtime_event(
+        superdst_event(
+            {
+                "InIceDSTPulses": ("I3RecoPulseSeriesMapMask", in_ice_mask()),
+                "SplitUncleanedInIcePulses": ("I3RecoPulseSeriesMapMask", split),
+            }
+        ),
+        GEO,
+    )
+    assert [(p.string, p.om, p.time) for p in event.pulses] == [(1, 1, 10020.0), (3, 5, 10200.0)]
+    assert event.metadata["pulse_chain"] == "SplitUncleanedInIcePulses <- InIceDSTPulses <- I3SuperDST"
+    assert event.metadata["superdst_pulses"] == 5 and event.metadata["n_pulses_raw"] == 2
+    # with no preferred key, the mask no other mask refines is taken
+    renamed = superdst_event(
+        {
+            "InIceDSTPulses": ("I3RecoPulseSeriesMapMask", in_ice_mask()),
+            "MySplit": ("I3RecoPulseSeriesMapMask", split),
+        }
+    )
+    assert read_realtime_event(renamed, GEO).metadata["pulse_series"] == "MySplit"
+
+
+@pytest.mark.parametrize(
+    "mask, message",
+    [
+        (encode_mask("I3SuperDST", [True, True], [[True, True], [True]]), "covers 2 DOMs but its source"),
+        (encode_mask("I3SuperDST", [True, False, True, True], [[True], [True], [True]]), "covers 1 pulses"),
+        (encode_mask("Nowhere", [True], [[True]]), "'Nowhere' is not in the Q/P frames"),
+        (encode_mask("SplitInIcePulses", [True], [[True]]), "nested deeper"),
+        (encode_mask("I3SuperDST", [True, False, True, True], [[True, True], [True]]), "2 pulse masks for 3"),
+        (in_ice_mask() + b"\0", "1 bytes left over"),
+    ],
+    ids=["dom count", "pulse count", "missing source", "loop", "mask count", "tail"],
+)
+def test_inconsistent_masks_are_named(mask: bytes, message: str) -> None:
+    with pytest.raises(RealtimeFormatError, match=message):
+        # under a preferred key, so it is the one read (the loop case names itself as its source)
+        read_realtime_event(superdst_event({"SplitInIcePulses": ("I3RecoPulseSeriesMapMask", mask)}), GEO)
+
+
+def test_a_corrupt_superdst_names_the_object_and_the_offset() -> None:
+    buf = encode_superdst(DST_MAP)
+    q = frame_bytes(
+        "Q",
+        {
+            "I3SuperDST": ("I3SuperDST", buf[:-3]),
             "I3EventHeader": ("I3EventHeader", header_buffer(1, 2, 2020, 0)),
         },
     )
-    with pytest.raises(SuperDSTOnlyError, match="SuperDST"):
+    with pytest.raises(RealtimeFormatError, match=r"I3SuperDST: I3SuperDST: truncated.* at byte \d+"):
+        read_realtime_event(realtime_doc([("Q", q)]), GEO)
+    q = frame_bytes("Q", {"I3EventHeader": ("I3EventHeader", header_buffer(1, 2, 2020, 0))})
+    with pytest.raises(RealtimeFormatError, match="no pulse series"):
         read_realtime_event(realtime_doc([("Q", q)]), GEO)
 
 
@@ -223,17 +297,103 @@ def test_real_hese_events(
     assert any(p.hlc for p in event.pulses)
 
 
-@needs_data
-def test_real_superdst_events_are_refused() -> None:
-    assert EVENTS is not None and GEOMETRY_CSV is not None
-    geo = load_geometry_csv(GEOMETRY_CSV)
-    for name in (
-        "event_HESE_2017-11-28.json",
-        "138632_31747601.json",
+# (file, pulse series, DOMs/pulses/PE of the whole SuperDST map, DOMs/pulses/PE selected)
+SUPERDST_EVENTS = [
+    (
         "run00136766-evt000007637140-GOLD.pkl",
-    ):
-        with pytest.raises(SuperDSTOnlyError):
-            read_realtime_event(EVENTS / name, geo)
+        "SplitUncleanedInIcePulses",
+        (1711, 5615, 8304.653),
+        (321, 1781, 2875.625),
+    ),
+    (
+        "run00136662-evt000035405932-BRONZE.pkl",
+        "SplitUncleanedInIcePulses",
+        (256, 889, 2603.623),
+        (176, 763, 1418.425),
+    ),
+    ("138632_31747601.json", "SplitInIcePulses", (219, 952, 1505.445), (216, 948, 885.5)),
+    ("event_HESE_2017-11-28.json", "SplitUncleanedInIcePulses", (278, 3307, 10595.597), (265, 3292, 9691.25)),
+]
+DEEPCORE_STRINGS = range(79, 87)
+
+
+def _pod_double(buf: bytes) -> float:
+    return float(struct.unpack_from("<d", buf, len(buf) - 8)[0])
+
+
+@needs_data
+@pytest.mark.parametrize(
+    ("name", "series", "full", "selected"), SUPERDST_EVENTS, ids=["gold", "bronze", "138632", "2017"]
+)
+def test_real_superdst_events(
+    name: str, series: str, full: tuple[int, int, float], selected: tuple[int, int, float]
+) -> None:
+    assert EVENTS is not None and GEOMETRY_CSV is not None
+    event = read_realtime_event(EVENTS / name, load_geometry_csv(GEOMETRY_CSV))
+    meta = event.metadata
+    assert meta["pulse_series"] == series
+    assert (meta["superdst_doms"], meta["superdst_pulses"]) == full[:2]
+    assert meta["superdst_charge_pe"] == pytest.approx(full[2], abs=1e-3)
+    assert (meta["n_doms"], len(event.pulses)) == selected[:2]
+    assert sum(p.charge for p in event.pulses) == pytest.approx(selected[2], abs=1e-3)
+    assert all(p.om <= 60 for p in event.pulses) and any(p.hlc for p in event.pulses)
+    # IceTray's own check sum of the same pulses: the P frame's homogenized QTot is the charge of
+    # the selected pulses outside DeepCore, to the last digit
+    objects = {
+        k: o for _, objs in decode_frames(load_realtime_document(EVENTS / name)) for k, o in objs.items()
+    }
+    qtot_key = next(k for k in objects if k.endswith("HomogenizedQTot") or k.endswith("Homogenized_QTot"))
+    outside_deepcore = sum(p.charge for p in event.pulses if p.string not in DEEPCORE_STRINGS)
+    assert outside_deepcore == pytest.approx(_pod_double(objects[qtot_key].buffer), abs=2e-3)
+    # the whole map decodes on its own too, with the same totals
+    whole = summarize(decode_superdst(objects["I3SuperDST"].buffer))
+    assert (whole["doms"], whole["pulses"]) == full[:2]
+    assert decode_pulse_mask(objects[series].buffer).source == "InIceDSTPulses"
+
+
+@needs_data
+@pytest.mark.parametrize(
+    ("name", "fits"),
+    [
+        (
+            "run00136766-evt000007637140-GOLD.pkl",
+            {
+                "OnlineL2_SplineMPE": (2.27946, 0.37533),
+                "SPEFit2": (2.27334, 0.43960),
+                "OnlineL2_MPEFit": (2.30158, 0.28761),
+            },
+        ),
+        (
+            "run00136662-evt000035405932-BRONZE.pkl",
+            {
+                "OnlineL2_SplineMPE": (1.51078, 0.66587),
+                "SPEFit2": (1.51384, 0.70064),
+                "OnlineL2_MPEFit": (1.51121, 0.69551),
+            },
+        ),
+        (
+            "138632_31747601.json",
+            {
+                "l2_online_SplineMPE": (1.57163, 4.87687),
+                "SPEFit2": (1.56891, 4.87688),
+                "l2_online_MPEFit": (1.57240, 4.87674),
+            },
+        ),
+        (
+            "event_HESE_2017-11-28.json",
+            {"HESE_SPEFit2": (1.97332, 6.11730), "OnlineL2_SplineMPE": (2.63437, 1.01573)},
+        ),
+    ],
+    ids=["gold", "bronze", "138632", "2017"],
+)
+def test_real_superdst_reference_fits(name: str, fits: dict[str, tuple[float, float]]) -> None:
+    assert EVENTS is not None and GEOMETRY_CSV is not None
+    event = read_realtime_event(EVENTS / name, load_geometry_csv(GEOMETRY_CSV))
+    for key, (zenith, azimuth) in fits.items():
+        fit = event.reference_fits[key]
+        assert (fit.zenith, fit.azimuth) == pytest.approx((zenith, azimuth), abs=2e-5), key
+    if "SPEFit2" in fits:  # from the JSON block, with its likelihood
+        assert event.reference_fits["SPEFit2"].model_extra["ndof"] > 100
 
 
 @needs_data
@@ -258,11 +418,58 @@ def test_cli_import_realtime(tmp_path: Path) -> None:
         app,
         [
             "import-realtime",
-            str(EVENTS / "event_HESE_2017-11-28.json"),
+            str(EVENTS / "run00136766-evt000007637140-GOLD.pkl"),
             "--geometry",
             str(GEOMETRY_CSV),
             "-o",
             str(out),
         ],
     )
-    assert res.exit_code == 2 and "SuperDST" in res.output
+    assert res.exit_code == 0, res.output
+    assert len(load_event(out).pulses) == 1781 and "SplitUncleanedInIcePulses" in res.output
+    truncated = tmp_path / "truncated.pkl"
+    truncated.write_bytes((EVENTS / "run00136766-evt000007637140-GOLD.pkl").read_bytes()[:50_000])
+    res = CliRunner().invoke(
+        app, ["import-realtime", str(truncated), "--geometry", str(GEOMETRY_CSV), "-o", str(out)]
+    )
+    assert res.exit_code == 2 and "pickle" in res.output
+
+
+@needs_data
+@pytest.mark.parametrize(
+    ("name", "stated", "tolerance"),
+    [
+        ("run00136766-evt000007637140-GOLD.pkl", (239, 1641, 2745.525), 0),
+        ("run00136662-evt000035405932-BRONZE.pkl", (133, 668, 1326.45), 1),
+        ("138632_31747601.json", (175, 888, 830.4), 1),
+    ],
+    ids=["gold", "bronze", "138632"],
+)
+def test_the_alert_message_counts_are_the_cleaned_split_pulses(
+    name: str, stated: tuple[int, int, float], tolerance: int
+) -> None:
+    """The DOMs, pulses and charge the alert message states (``nch``, ``npulses``, ``qtot``, also in
+    reco_physics_data.md 1.C) are those of the split pulses after IceCube's standard cleaning:
+    DeepCore strings left out, seeded RT cleaning (150 m, 1000 ns, HLC seeds) and the 6000 ns
+    window holding the most pulses. GOLD matches exactly; the others to within one pulse."""
+
+    assert EVENTS is not None and GEOMETRY_CSV is not None
+    event = read_realtime_event(EVENTS / name, load_geometry_csv(GEOMETRY_CSV))
+    info = load_realtime_document(EVENTS / name)["value"]["data"]
+    assert (info["nch"], info["npulses"], info["qtot"]) == pytest.approx(stated, abs=1e-3)
+    cols = event.pulse_arrays
+    outside = cols["string"] < min(DEEPCORE_STRINGS)
+    pos = np.stack([cols["x"], cols["y"], cols["z"]], axis=1)[outside]
+    times, charges = cols["time"][outside], cols["charge"][outside]
+    dom = (cols["string"] * 100 + cols["om"])[outside]
+    hlc = np.array([bool(p.hlc) for p in event.pulses])[outside]
+    kept = seeded_rt_cleaning(pos, times, dom, hlc)
+    times, charges, dom = times[kept], charges[kept], dom[kept]
+    ordered = np.sort(times)
+    counts = np.searchsorted(ordered, ordered + 6000.0, side="right") - np.arange(ordered.size)
+    start = ordered[int(np.argmax(counts))]
+    window = (times >= start) & (times <= start + 6000.0)
+    n_doms, n_pulses, charge = np.unique(dom[window]).size, int(window.sum()), float(charges[window].sum())
+    assert n_doms == stated[0]
+    assert abs(n_pulses - stated[1]) <= tolerance
+    assert charge == pytest.approx(stated[2], abs=2.0 * tolerance + 0.01)

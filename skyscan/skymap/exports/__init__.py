@@ -4,6 +4,7 @@ Contract used by the API (``GET /result?format=``) and the CLI (``scan-local --f
 
 * ``FORMATS``: the supported format names.
 * ``render(doc, event, fmt) -> Rendered``: bytes, media type and download file name.
+* ``filename(doc, event, fmt) -> str``: that file name alone.
 * ``write_product(doc, event, fmt, out_dir) -> Path``: render and write into ``out_dir``.
 
 Every format works from the stored result document alone; the optional Event adds metadata and,
@@ -17,7 +18,8 @@ for simulated events, the truth. Formats:
 | ``fits`` | multi-order HEALPix FITS, ligo.skymap convention | :mod:`skyscan.skymap.exports.fits` |
 | ``geojson`` | region contours, RA/Dec degrees | :mod:`skyscan.skymap.exports.geojson` |
 | ``png`` | full-sky Mollweide and zoom plot | :mod:`skyscan.skymap.exports.plot` |
-| ``gcn`` | GCN-style JSON summary | :mod:`skyscan.skymap.exports.gcn` |
+| ``gcn`` | GCN notice, IceCube single-neutrino-alert schema | :mod:`skyscan.skymap.exports.gcn` |
+| ``probability-fits`` | IceCube's flat probability map | :mod:`skyscan.skymap.exports.probability` |
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ _TABLE: dict[str, tuple[Renderer, str, str]] = {
     "geojson": (_lazy("geojson", "render_geojson"), "application/geo+json", ".contours.geojson"),
     "png": (_lazy("plot", "render_png"), "image/png", ".png"),
     "gcn": (_lazy("gcn", "render_gcn"), "application/json", ".gcn.json"),
+    "probability-fits": (
+        _lazy("probability", "render_probability_fits"),
+        "application/gzip",
+        ".skymap_nside_1024_probability.fits.gz",
+    ),
 }
 
 FORMATS: tuple[str, ...] = tuple(_TABLE)
@@ -79,13 +86,22 @@ def _basename(doc: Mapping[str, Any], event: Event | None = None) -> str:
     return f"run{run_id:08d}.evt{event_id:012d}.{doc['scan_id']}"
 
 
-def render(doc: Mapping[str, Any], event: Event | None, fmt: str) -> Rendered:
-    """Render a result document; ValueError (UnknownFormat for a bad name) when it cannot."""
+def _entry(fmt: str) -> tuple[Renderer, str, str]:
     try:
-        renderer, media_type, suffix = _TABLE[fmt]
+        return _TABLE[fmt]
     except KeyError:
         raise UnknownFormat(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}") from None
-    return Rendered(renderer(doc, event), media_type, f"{_basename(doc, event)}{suffix}")
+
+
+def filename(doc: Mapping[str, Any], event: Event | None, fmt: str) -> str:
+    """The download file name of a product (what a notice links to, before it is rendered)."""
+    return f"{_basename(doc, event)}{_entry(fmt)[2]}"
+
+
+def render(doc: Mapping[str, Any], event: Event | None, fmt: str) -> Rendered:
+    """Render a result document; ValueError (UnknownFormat for a bad name) when it cannot."""
+    renderer, media_type, _ = _entry(fmt)
+    return Rendered(renderer(doc, event), media_type, filename(doc, event, fmt))
 
 
 def write_product(doc: Mapping[str, Any], event: Event | None, fmt: str, out_dir: Path) -> Path:
@@ -96,4 +112,4 @@ def write_product(doc: Mapping[str, Any], event: Event | None, fmt: str, out_dir
     return path
 
 
-__all__ = ["FORMATS", "Rendered", "UnknownFormat", "render", "write_product"]
+__all__ = ["FORMATS", "Rendered", "UnknownFormat", "filename", "render", "write_product"]
