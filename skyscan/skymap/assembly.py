@@ -129,6 +129,11 @@ class Analysis:
             return {}
         return contours.credible_areas(self.map, self.best.llh, (0.5, 0.9))
 
+    @cached_property
+    def unresolved(self) -> dict[str, Any] | None:
+        """What of the 90% region is not resolved at the finest nside (see :func:`unresolved_summary`)."""
+        return unresolved_summary(self)
+
     def region_for(self, containment: float) -> contours.Region | None:
         return next((r for r in self.regions if abs(r.containment - containment) < 1e-9), None)
 
@@ -158,6 +163,39 @@ def regions_summary(analysis: Analysis) -> dict[str, Any] | None:
         "level_set": analysis.level_set,
         "finest_nside": analysis.finest_nside,
         "levels": {f"{r.containment * 100:g}": r.to_dict() for r in analysis.regions},
+        "unresolved": analysis.unresolved,
+    }
+
+
+def unresolved_summary(analysis: Analysis) -> dict[str, Any] | None:
+    """The shortfall of the 90% region (the widest without one) at the finest nside, or None.
+
+    ``fraction`` is the share of the region's area shown by fits coarser than the finest nside;
+    with ``boundary_resolved`` false the region touches such pixels, so it may reach further.
+    """
+    r = analysis.region_for(contours.flagged_containment(analysis.levels)) if analysis.regions else None
+    if r is None or (r.resolved_fraction >= 1.0 and r.boundary_resolved):
+        return None
+    fraction = 1.0 - r.resolved_fraction
+    pct = f"{r.containment * 100:g}%"
+    if fraction > 0:
+        shown = f"{fraction:.0%}" if fraction >= 0.01 else "<1%"
+        message = (
+            f"{shown} of the {pct} region ({fraction * r.area_deg2:.3g} deg2) is not resolved at "
+            f"nside {analysis.finest_nside}: its area and errors are approximate"
+        )
+    else:
+        message = (
+            f"the {pct} region borders pixels not fitted at nside {analysis.finest_nside}: "
+            "it may reach further"
+        )
+    return {
+        "containment": r.containment,
+        "fraction": fraction,
+        "area_deg2": fraction * r.area_deg2,
+        "finest_nside": analysis.finest_nside,
+        "boundary_resolved": r.boundary_resolved,
+        "message": message,
     }
 
 

@@ -73,6 +73,11 @@ def level_for(spec: str | Mapping[float, float], containment: float = 0.9) -> fl
     return levels[containment]
 
 
+def flagged_containment(levels: Mapping[float, float]) -> float:
+    """The containment whose region must be resolved: 90%, or the widest of a set without it."""
+    return 0.9 if 0.9 in levels else max(levels)
+
+
 # --------------------------------------------------------------------------------------------
 # Regions
 # --------------------------------------------------------------------------------------------

@@ -63,6 +63,9 @@ def to_gcn(doc: Mapping[str, Any], event: Event | None) -> dict[str, Any]:
             "minus": round(r50.dec_err_minus_deg, 4),
         }
     out["credible_areas_deg2"] = {k: round(v, 4) for k, v in an.credible_areas.items()}
+    if an.unresolved is not None:  # the 90% region is not fully resolved; additional_info is one string
+        notes = (out.get("additional_info"), an.unresolved["message"])
+        out["additional_info"] = "; ".join(s for s in notes if s)
     return out
 
 
