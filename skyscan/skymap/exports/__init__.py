@@ -15,7 +15,7 @@ for simulated events, the truth. Formats:
 | ``skyreader-json`` | ``icecube-skyreader`` JSON, pixel version 1 | :mod:`skyscan.skymap.exports.skyreader` |
 | ``npz`` | ``icecube-skyreader`` NPZ with a header row per nside | :mod:`skyscan.skymap.exports.skyreader` |
 | ``fits`` | multi-order HEALPix FITS, ligo.skymap convention | :mod:`skyscan.skymap.exports.fits` |
-| ``geojson`` | region contours, RA/Dec degrees | :mod:`skyscan.skymap.exports.geojson` |
+| ``geojson`` | region polygons (RFC 7946), longitude = RA in [-180, 180] | :mod:`skyscan.skymap.exports.geojson` |
 | ``png`` | full-sky Mollweide and zoom plot | :mod:`skyscan.skymap.exports.plot` |
 | ``gcn`` | GCN-style JSON summary | :mod:`skyscan.skymap.exports.gcn` |
 """
