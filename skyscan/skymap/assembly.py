@@ -87,6 +87,23 @@ def truth_summary(event: Event, best: PixelBest, llh_at_truth: float | None) -> 
     }
 
 
+def reference_fits_summary(event: Event, best: PixelBest | None) -> dict[str, dict[str, float]]:
+    """IceCube's own fits of the event (SplineMPE, SPEFit2...) on the sky, and their offset from our best."""
+    out: dict[str, dict[str, float]] = {}
+    for name, fit in sorted(event.reference_fits.items()):
+        ra, dec = detector_to_equatorial(fit.zenith, fit.azimuth, event.mjd)
+        row = {
+            "zenith_deg": math.degrees(fit.zenith),
+            "azimuth_deg": math.degrees(fit.azimuth),
+            "ra_deg": math.degrees(float(ra)),
+            "dec_deg": math.degrees(float(dec)),
+        }
+        if best is not None:
+            row["offset_deg"] = math.degrees(float(angular_distance(*best.radec, float(ra), float(dec))))
+        out[name] = row
+    return out
+
+
 def event_summary(event: Event) -> dict[str, Any]:
     return {
         "run_id": event.run_id,
@@ -244,6 +261,7 @@ def build_result(
         "best_fit": best_fit_summary(best, event.mjd) if best else None,
         "regions": regions_summary(analysis),
         "probability": probability_summary(analysis),
+        "reference_fits": reference_fits_summary(event, best),
         "pixels": pixel_rows(complete),
     }
     if best is not None and event.truth is not None:

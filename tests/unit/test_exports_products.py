@@ -24,6 +24,7 @@ MEDIA = {
     "fits": "application/fits",
     "geojson": "application/geo+json",
     "png": "image/png",
+    "pdf": "application/pdf",
     "gcn": "application/json",
 }
 
@@ -52,7 +53,7 @@ def test_formats_contract(scan: dict[str, Any], tmp_path: Path) -> None:
         assert path.name == rendered.filename and path.stat().st_size > 100
     assert json.loads(render(scan["doc"], None, "json").content) == scan["doc"]
     with pytest.raises(UnknownFormat, match="known: json"):
-        render(scan["doc"], None, "pdf")
+        render(scan["doc"], None, "bmp")
 
 
 def test_products_need_a_finite_fit() -> None:

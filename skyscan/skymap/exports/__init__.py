@@ -15,8 +15,9 @@ for simulated events, the truth. Formats:
 | ``skyreader-json`` | ``icecube-skyreader`` JSON, pixel version 1 | :mod:`skyscan.skymap.exports.skyreader` |
 | ``npz`` | ``icecube-skyreader`` NPZ with a header row per nside | :mod:`skyscan.skymap.exports.skyreader` |
 | ``fits`` | multi-order HEALPix FITS, ligo.skymap convention | :mod:`skyscan.skymap.exports.fits` |
-| ``geojson`` | region polygons (RFC 7946), longitude = RA in [-180, 180] | :mod:`skyscan.skymap.exports.geojson` |
-| ``png`` | full-sky Mollweide and zoom plot | :mod:`skyscan.skymap.exports.plot` |
+| ``geojson`` | region polygons (RFC 7946) | :mod:`skyscan.skymap.exports.geojson` |
+| ``png`` | full-sky Mollweide and gnomonic zoom plot | :mod:`skyscan.skymap.exports.plot` |
+| ``pdf`` | the same plot as PDF | :mod:`skyscan.skymap.exports.plot` |
 | ``gcn`` | GCN-style JSON summary | :mod:`skyscan.skymap.exports.gcn` |
 """
 
@@ -66,6 +67,7 @@ _TABLE: dict[str, tuple[Renderer, str, str]] = {
     "fits": (_lazy("fits", "render_fits"), "application/fits", ".multiorder.fits"),
     "geojson": (_lazy("geojson", "render_geojson"), "application/geo+json", ".contours.geojson"),
     "png": (_lazy("plot", "render_png"), "image/png", ".png"),
+    "pdf": (_lazy("plot", "render_pdf"), "application/pdf", ".pdf"),
     "gcn": (_lazy("gcn", "render_gcn"), "application/json", ".gcn.json"),
 }
 
