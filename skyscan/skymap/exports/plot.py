@@ -159,7 +159,9 @@ def _zoom(
         inside = bool(np.isfinite(x[0]) and -0.5 <= x[0] <= n - 0.5 and -0.5 <= y[0] <= n - 0.5)
         if not inside:
             away = math.degrees(float(angular_distance(b_ra, b_dec, *direction)))
-            name = f"{name} ({away:.3g}° away, off the zoom)"
+            name = (
+                f"{name} ({away:.3g}° away, off the zoom)" if len(name) < 12 else f"{name} ({away:.3g}°, off)"
+            )
         ax.plot(x if inside else [], y if inside else [], linestyle="none", label=name, **style)
 
     for (marker, colour), (name, direction) in zip(
@@ -178,8 +180,14 @@ def _zoom(
         coord.set_ticklabel(size=7)
         coord.grid(True, color="white", alpha=0.7, linestyle="--", linewidth=0.6)
     # below the panel: over the map a legend would hide part of the region
+    labels = ax.get_legend_handles_labels()[1]
     ax.legend(
-        fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, facecolor="0.7", framealpha=1.0
+        fontsize=7,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.13),
+        ncol=2 if max(map(len, labels)) <= 28 else 1,  # long fit names: one column stays on the page
+        facecolor="0.7",
+        framealpha=1.0,
     )
     ax.set_title(f"Zoom, gnomonic, ±{half:.3g}° ({an.level_set} levels)", fontsize=9)
     return ax, image
