@@ -112,12 +112,7 @@ class ScanServer:
         event_doc = await self.db_retry("load event", lambda: self.db.events.find_one({"_id": self.scan_id}))
         self.scan = scan
         self.event = parse_event(event_doc["event"])
-        self.strategy = make_strategy(
-            scan["strategy"],
-            scan["nsides"],
-            level_set=scan.get("level_set", DEFAULT_LEVEL_SET),
-            **scan.get("strategy_options", {}),
-        )
+        self.strategy = make_strategy(scan["strategy"], scan["nsides"], **scan.get("strategy_options", {}))
         self.ref = Refinement(self.strategy, scan["n_variations"], self.event.mjd)
         stored = await self.db_retry("load results", self._stored_results)
         self.ref.restore(stored)

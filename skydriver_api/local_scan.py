@@ -23,7 +23,6 @@ from skyscan.refinement.fits import VariationResult
 from skyscan.refinement.state import Refinement, TaskSpec
 from skyscan.refinement.strategies import make_strategy
 from skyscan.skymap.assembly import build_result
-from skyscan.skymap.contours import DEFAULT_LEVEL_SET
 
 __all__ = ["ScanProgress", "parse_reco_options", "run_local_scan"]
 
@@ -66,7 +65,6 @@ def run_local_scan(
     processes: int,
     reco_options: dict[str, Any] | None = None,
     strategy: str = "progression",
-    level_set: str = DEFAULT_LEVEL_SET,
     progress: ProgressCallback | None = None,
     stats: dict[str, Any] | None = None,
     scan_id: str | None = None,
@@ -79,7 +77,7 @@ def run_local_scan(
     options = dict(reco_options or {})
     reco = get_reco(reco_name, options)
     reco.check_event(event)
-    strat = make_strategy(strategy, nsides, level_set=level_set)
+    strat = make_strategy(strategy, nsides)
     refinement = Refinement(strat, reco.n_variations(), event.mjd)
     prepared = reco.prepare(event)
     started = time.perf_counter()
@@ -118,7 +116,6 @@ def run_local_scan(
         complete=refinement.complete,
         finished=refinement.finished,
         llh_at_truth=truth_llh,
-        level_set=level_set,
     )
     if stats is not None:
         wall = time.perf_counter() - started

@@ -24,7 +24,6 @@ from skydriver_api.cli.common import (
 )
 from skyscan.physics.event import save_event
 from skyscan.refinement.progression import DEFAULT_PROGRESSION
-from skyscan.skymap.contours import DEFAULT_LEVEL_SET
 
 
 def _geometry(path: Path | None):  # type: ignore[no-untyped-def]
@@ -157,9 +156,6 @@ def scan_local(
     ),
     reco_option: list[str] = typer.Option([], "--reco-option", help="Reco option k=v (repeatable)."),
     strategy: str = typer.Option("progression", help="Refinement strategy: progression or contour."),
-    level_set: str = typer.Option(
-        DEFAULT_LEVEL_SET, help="2*dLLH levels of the regions: wilks, icecube-sim or 'percent:level,...'."
-    ),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Run a whole progressive scan on this machine (no broker, no database)."""
@@ -168,7 +164,6 @@ def scan_local(
     from skydriver_api.local_scan import ScanProgress, parse_reco_options, run_local_scan
     from skyscan.physics.recos.base import RecoUnsuitable
     from skyscan.physics.recos.registry import get_reco
-    from skyscan.skymap.contours import resolve_levels
     from skyscan.skymap.exports import write_product
 
     # everything is checked before the scan starts
@@ -182,11 +177,7 @@ def scan_local(
         get_reco(reco, options).check_event(event)
     except (ValueError, RecoUnsuitable) as err:
         refuse(f"--reco: {err}")
-    try:
-        resolve_levels(level_set)
-    except ValueError as err:
-        refuse(f"--level-set: {err}")
-    check_strategy(strategy, nsides, level_set)
+    check_strategy(strategy, nsides)
     output_dir(out)
 
     stats: dict[str, object] = {}
@@ -223,7 +214,6 @@ def scan_local(
                 processes,
                 reco_options=options,
                 strategy=strategy,
-                level_set=level_set,
                 progress=on_progress,
                 stats=stats,
             )

@@ -59,13 +59,13 @@ def validate_request(req: ScanRequest, max_nside: int) -> tuple[int, str]:
     except (ValueError, OverflowError, RecoUnsuitable) as err:  # OverflowError: ints beyond 64 bits
         raise HTTPException(422, detail=f"reco: {err}") from None
     try:
+        strategy = make_strategy(req.strategy, req.nsides, max_nside, **req.strategy_options)
+    except (ValueError, TypeError) as err:
+        raise HTTPException(422, detail=f"nsides/strategy: {err}") from None
+    try:
         resolve_levels(req.level_set)
     except ValueError as err:
         raise HTTPException(422, detail=f"level_set: {err}") from None
-    try:
-        strategy = make_strategy(req.strategy, req.nsides, max_nside, req.level_set, **req.strategy_options)
-    except (ValueError, TypeError) as err:
-        raise HTTPException(422, detail=f"nsides/strategy: {err}") from None
     return reco.n_variations(), strategy.describe()
 
 

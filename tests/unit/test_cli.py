@@ -107,7 +107,6 @@ def test_submit_and_scan_local_share_the_default_progression() -> None:
         (["--reco", "dummy", "--reco-option", "bogus=1"], ["--reco", "bad options"]),
         (["--reco", "dummy", "--nsides", "8:0,12:4"], ["--nsides", "power of two"]),
         (["--reco", "dummy", "--strategy", "spiral"], ["--strategy", "unknown refinement strategy"]),
-        (["--reco", "dummy", "--level-set", "nonsense"], ["--level-set", "unknown level set"]),
     ],
 )
 def test_scan_local_refuses_bad_options_before_scanning(
