@@ -154,12 +154,29 @@ class Analysis:
     def region_for(self, containment: float) -> contours.Region | None:
         return next((r for r in self.regions if abs(r.containment - containment) < 1e-9), None)
 
-    def contour_set(self, max_grid: int = 400) -> contours.ContourSet:
+    @cached_property
+    def ts_field(self) -> contours.TsField | None:
+        """2*dLLH interpolated around the widest region: the contour lines and polygons share it."""
+        if self.best is None or not self.regions:
+            return None
+        level = max(r.level for r in self.regions)
+        return contours.ts_field(self.map, self.best.llh, *self.best.radec, level)
+
+    @cached_property
+    def contour_set(self) -> contours.ContourSet:
+        """The contour line of each region's level."""
         levels = tuple(r.level for r in self.regions)
         if self.best is None:
             return contours.ContourSet(levels, tuple(() for _ in levels), tuple(0.0 for _ in levels))
         ra, dec = self.best.radec
-        return contours.trace_contours(self.map, self.best.llh, ra, dec, levels, max_grid)
+        return contours.trace_contours(self.map, self.best.llh, ra, dec, levels, field=self.ts_field)
+
+    def region_polygons(self, region: contours.Region) -> list[list[contours.Ring]]:
+        """A region as longitude/latitude polygons (see :func:`contours.region_polygons`)."""
+        if self.best is None:
+            return []
+        ra, dec = self.best.radec
+        return contours.region_polygons(self.map, self.best.llh, ra, dec, region.level, self.ts_field)
 
 
 def analyse(

@@ -322,9 +322,13 @@ def trace_contours(
     best_dec: float,
     levels: tuple[float, ...],
     max_grid: int = 400,
+    field: TsField | None = None,
 ) -> ContourSet:
-    """Trace TS = level lines by linear interpolation over the tile centres around the best fit."""
-    field = ts_field(mom, llh_best, best_ra, best_dec, max(levels)) if levels else None
+    """Trace TS = level lines by linear interpolation over the tile centres around the best fit.
+
+    ``field``, when given, must come from :func:`ts_field` for the widest of ``levels``."""
+    if field is None and levels:
+        field = ts_field(mom, llh_best, best_ra, best_dec, max(levels))
     if field is None:
         return ContourSet(tuple(levels), tuple(() for _ in levels), tuple(0.0 for _ in levels))
     half = field.half

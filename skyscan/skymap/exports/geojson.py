@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from skyscan.physics.event import Event
-from skyscan.skymap.contours import Ring, region_polygons, ts_field
+from skyscan.skymap.contours import Ring
 from skyscan.skymap.exports.common import analysis, event_info
 
 DECIMALS = 6  # 0.004 arcsec
@@ -69,9 +69,8 @@ def to_geojson(doc: Mapping[str, Any], event: Event | None) -> dict[str, Any]:
         return out
     ra, dec = an.best.radec
     out["properties"]["best_fit"] = [round(longitude(ra), DECIMALS), round(math.degrees(dec), DECIMALS)]
-    field = ts_field(an.map, an.best.llh, ra, dec, max(r.level for r in an.regions))
-    for region, traced in zip(an.regions, an.contour_set().areas_deg2, strict=True):
-        polygons = region_polygons(an.map, an.best.llh, ra, dec, region.level, field)
+    for region, traced in zip(an.regions, an.contour_set.areas_deg2, strict=True):
+        polygons = an.region_polygons(region)
         properties = {
             "credible_level": round(region.containment * 100, 6),
             "level_2dllh": region.level,

@@ -57,7 +57,7 @@ def zoom_half_width_deg(an: Analysis) -> float:
         if region is not None:
             radius = max_offset_deg(an.map, region_mask(an.map, an.best.llh, region.level), ra0, dec0)
             k = an.regions.index(region)
-            for line in an.contour_set().lines[k]:
+            for line in an.contour_set.lines[k]:
                 dist = angular_distance(ra0, dec0, line[:, 0], line[:, 1])
                 radius = max(radius, math.degrees(float(np.max(dist))))
     if radius == 0.0:  # no region: a few of the finest tiles
@@ -200,7 +200,7 @@ def figure(doc: Mapping[str, Any], event: Event | None) -> Figure:
     assert an.best is not None
     info = event_info(doc, event)
     markers = Markers(truth_radec(doc, event), reference_radec(doc, event))
-    lines = an.contour_set().lines
+    lines = an.contour_set.lines
     fig = Figure(figsize=(13, 6.2))
     FigureCanvasAgg(fig)  # Agg, whatever pyplot's global backend is
     ax1 = fig.add_axes((0.03, 0.18, 0.55, 0.66), projection="mollweide")
