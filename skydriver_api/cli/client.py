@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from skydriver_api.cli.common import console, fail, follow_scan, print_best_fit
+from skydriver_api.cli.common import (
+    check_strategy,
+    console,
+    fail,
+    fail_api,
+    follow_scan,
+    load_event_file,
+    print_best_fit,
+    refuse,
+)
+from skyscan.refinement.progression import DEFAULT_PROGRESSION
 
 ApiOpt = Annotated[str | None, typer.Option("--api", envvar="SKYDRIVER_API_URL", help="API base URL")]
 TokenOpt = Annotated[str | None, typer.Option("--token", envvar="SKYDRIVER_TOKEN", help="Bearer token")]
+
+SORTS = ("-created_at", "created_at", "-priority", "priority")
 
 scans_app = typer.Typer(help="List, inspect, follow and abort scans.", no_args_is_help=True)
 
@@ -28,25 +39,30 @@ def _client(api: str | None, token: str | None):  # type: ignore[no-untyped-def]
 
 
 def submit(
-    event_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Open-format event JSON")],
+    event_file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, metavar="EVENT_FILE", help="Open-format event JSON")
+    ],
     reco: Annotated[str, typer.Option(help="Reco name")] = "pandel-mpe",
-    nsides: Annotated[str, typer.Option(help="nside:extension progression")] = "8:0,64:12,512:24",
+    nsides: Annotated[
+        str, typer.Option(help="nside:extension progression (as scan-local)")
+    ] = DEFAULT_PROGRESSION,
     strategy: Annotated[str, typer.Option(help="progression or contour")] = "progression",
-    workers: Annotated[int, typer.Option(min=1, help="Worker count")] = 2,
-    priority: Annotated[int, typer.Option(help="Higher runs first")] = 0,
+    workers: Annotated[int, typer.Option(min=1, max=10000, help="Worker count")] = 2,
+    priority: Annotated[int, typer.Option(min=-100, max=100, help="Higher runs first")] = 0,
     follow: Annotated[bool, typer.Option(help="Follow progress until the scan ends")] = True,
     api: ApiOpt = None,
     token: TokenOpt = None,
 ) -> None:
     """Submit a scan of EVENT_FILE and follow it with a progress bar; prints the best fit."""
     from skydriver_api.client import ApiError
+    from skyscan.physics.recos.registry import RECOS
 
-    try:
-        event = json.loads(event_file.read_text())
-    except json.JSONDecodeError as err:
-        fail(f"{event_file} is not JSON: {err}")
+    event = load_event_file(event_file)
+    if reco not in RECOS:
+        refuse(f"--reco: unknown reco {reco!r}; known: {', '.join(sorted(RECOS))}")
+    check_strategy(strategy, nsides)
     body = {
-        "event": event,
+        "event": event.to_json_dict(),
         "reco": reco,
         "nsides": nsides,
         "strategy": strategy,
@@ -64,7 +80,7 @@ def submit(
                 fail(f"scan {status['state']}: {status.get('state_reason')}")
             print_best_fit(client.result(created["scan_id"]).json())
         except ApiError as err:
-            fail(str(err))
+            fail_api(err)
 
 
 @scans_app.command("show")
@@ -76,7 +92,7 @@ def show(scan_id: str, api: ApiOpt = None, token: TokenOpt = None) -> None:
         try:
             console.print_json(data=client.scan(scan_id))
         except ApiError as err:
-            fail(str(err))
+            fail_api(err)
 
 
 @scans_app.command("watch")
@@ -90,7 +106,7 @@ def watch(scan_id: str, api: ApiOpt = None, token: TokenOpt = None) -> None:
             reason = f" ({status['state_reason']})" if status.get("state_reason") else ""
             console.print(f"{scan_id}: {status['state']}{reason}")
         except ApiError as err:
-            fail(str(err))
+            fail_api(err)
 
 
 @scans_app.command("abort")
@@ -103,7 +119,7 @@ def abort(scan_id: str, api: ApiOpt = None, token: TokenOpt = None) -> None:
             status = client.abort(scan_id)
             console.print(f"{scan_id}: {status['state']}")
         except ApiError as err:
-            fail(str(err))
+            fail_api(err)
 
 
 @scans_app.command("list")
@@ -122,9 +138,19 @@ def list_scans(
     token: TokenOpt = None,
 ) -> None:
     """List scans, newest first, as a table."""
+    import datetime as dt
+
     from rich.table import Table
 
     from skydriver_api.client import ApiError
+
+    if sort not in SORTS:
+        refuse(f"--sort: must be one of {', '.join(SORTS)}, got {sort!r}")
+    if since:
+        try:
+            dt.datetime.fromisoformat(since)
+        except ValueError:
+            refuse(f"--since: {since!r} is not an ISO 8601 time (e.g. 2026-01-31 or 2026-01-31T12:00)")
 
     params: dict[str, object] = {"limit": limit, "sort": sort}
     for key, value in (
@@ -148,7 +174,7 @@ def list_scans(
                     break
                 params["cursor"] = page["next_cursor"]
         except ApiError as err:
-            fail(str(err))
+            fail_api(err)
     table = Table("scan id", "state", "owner", "prio", "reco", "run", "event", "progress", "created")
     for s in scans:
         p = s["progress"]
@@ -195,7 +221,7 @@ def rescan(
                 status = follow_scan(client, created["scan_id"])
                 console.print(f"{created['scan_id']}: {status['state']}")
         except ApiError as err:
-            fail(str(err))
+            fail_api(err)
 
 
 @scans_app.command("add-workers")
@@ -215,7 +241,7 @@ def add_workers(
                 "POST", f"/api/v1/scans/{scan_id}/workers", json={"workers": workers, "cluster": cluster}
             ).json()
         except ApiError as err:
-            fail(str(err))
+            fail_api(err)
     console.print(f"requested {resp['workers']} more workers for {scan_id} (request {resp['request_id']})")
 
 
@@ -230,7 +256,7 @@ def backlog(api: ApiOpt = None, token: TokenOpt = None) -> None:
         try:
             data = client.request("GET", "/api/v1/backlog").json()
         except ApiError as err:
-            fail(str(err))
+            fail_api(err)
     console.print(
         f"{data['active_scans']}/{data['max_concurrent_scans']} scans active, "
         f"{data['workers_in_use']}/{data['max_total_workers']} workers in use"

@@ -11,7 +11,16 @@ from typing import Annotated, Any
 import typer
 
 from skydriver_api.cli.client import ApiOpt, TokenOpt, _client
-from skydriver_api.cli.common import console, err_console, fail
+from skydriver_api.cli.common import (
+    console,
+    err_console,
+    fail,
+    fail_api,
+    output_file,
+    product_formats,
+    refuse,
+)
+from skyscan.refinement.progression import DEFAULT_PROGRESSION
 
 tokens_app = typer.Typer(
     help="Create and revoke bearer tokens (on the server host: writes MongoDB directly).",
@@ -57,9 +66,9 @@ def tokens_create(
     from skydriver_api.auth import OWNER_PATTERN, ROLES, create_token
 
     if role not in ROLES:
-        fail(f"--role must be one of {', '.join(ROLES)}")
+        refuse(f"--role must be one of {', '.join(ROLES)}")
     if not re.match(OWNER_PATTERN, owner):
-        fail("--owner: letters, digits and . _ @ - only (at most 100)")
+        refuse("--owner: letters, digits and . _ @ - only (at most 100)")
     try:
         token, doc = asyncio.run(
             _with_store(
@@ -90,7 +99,7 @@ def tokens_revoke(token_id: Annotated[str, typer.Argument(help="Token id (from '
     except PyMongoError as err:
         fail(f"cannot reach MongoDB: {err}")
     if doc is None:
-        fail(f"no token with id {token_id!r}")
+        refuse(f"no token with id {token_id!r}")
     console.print(f"revoked token {token_id} ({doc['role']} for {doc['owner']})")
 
 
@@ -136,7 +145,7 @@ def alerts_send(
     try:
         doc = json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        fail(f"{file} is not JSON: {err}")
+        refuse(f"{file} is not JSON: {err}")
     if isinstance(doc, dict) and "event" in doc and "alert" in doc:
         body = doc
     elif isinstance(doc, dict) and doc.get("schema", "").startswith("skydriver.event/"):
@@ -161,7 +170,7 @@ def alerts_send(
                 status = follow_scan(client, resp["scan_id"])
                 console.print(f"{resp['scan_id']}: {status['state']}")
         except ApiError as err:
-            fail(str(err))
+            fail_api(err)
 
 
 # -- catalogs ----------------------------------------------------------------------------------------
@@ -175,21 +184,29 @@ def catalog_submit(
     ],
     name: Annotated[str, typer.Option(help="Catalog name")] = "",
     reco: Annotated[str, typer.Option(help="Reco name")] = "pandel-mpe",
-    nsides: Annotated[str, typer.Option(help="nside:extension progression")] = "8:0,64:12,512:24",
+    nsides: Annotated[str, typer.Option(help="nside:extension progression")] = DEFAULT_PROGRESSION,
     workers: Annotated[int, typer.Option(min=1, help="Workers per event")] = 2,
-    priority: Annotated[int, typer.Option(help="Priority of the child scans")] = -10,
+    priority: Annotated[int, typer.Option(min=-100, max=100, help="Priority of the child scans")] = -10,
     api: ApiOpt = None,
     token: TokenOpt = None,
 ) -> None:
     """Submit a catalog: one low-priority child scan per event."""
     from skydriver_api.client import ApiError
+    from skyscan.refinement.progression import parse_progression
 
-    text = file.read_text()
+    try:
+        parse_progression(nsides)
+    except ValueError as err:
+        refuse(f"--nsides: {err}")
+    try:
+        text = file.read_text()
+        events = json.loads(text) if text.lstrip().startswith("[") else None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        refuse(f"{file} is not a JSON list or JSON Lines: {err}")
     params = {"name": name, "reco": reco, "nsides": nsides, "workers": workers, "priority": priority}
     with _client(api, token) as client:
         try:
-            if text.lstrip().startswith("["):
-                events = json.loads(text)
+            if events is not None:
                 resp = client.request("POST", "/api/v1/catalogs", json={"events": events, **params}).json()
             else:
                 resp = client.request(
@@ -199,10 +216,8 @@ def catalog_submit(
                     content=text.encode(),
                     headers={"Content-Type": "application/x-ndjson"},
                 ).json()
-        except json.JSONDecodeError as err:
-            fail(f"{file} is not a JSON list: {err}")
         except ApiError as err:
-            fail(str(err))
+            fail_api(err)
     console.print(f"catalog id: [bold]{resp['catalog_id']}[/bold] ({resp['n_events']} scans)")
 
 
@@ -239,7 +254,7 @@ def catalog_status(
                         time.sleep(1.0)
                         status = client.request("GET", f"/api/v1/catalogs/{catalog_id}").json()
         except ApiError as err:
-            fail(str(err))
+            fail_api(err)
     states = ", ".join(f"{k} {v}" for k, v in status["states"].items() if v)
     console.print(
         f"catalog {catalog_id} {status['name']!r}: {status['n_events']} events; {states}; "
@@ -272,12 +287,18 @@ def catalog_download(
     """Download the catalog's products and summary.csv as a zip."""
     from skydriver_api.client import ApiError
 
+    product_formats(formats)
+    output_file(output)
+
     with _client(api, token) as client:
         try:
             resp = client.request(
                 "GET", f"/api/v1/catalogs/{catalog_id}/download", params={"formats": formats}
             )
         except ApiError as err:
-            fail(str(err))
-    output.write_bytes(resp.content)
+            fail_api(err)
+    try:
+        output.write_bytes(resp.content)
+    except OSError as err:
+        fail(f"cannot write {output}: {err.strerror or err}")
     console.print(f"wrote {output} ({len(resp.content)} bytes)")

@@ -1,4 +1,7 @@
-"""Physics tools: simulate events, import IceCube realtime events, run a whole scan locally."""
+"""Physics tools: simulate events, import IceCube realtime events, run a whole scan locally.
+
+Every option is checked before the work starts (bad input: one line, exit code 2).
+"""
 
 from __future__ import annotations
 
@@ -9,43 +12,69 @@ from pathlib import Path
 
 import typer
 
-from skyscan.physics.event import EventFormatError, load_event, save_event
+from skydriver_api.cli.common import (
+    fail,
+    load_event_file,
+    output_dir,
+    output_file,
+    product_formats,
+    refuse,
+    warn_unresolved,
+)
+from skyscan.physics.event import save_event
+from skyscan.refinement.progression import DEFAULT_PROGRESSION
 
 
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
+def _geometry(path: Path | None):  # type: ignore[no-untyped-def]
+    """The DOM table from ``--geometry`` (None: the simulator's built-in array)."""
+    from skyscan.physics.geometry import load_geometry_csv
+
+    if path is None:
+        return None
+    try:
+        return load_geometry_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        refuse(f"--geometry {path}: {getattr(err, 'strerror', None) or err}")
+
+
+def _write(path: Path, write: object) -> None:
+    try:
+        write()  # type: ignore[operator]
+    except OSError as err:
+        fail(f"cannot write {path}: {err.strerror or err}")
 
 
 def simulate(
     zenith: float = typer.Option(
-        ..., help="Direction the muon comes from: zenith in radians (IceCube convention)."
+        ..., min=0.0, max=math.pi, help="Direction the muon comes from: zenith (radians, IceCube convention)."
     ),
-    azimuth: float = typer.Option(..., help="Azimuth in radians."),
+    azimuth: float = typer.Option(..., min=0.0, max=2 * math.pi, help="Azimuth in radians."),
     energy: float = typer.Option(..., help="Muon energy in GeV."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same event."),
-    mjd: float = typer.Option(60676.0, help="Event time (MJD) used for the sky coordinates."),
+    mjd: float = typer.Option(60676.0, min=0.0, max=100000.0, help="Event time (MJD), for sky coordinates."),
     geometry: Path | None = typer.Option(
         None, help="DOM table CSV; default an IceCube-like array built in code."
     ),
     output: Path = typer.Option(..., "-o", "--output", help="Event JSON (skydriver.event/1) to write."),
 ) -> None:
     """Simulate one through-going muon track as an open-format event with its truth."""
-    from skyscan.physics.geometry import load_geometry_csv
     from skyscan.physics.simulate import simulate_track
 
+    if not energy > 0:
+        refuse(f"--energy must be positive (GeV), got {energy:g}")
+    geo = _geometry(geometry)
+    output_file(output)
     try:
-        geo = load_geometry_csv(geometry) if geometry else None
         event = simulate_track(zenith, azimuth, energy, seed=seed, mjd=mjd, geometry=geo)
-    except (ValueError, OSError) as err:
-        _fail(str(err))
-    save_event(event, output)
+    except ValueError as err:
+        refuse(str(err))
+    _write(output, lambda: save_event(event, output))
     typer.echo(f"{output}: {len(event.pulses)} pulses")
 
 
 def simulate_batch(
-    n: int = typer.Option(100, "--n", help="Number of events."),
-    emin: float = typer.Option(1e3, help="Lowest energy (GeV); energies are log-uniform."),
+    n: int = typer.Option(100, "--n", min=1, help="Number of events."),
+    emin: float = typer.Option(1e3, help="Lowest energy (GeV); log-uniform."),
     emax: float = typer.Option(1e5, help="Highest energy (GeV)."),
     seed: int = typer.Option(0, help="Random seed for the whole batch."),
     geometry: Path | None = typer.Option(
@@ -56,42 +85,57 @@ def simulate_batch(
     ),
 ) -> None:
     """Simulate isotropic tracks: one event file per track in a directory, or JSON Lines."""
-    from skyscan.physics.geometry import load_geometry_csv
     from skyscan.physics.simulate import simulate_batch as run_batch
 
-    try:
-        geo = load_geometry_csv(geometry) if geometry else None
-        events = run_batch(n, emin, emax, seed=seed, geometry=geo)
-    except (ValueError, OSError) as err:
-        _fail(str(err))
-    if output.suffix == ".jsonl":
-        output.parent.mkdir(parents=True, exist_ok=True)
-        with output.open("w") as handle:
-            for event in events:
-                handle.write(json.dumps(event.to_json_dict()) + "\n")
+    if not 0 < emin <= emax:
+        refuse(f"need 0 < --emin <= --emax (GeV), got {emin:g} and {emax:g}")
+    geo = _geometry(geometry)
+    jsonl = output.suffix == ".jsonl"
+    if jsonl:
+        output_file(output)
     else:
-        output.mkdir(parents=True, exist_ok=True)
-        for i, event in enumerate(events):
-            save_event(event, output / f"event_{i:05d}.json")
+        output_dir(output, "--output")
+    try:
+        events = run_batch(n, emin, emax, seed=seed, geometry=geo)
+    except ValueError as err:
+        refuse(str(err))
+
+    def write() -> None:
+        if jsonl:
+            with output.open("w") as handle:
+                for event in events:
+                    handle.write(json.dumps(event.to_json_dict()) + "\n")
+        else:
+            for i, event in enumerate(events):
+                save_event(event, output / f"event_{i:05d}.json")
+
+    _write(output, write)
     typer.echo(f"{output}: {len(events)} events")
 
 
 def import_realtime(
-    source: Path = typer.Argument(..., help="i3live realtime event (JSON, or the pickled dict .pkl)."),
+    source: Path = typer.Argument(
+        ...,
+        exists=True,
+        dir_okay=False,
+        metavar="SOURCE",
+        help="i3live realtime event (JSON, or the pickled dict .pkl).",
+    ),
     geometry: Path = typer.Option(
-        ..., help="DOM table CSV (e.g. ic86_geometry.csv) for the pulse positions."
+        ..., exists=True, dir_okay=False, help="DOM table CSV (e.g. ic86_geometry.csv): pulse positions."
     ),
     output: Path = typer.Option(..., "-o", "--output", help="Event JSON (skydriver.event/1) to write."),
 ) -> None:
     """Convert an IceCube realtime event to the open format (no IceTray needed)."""
-    from skyscan.physics.geometry import load_geometry_csv
     from skyscan.readers.realtime import RealtimeFormatError, read_realtime_event
 
+    geo = _geometry(geometry)
+    output_file(output)
     try:
-        event = read_realtime_event(source, load_geometry_csv(geometry))
+        event = read_realtime_event(source, geo)
     except (RealtimeFormatError, OSError, ValueError) as err:
-        _fail(str(err))
-    save_event(event, output)
+        refuse(f"{source}: {err}")
+    _write(output, lambda: save_event(event, output))
     fits = ", ".join(sorted(event.reference_fits)) or "none"
     meta = event.metadata
     whole = (
@@ -105,11 +149,21 @@ def import_realtime(
     )
 
 
+# the scan-local options behind each part of a scan specification
+SPEC_OPTIONS = {
+    "reco": "--reco/--reco-option",
+    "nsides/strategy": "--nsides/--strategy",
+    "level_set": "--level-set",
+}
+
+
 def scan_local(
-    event_path: Path = typer.Argument(..., help="Event JSON (skydriver.event/1)."),
+    event_path: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="Event JSON (skydriver.event/1)"
+    ),
     reco: str = typer.Option("pandel-mpe", help="Reco name (pandel-mpe, pandel-spe, dummy, ...)."),
-    nsides: str = typer.Option("8:0,64:12,512:12", help="nside:extension progression."),
-    processes: int = typer.Option(2, help="Worker processes (each prepares the event once)."),
+    nsides: str = typer.Option(DEFAULT_PROGRESSION, help="nside:extension progression (as submit)."),
+    processes: int = typer.Option(2, min=1, help="Worker processes (each prepares the event once)."),
     out: Path = typer.Option(Path("scan-out"), "--out", help="Output directory (result.json and products)."),
     formats: str = typer.Option(
         "json", help="Comma-separated products; json is always written as result.json."
@@ -130,23 +184,33 @@ def scan_local(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from skydriver_api.local_scan import ScanProgress, run_local_scan
-    from skyscan.physics.recos.base import RecoUnsuitable
-    from skyscan.physics.recos.registry import UnknownReco
     from skyscan.records.spec import ScanSpec, ScanSpecError, parse_options
     from skyscan.skymap.exports import write_product
 
+    # everything is checked before the scan starts
+    products = [f for f in product_formats(formats) if f != "json"]
+    event = load_event_file(event_path)
     try:
-        event = load_event(event_path)
+        reco_options = parse_options(reco_option)
+    except ValueError as err:
+        refuse(f"--reco-option: {err}")
+    try:
+        strategy_options = parse_options(strategy_option, what="strategy option")
+    except ValueError as err:
+        refuse(f"--strategy-option: {err}")
+    try:
         spec = ScanSpec(
             reco=reco,
-            reco_options=parse_options(reco_option),
+            reco_options=reco_options,
             strategy=strategy,
-            strategy_options=parse_options(strategy_option, what="strategy option"),
+            strategy_options=strategy_options,
             nsides=nsides,
             level_set=level_set,
         ).checked(event)
-    except (EventFormatError, OSError, ValueError) as err:
-        _fail(str(err))
+    except ScanSpecError as err:
+        refuse(f"{SPEC_OPTIONS[err.field]}: {err}")
+    output_dir(out)
+
     stats: dict[str, object] = {}
     with Progress(
         TextColumn("nside {task.fields[nside]:>5}"),
@@ -175,17 +239,17 @@ def scan_local(
 
         try:
             doc = run_local_scan(event, spec, processes, progress=on_progress, stats=stats)
-        except (UnknownReco, RecoUnsuitable, ScanSpecError) as err:
-            _fail(str(err))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(json.dumps(doc, indent=1) + "\n")
-    for fmt in (f.strip() for f in formats.split(",")):
-        if fmt and fmt != "json":
-            try:
-                path = write_product(doc, event, fmt, out)
-            except ValueError as err:
-                _fail(str(err))
-            typer.echo(f"wrote {path}")
+        except (RuntimeError, ValueError) as err:
+            fail(f"the scan failed: {err}")
+    _write(out / "result.json", lambda: (out / "result.json").write_text(json.dumps(doc, indent=1) + "\n"))
+    for fmt in products:
+        try:
+            path = write_product(doc, event, fmt, out)
+        except ValueError as err:  # e.g. no finite fit to plot
+            fail(f"cannot write the {fmt} product: {err}")
+        except OSError as err:
+            fail(f"cannot write the {fmt} product into {out}: {err.strerror or err}")
+        typer.echo(f"wrote {path}")
     best = doc.get("best_fit") or {}
     typer.echo(
         f"{out / 'result.json'}: {doc['n_pixels']} pixels in {stats.get('wall_s', 0.0):.1f} s "
@@ -199,6 +263,7 @@ def scan_local(
         delta = truth.get("delta_2llh")
         shown = "n/a" if delta is None else f"{delta:.3f}"
         typer.echo(f"truth offset {truth['offset_deg']:.3f} deg, 2dLLH(truth) {shown}")
+    warn_unresolved(doc)
 
 
 def register(app: typer.Typer) -> None:

@@ -26,7 +26,9 @@ def register(app: typer.Typer) -> None:
 
 def api(
     host: Annotated[str | None, typer.Option(help="Bind address (default SKYDRIVER_API_HOST)")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default SKYDRIVER_API_PORT)")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port (default SKYDRIVER_API_PORT)")
+    ] = None,
 ) -> None:
     """Run the REST API and its reconciler."""
     import uvicorn

@@ -49,7 +49,9 @@ class ScanSpec(BaseModel):
         return get_reco(self.reco, dict(self.reco_options))
 
     def build_strategy(self, max_nside: int = UNBOUNDED_NSIDE) -> Strategy:
-        return make_strategy(self.strategy, self.nsides, max_nside, **self.strategy_options)
+        return make_strategy(
+            self.strategy, self.nsides, max_nside, level_set=self.level_set, **self.strategy_options
+        )
 
     def n_variations(self) -> int:
         return self.build_reco().n_variations()

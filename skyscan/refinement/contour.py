@@ -62,6 +62,7 @@ def parse_nsides(spec: str | Iterable[int | str], max_nside: int = 1 << 29) -> l
 
 class ContourStrategy:
     name = "contour"
+    follows_level_set = True  # make_strategy sets ``level`` from the scan's level set
 
     def __init__(
         self,

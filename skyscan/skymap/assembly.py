@@ -88,30 +88,34 @@ def truth_summary(event: Event, best: PixelBest, llh_at_truth: float | None) -> 
     }
 
 
-def reference_fits_summary(event: Event, analysis: Analysis) -> dict[str, dict[str, Any]]:
-    """Each of the event's reference fits (IceCube's own reconstructions): its direction, the angle
-    from our best fit to it, and 2*dLLH of our map where it points (null where nothing was fitted)."""
-    best = analysis.best
-    if best is None or not event.reference_fits:
+def reference_fits_summary(event: Event, analysis: Analysis | None) -> dict[str, dict[str, Any]]:
+    """Each of the event's reference fits (IceCube's own reconstructions): its direction and, when
+    there is a map, the angle from our best fit to it and 2*dLLH of our map where it points (null
+    where nothing was fitted)."""
+    if not event.reference_fits:
         return {}
-    b_ra, b_dec = best.radec
-    names = list(event.reference_fits)
+    names = sorted(event.reference_fits)
     zen = np.array([event.reference_fits[n].zenith for n in names])
     azi = np.array([event.reference_fits[n].azimuth for n in names])
     ra, dec = detector_to_equatorial(zen, azi, event.mjd)
-    offsets = np.degrees(angular_distance(b_ra, b_dec, ra, dec))
-    ts = 2.0 * (analysis.map.llh[analysis.map.lookup(ra, dec)] - best.llh)
-    return {
+    rows: dict[str, dict[str, Any]] = {
         name: {
             "zenith_deg": math.degrees(float(zen[i])),
             "azimuth_deg": math.degrees(float(azi[i])),
             "ra_deg": math.degrees(float(ra[i])),
             "dec_deg": math.degrees(float(dec[i])),
-            "offset_deg": float(offsets[i]),
-            "map_2dllh": _num(ts[i]),
         }
         for i, name in enumerate(names)
     }
+    best = analysis.best if analysis is not None else None
+    if best is None:
+        return rows
+    b_ra, b_dec = best.radec
+    offsets = np.degrees(angular_distance(b_ra, b_dec, ra, dec))
+    ts = 2.0 * (analysis.map.llh[analysis.map.lookup(ra, dec)] - best.llh)  # type: ignore[union-attr]
+    for i, name in enumerate(names):
+        rows[name].update(offset_deg=float(offsets[i]), map_2dllh=_num(ts[i]))
+    return rows
 
 
 def event_summary(event: Event) -> dict[str, Any]:
@@ -156,15 +160,37 @@ class Analysis:
             return {}
         return contours.credible_areas(self.map, self.best.llh, (0.5, 0.9))
 
+    @cached_property
+    def unresolved(self) -> dict[str, Any] | None:
+        """What of the 90% region is not resolved at the finest nside (see :func:`unresolved_summary`)."""
+        return unresolved_summary(self)
+
     def region_for(self, containment: float) -> contours.Region | None:
         return next((r for r in self.regions if abs(r.containment - containment) < 1e-9), None)
 
-    def contour_set(self, max_grid: int = 400) -> contours.ContourSet:
+    @cached_property
+    def ts_field(self) -> contours.TsField | None:
+        """2*dLLH interpolated around the widest region: the contour lines and polygons share it."""
+        if self.best is None or not self.regions:
+            return None
+        level = max(r.level for r in self.regions)
+        return contours.ts_field(self.map, self.best.llh, *self.best.radec, level)
+
+    @cached_property
+    def contour_set(self) -> contours.ContourSet:
+        """The contour line of each region's level."""
         levels = tuple(r.level for r in self.regions)
         if self.best is None:
             return contours.ContourSet(levels, tuple(() for _ in levels), tuple(0.0 for _ in levels))
         ra, dec = self.best.radec
-        return contours.trace_contours(self.map, self.best.llh, ra, dec, levels, max_grid)
+        return contours.trace_contours(self.map, self.best.llh, ra, dec, levels, field=self.ts_field)
+
+    def region_polygons(self, region: contours.Region) -> list[list[contours.Ring]]:
+        """A region as longitude/latitude polygons (see :func:`contours.region_polygons`)."""
+        if self.best is None:
+            return []
+        ra, dec = self.best.radec
+        return contours.region_polygons(self.map, self.best.llh, ra, dec, region.level, self.ts_field)
 
 
 def analyse(
@@ -185,6 +211,39 @@ def regions_summary(analysis: Analysis) -> dict[str, Any] | None:
         "level_set": analysis.level_set,
         "finest_nside": analysis.finest_nside,
         "levels": {f"{r.containment * 100:g}": r.to_dict() for r in analysis.regions},
+        "unresolved": analysis.unresolved,
+    }
+
+
+def unresolved_summary(analysis: Analysis) -> dict[str, Any] | None:
+    """The shortfall of the 90% region (the widest without one) at the finest nside, or None.
+
+    ``fraction`` is the share of the region's area shown by fits coarser than the finest nside;
+    with ``boundary_resolved`` false the region touches such pixels, so it may reach further.
+    """
+    r = analysis.region_for(contours.flagged_containment(analysis.levels)) if analysis.regions else None
+    if r is None or (r.resolved_fraction >= 1.0 and r.boundary_resolved):
+        return None
+    fraction = 1.0 - r.resolved_fraction
+    pct = f"{r.containment * 100:g}%"
+    if fraction > 0:
+        shown = f"{fraction:.0%}" if fraction >= 0.01 else "<1%"
+        message = (
+            f"{shown} of the {pct} region ({fraction * r.area_deg2:.3g} deg2) is not resolved at "
+            f"nside {analysis.finest_nside}: its area and errors are approximate"
+        )
+    else:
+        message = (
+            f"the {pct} region borders pixels not fitted at nside {analysis.finest_nside}: "
+            "it may reach further"
+        )
+    return {
+        "containment": r.containment,
+        "fraction": fraction,
+        "area_deg2": fraction * r.area_deg2,
+        "finest_nside": analysis.finest_nside,
+        "boundary_resolved": r.boundary_resolved,
+        "message": message,
     }
 
 
@@ -237,7 +296,7 @@ def build_result(
     }
     if best is not None and event.truth is not None:
         doc["truth"] = truth_summary(event, best, llh_at_truth)
-    if best is not None and event.reference_fits:
+    if event.reference_fits:
         doc["reference_fits"] = reference_fits_summary(event, analysis)
     return doc
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 import contourpy
 import healpy as hp
@@ -71,6 +72,11 @@ def level_for(spec: str | Mapping[float, float], containment: float = 0.9) -> fl
     if containment not in levels:
         raise ValueError(f"level set has no {containment * 100:g}% level")
     return levels[containment]
+
+
+def flagged_containment(levels: Mapping[float, float]) -> float:
+    """The containment whose region must be resolved: 90%, or the widest of a set without it."""
+    return 0.9 if 0.9 in levels else max(levels)
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,6 +257,64 @@ def _local_window(mom: MultiOrderMap, ts: np.ndarray, level: float, ra0: float, 
     return min(math.pi, extent + 3 * float(mom.size_rad[inside].max()))
 
 
+@dataclass(frozen=True, eq=False)
+class TsField:
+    """2*dLLH near the best fit, interpolated linearly over the tile centres in the local frame.
+
+    Holes in the triangulation take the nearest centre's value; tiles without a fit count as the
+    largest 2*dLLH of the map (outside every region).
+    """
+
+    ra0: float
+    dec0: float
+    half: float  # half-width (rad) of the local window that holds the widest region, padded
+    step: float  # grid step (rad) that resolves the finest tiles of that region
+    points: np.ndarray  # (n, 2) local (lon, lat) of the tile centres used
+    values: np.ndarray
+
+    @cached_property
+    def _linear(self) -> LinearNDInterpolator | None:
+        try:
+            return LinearNDInterpolator(self.points, self.values)
+        except Exception:  # fewer than 3 or collinear points: no triangulation
+            return None
+
+    @cached_property
+    def _nearest(self) -> NearestNDInterpolator:
+        return NearestNDInterpolator(self.points, self.values)
+
+    def at_local(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        lon, lat = np.asarray(lon, float), np.asarray(lat, float)
+        linear = self._linear
+        z = np.full(lon.shape, np.nan) if linear is None else np.asarray(linear(lon, lat), float)
+        holes = ~np.isfinite(z)
+        if holes.any():
+            z[holes] = self._nearest(lon[holes], lat[holes])
+        return z
+
+    def at(self, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+        return self.at_local(*to_local(np.asarray(ra, float), np.asarray(dec, float), self.ra0, self.dec0))
+
+
+def ts_field(
+    mom: MultiOrderMap, llh_best: float, best_ra: float, best_dec: float, level: float
+) -> TsField | None:
+    """The interpolated 2*dLLH around the region {TS <= level}; None for a map with no finite fit."""
+    ts = ts_map(mom, llh_best)
+    finite = np.isfinite(ts)
+    if not finite.any():
+        return None
+    half = _local_window(mom, ts, level, best_ra, best_dec)
+    lon_all, lat_all = to_local(mom.radec[0], mom.radec[1], best_ra, best_dec)
+    pad = 2.0 * float(mom.size_rad[(np.abs(lon_all) <= half) & (np.abs(lat_all) <= half)].max(initial=0.0))
+    sel = (np.abs(lon_all) <= half + pad) & (np.abs(lat_all) <= min(half + pad, math.pi / 2))
+    values = np.where(finite, ts, float(np.nanmax(ts)))[sel]
+    inside = finite & (ts <= level)
+    step = float(mom.size_rad[inside].min()) / 2 if inside.any() else float(mom.size_rad.min())
+    points = np.column_stack([lon_all[sel], lat_all[sel]])
+    return TsField(best_ra, best_dec, half, step, points, values)
+
+
 def trace_contours(
     mom: MultiOrderMap,
     llh_best: float,
@@ -258,35 +322,21 @@ def trace_contours(
     best_dec: float,
     levels: tuple[float, ...],
     max_grid: int = 400,
+    field: TsField | None = None,
 ) -> ContourSet:
-    """Trace TS = level lines by linear interpolation over the tile centres around the best fit."""
-    ts = ts_map(mom, llh_best)
-    if not np.isfinite(ts).any() or not levels:
+    """Trace TS = level lines by linear interpolation over the tile centres around the best fit.
+
+    ``field``, when given, must come from :func:`ts_field` for the widest of ``levels``."""
+    if field is None and levels:
+        field = ts_field(mom, llh_best, best_ra, best_dec, max(levels))
+    if field is None:
         return ContourSet(tuple(levels), tuple(() for _ in levels), tuple(0.0 for _ in levels))
-    half = _local_window(mom, ts, max(levels), best_ra, best_dec)
-    lon_all, lat_all = to_local(mom.radec[0], mom.radec[1], best_ra, best_dec)
-    pad = 2.0 * float(mom.size_rad[(np.abs(lon_all) <= half) & (np.abs(lat_all) <= half)].max(initial=0.0))
-    sel = (np.abs(lon_all) <= half + pad) & (np.abs(lat_all) <= min(half + pad, math.pi / 2))
-    finite = np.isfinite(ts)
-    fill = float(np.nanmax(ts)) if finite.any() else 0.0
-    values = np.where(finite, ts, fill)[sel]
-    points = np.column_stack([lon_all[sel], lat_all[sel]])
-    inside = finite & (ts <= max(levels))
-    step = float(mom.size_rad[inside].min()) / 2 if inside.any() else float(mom.size_rad.min())
-    n = int(min(max_grid, max(50, math.ceil(2 * half / max(step, 1e-9)))))
+    half = field.half
+    n = int(min(max_grid, max(50, math.ceil(2 * half / max(field.step, 1e-9)))))
     lon_g = np.linspace(-half, half, n)
     lat_g = np.linspace(-min(half, math.pi / 2), min(half, math.pi / 2), n)
     glon, glat = np.meshgrid(lon_g, lat_g)
-    if points.shape[0] >= 3:
-        try:
-            z = LinearNDInterpolator(points, values)(glon, glat)
-        except Exception:  # degenerate (collinear) points
-            z = np.full(glon.shape, np.nan)
-        holes = ~np.isfinite(z)
-        if holes.any():
-            z[holes] = NearestNDInterpolator(points, values)(glon[holes], glat[holes])
-    else:
-        z = np.full(glon.shape, fill)
+    z = field.at_local(glon, glat)
     gen = contourpy.contour_generator(lon_g, lat_g, z, line_type=contourpy.LineType.Separate)
     all_lines: list[tuple[np.ndarray, ...]] = []
     areas: list[float] = []
@@ -306,3 +356,71 @@ def trace_contours(
         all_lines.append(tuple(lines))
         areas.append(total * SR_TO_DEG2)
     return ContourSet(tuple(levels), tuple(all_lines), tuple(areas))
+
+
+# --------------------------------------------------------------------------------------------
+# Region polygons (longitude/latitude, as GeoJSON wants them)
+# --------------------------------------------------------------------------------------------
+
+Ring = np.ndarray  # (n, 2) of (longitude, latitude) in degrees, closed (first == last)
+
+
+def region_polygons(
+    mom: MultiOrderMap,
+    llh_best: float,
+    best_ra: float,
+    best_dec: float,
+    level: float,
+    field: TsField | None = None,
+    max_grid: int = 600,
+) -> list[list[Ring]]:
+    """The region {TS <= level} as polygons on the longitude/latitude plane, in degrees.
+
+    Longitude is RA in [-180, 180]. Each polygon is its exterior ring (counter-clockwise) and its
+    holes (clockwise). The interpolated 2*dLLH is filled-contoured on a longitude/latitude grid
+    over the region's bounding box, one grid each side of the antimeridian, so a region across
+    it comes out as one polygon per side, and a region holding a pole is closed along latitude
+    +-90 (the pole is a grid row).
+    """
+    idx = np.flatnonzero(region_mask(mom, llh_best, level))
+    if idx.size == 0:
+        return []
+    field = field or ts_field(mom, llh_best, best_ra, best_dec, level)
+    if field is None:
+        return []
+    ra_c, dec_c = mom.boundaries_radec(idx)
+    ra_c = np.concatenate([ra_c.ravel(), mom.radec[0][idx]])
+    dec_c = np.concatenate([dec_c.ravel(), mom.radec[1][idx]])
+    pad = 2.0 * float(mom.size_rad[idx].max())  # lines cross between region and outside centres
+    dec_lo = max(-math.pi / 2, float(dec_c.min()) - pad)
+    dec_hi = min(math.pi / 2, float(dec_c.max()) + pad)
+    centre = math.remainder(best_ra, 2 * math.pi)
+    lo, hi = -math.pi, math.pi
+    if -math.pi / 2 < dec_lo and dec_hi < math.pi / 2:
+        dra = _wrap(ra_c - best_ra)
+        widen = pad / math.cos(max(abs(dec_lo), abs(dec_hi)))
+        if float(dra.max() - dra.min()) + 2 * widen < 2 * math.pi:
+            lo, hi = centre + float(dra.min()) - widen, centre + float(dra.max()) + widen
+    cos_edge = 1.0 if dec_lo < 0 < dec_hi else math.cos(min(abs(dec_lo), abs(dec_hi)))
+    polygons: list[list[Ring]] = []
+    for shift in (-2 * math.pi, 0.0, 2 * math.pi):  # the parts of [lo, hi] in [-pi, pi], shifted
+        a, b = max(lo + shift, -math.pi), min(hi + shift, math.pi)
+        if b - a <= 1e-12:
+            continue
+        n_lon = int(min(max_grid, max(50, math.ceil((b - a) * cos_edge / field.step) + 1)))
+        n_lat = int(min(max_grid, max(50, math.ceil((dec_hi - dec_lo) / field.step) + 1)))
+        lon_g, lat_g = np.linspace(a, b, n_lon), np.linspace(dec_lo, dec_hi, n_lat)
+        glon, glat = np.meshgrid(lon_g, lat_g)
+        z = field.at(glon, glat)
+        gen = contourpy.contour_generator(lon_g, lat_g, z, fill_type=contourpy.FillType.OuterOffset)
+        points, offsets = gen.filled(min(float(z.min()), 0.0) - 1.0, level)
+        for pts, offs in zip(points, offsets, strict=True):
+            rings = [np.degrees(pts[i:j]) for i, j in zip(offs[:-1], offs[1:], strict=True)]
+            polygons.append([_oriented(r, ccw=(k == 0)) for k, r in enumerate(rings)])
+    return polygons
+
+
+def _oriented(ring: Ring, ccw: bool) -> Ring:
+    x, y = ring[:, 0], ring[:, 1]
+    signed = float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1]))
+    return ring if (signed > 0) == ccw else ring[::-1]

@@ -223,21 +223,16 @@ def probdensity(mom: MultiOrderMap, llh_min: float | None = None) -> np.ndarray:
 
 
 def credible_area_deg2(density: np.ndarray, area_sr: np.ndarray, containment: float) -> float:
-    """Area of the highest-density region holding ``containment`` of the probability.
+    """Area of the highest-density region holding ``containment`` of the probability (deg^2).
 
-    The LVK user-guide recipe: sort tiles by density, accumulate probability, and sum the areas of
-    the tiles before the cumulative probability reaches the containment.
+    As ligo.skymap computes it (``ligo-skymap-stats``, ``crossmatch``): tiles sorted by density,
+    the cumulative area interpolated linearly in the cumulative probability from (0, 0). The tile
+    that crosses the containment counts with the share of its area the missing probability needs
+    (its density is uniform), so a map where one tile holds most of the probability still gets a
+    non-zero area; containments beyond what the map holds give the whole sky.
     """
     order = np.argsort(-density, kind="stable")
-    cumprob = np.cumsum(density[order] * area_sr[order])
-    i = int(np.searchsorted(cumprob, containment))
-    return float(area_sr[order][:i].sum() * SR_TO_DEG2)
-
-
-def credible_mask(density: np.ndarray, area_sr: np.ndarray, containment: float) -> np.ndarray:
-    order = np.argsort(-density, kind="stable")
-    cumprob = np.cumsum(density[order] * area_sr[order])
-    i = int(np.searchsorted(cumprob, containment))
-    mask = np.zeros(density.size, bool)
-    mask[order[:i]] = True
-    return mask
+    cum_prob = np.concatenate([[0.0], np.cumsum(density[order] * area_sr[order])])
+    cum_area = np.concatenate([[0.0], np.cumsum(area_sr[order])])
+    area = np.interp(containment, cum_prob, cum_area, right=4 * np.pi)
+    return float(area * SR_TO_DEG2)

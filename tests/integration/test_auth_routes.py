@@ -240,4 +240,4 @@ def test_cli_creates_a_token_in_mongodb_and_revokes_it(quiet_api: OpsApi) -> Non
         assert revoked.returncode == 0, revoked.stderr
         assert http.get("/api/v1/scans", headers=auth).status_code == 401
     bad = _cli(quiet_api, "tokens", "create", "--role", "boss", "--owner", "x")
-    assert bad.returncode == 1 and "--role must be one of" in bad.stdout + bad.stderr
+    assert bad.returncode == 2 and "--role must be one of" in bad.stderr  # bad input: exit 2, one line

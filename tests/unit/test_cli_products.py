@@ -131,6 +131,6 @@ def test_connection_refused(app: typer.Typer, tmp_path: Path) -> None:
 
 def test_unknown_format_is_refused_before_any_request(app: typer.Typer) -> None:
     n = len(Handler.seen)
-    res = run(app, "result", "s1", "-f", "pdf", "--api", "http://127.0.0.1:9")
+    res = run(app, "result", "s1", "-f", "bmp", "--api", "http://127.0.0.1:9")
     assert res.exit_code == 2 and "unknown format" in " ".join(res.output.split())
     assert len(Handler.seen) == n

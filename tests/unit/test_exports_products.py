@@ -24,6 +24,7 @@ MEDIA = {
     "fits": "application/fits",
     "geojson": "application/geo+json",
     "png": "image/png",
+    "pdf": "application/pdf",
     "gcn": "application/json",
     "probability-fits": "application/gzip",
 }
@@ -53,7 +54,7 @@ def test_formats_contract(scan: dict[str, Any], tmp_path: Path) -> None:
         assert path.name == rendered.filename and path.stat().st_size > 100
     assert json.loads(render(scan["doc"], None, "json").content) == scan["doc"]
     with pytest.raises(UnknownFormat, match="known: json"):
-        render(scan["doc"], None, "pdf")
+        render(scan["doc"], None, "bmp")
 
 
 def test_products_need_a_finite_fit() -> None:
@@ -66,56 +67,25 @@ def test_products_need_a_finite_fit() -> None:
     assert json.loads(render(doc, None, "skyreader-json").content) == {}
 
 
-def test_geojson_contours(scan: dict[str, Any]) -> None:
+def test_geojson_regions(scan: dict[str, Any]) -> None:
     data = json.loads(render(scan["doc"], scan["event"], "geojson").content)
     assert data["type"] == "FeatureCollection"
     levels = [f["properties"]["credible_level"] for f in data["features"]]
     assert levels == [50, 90]
     ra0, dec0 = scan["centre"]
     for feature, key in zip(data["features"], ("50", "90"), strict=True):
-        assert feature["geometry"]["type"] == "MultiLineString"
+        assert feature["geometry"]["type"] == "Polygon"
         props = feature["properties"]
         assert props["area_deg2"] == scan["doc"]["regions"]["levels"][key]["area_deg2"]
         assert props["contour_area_deg2"] == pytest.approx(props["area_deg2"], rel=0.05)
-        lines = feature["geometry"]["coordinates"]
-        assert len(lines) == 1
-        pts = np.radians(np.array(lines[0]))
-        assert np.all((pts[:, 0] >= 0) & (pts[:, 0] < 2 * math.pi)) and np.all(
-            np.abs(pts[:, 1]) <= math.pi / 2
-        )
+        rings = feature["geometry"]["coordinates"]
+        assert len(rings) == 1  # an ellipse: an exterior, no holes
+        pts = np.radians(np.array(rings[0]))
+        assert np.all(np.abs(pts[:, 0]) <= math.pi) and np.all(np.abs(pts[:, 1]) <= math.pi / 2)
         dist = np.degrees(angular_distance(ra0, dec0, *pts.T))
         # the ellipse's semi-axes are 0.7 and 0.5 deg times sqrt(level)
         level = feature["properties"]["level_2dllh"]
         assert 0.5 * math.sqrt(level) - 0.05 < dist.min() and dist.max() < 0.7 * math.sqrt(level) + 0.05
-
-
-def test_geojson_splits_lines_at_ra_zero() -> None:
-    f = gaussian_llh(math.radians(0.2), math.radians(20.0), 1.0)
-    complete = full_map(8, f)
-    complete.update(
-        full_map(
-            256,
-            f,
-            np.flatnonzero(
-                np.degrees(np.arccos(np.clip(_cos_sep(256, math.radians(0.2), math.radians(20.0)), -1, 1)))
-                < 5.0
-            ),
-        )
-    )
-    doc = make_doc(complete, make_event(), [8, 256])
-    data = json.loads(render(doc, None, "geojson").content)
-    lines = data["features"][1]["geometry"]["coordinates"]
-    assert len(lines) == 2  # one piece each side of RA = 0
-    for line in lines:
-        ra = np.array(line)[:, 0]
-        assert np.all(np.abs(np.diff(ra)) < 180)
-
-
-def _cos_sep(nside: int, ra0: float, dec0: float) -> np.ndarray:
-    from skyscan.sky import pixels as px
-
-    ra, dec = px.pixel_radec(nside, np.arange(px.npix(nside)))
-    return np.sin(dec) * math.sin(dec0) + np.cos(dec) * math.cos(dec0) * np.cos(ra - ra0)
 
 
 def test_gcn_summary(scan: dict[str, Any]) -> None:

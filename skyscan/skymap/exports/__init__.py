@@ -16,8 +16,9 @@ for simulated events, the truth. Formats:
 | ``skyreader-json`` | ``icecube-skyreader`` JSON, pixel version 1 | :mod:`skyscan.skymap.exports.skyreader` |
 | ``npz`` | ``icecube-skyreader`` NPZ with a header row per nside | :mod:`skyscan.skymap.exports.skyreader` |
 | ``fits`` | multi-order HEALPix FITS, ligo.skymap convention | :mod:`skyscan.skymap.exports.fits` |
-| ``geojson`` | region contours, RA/Dec degrees | :mod:`skyscan.skymap.exports.geojson` |
-| ``png`` | full-sky Mollweide and zoom plot | :mod:`skyscan.skymap.exports.plot` |
+| ``geojson`` | region polygons (RFC 7946) | :mod:`skyscan.skymap.exports.geojson` |
+| ``png`` | full-sky Mollweide and gnomonic zoom plot | :mod:`skyscan.skymap.exports.plot` |
+| ``pdf`` | the same plot as PDF | :mod:`skyscan.skymap.exports.plot` |
 | ``gcn`` | GCN notice, IceCube single-neutrino-alert schema | :mod:`skyscan.skymap.exports.gcn` |
 | ``probability-fits`` | IceCube's flat probability map | :mod:`skyscan.skymap.exports.probability` |
 """
@@ -68,6 +69,7 @@ _TABLE: dict[str, tuple[Renderer, str, str]] = {
     "fits": (_lazy("fits", "render_fits"), "application/fits", ".multiorder.fits"),
     "geojson": (_lazy("geojson", "render_geojson"), "application/geo+json", ".contours.geojson"),
     "png": (_lazy("plot", "render_png"), "image/png", ".png"),
+    "pdf": (_lazy("plot", "render_pdf"), "application/pdf", ".pdf"),
     "gcn": (_lazy("gcn", "render_gcn"), "application/json", ".gcn.json"),
     "probability-fits": (
         _lazy("probability", "render_probability_fits"),

@@ -11,7 +11,7 @@ from astropy.time import Time
 
 from skyscan.physics.event import Event
 from skyscan.sky.coordinates import detector_to_equatorial
-from skyscan.skymap.assembly import Analysis, analysis_from_result
+from skyscan.skymap.assembly import Analysis, analysis_from_result, reference_fits_summary
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,14 @@ def truth_radec(doc: Mapping[str, Any], event: Event | None) -> tuple[float, flo
         ra, dec = detector_to_equatorial(event.truth.zenith, event.truth.azimuth, event.mjd)
         return float(ra), float(dec)
     return None
+
+
+def reference_radec(doc: Mapping[str, Any], event: Event | None) -> dict[str, tuple[float, float]]:
+    """IceCube's reference fits (name -> RA, Dec radians): the document's, else the event's."""
+    rows = doc.get("reference_fits")
+    if not rows and event is not None:
+        rows = reference_fits_summary(event, None)
+    return {name: (math.radians(r["ra_deg"]), math.radians(r["dec_deg"])) for name, r in (rows or {}).items()}
 
 
 def basename(doc: Mapping[str, Any], event: Event | None = None) -> str:

@@ -139,6 +139,8 @@ def to_gcn(doc: Mapping[str, Any], event: Event | None) -> dict[str, Any]:
             name: {k: round(v, 4) for k, v in ref.items() if k in ("ra_deg", "dec_deg", "offset_deg")}
             for name, ref in refs.items()
         }
+    if an.unresolved is not None:  # the 90% region is not fully resolved at the finest nside
+        ours["unresolved"] = an.unresolved["message"]
     out["additional_info"] = ours
     return out
 
