@@ -8,14 +8,25 @@ region the scan's result must resolve (90%, from the scan's level set).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 
-from skyscan.refinement.contour import ContourStrategy
-from skyscan.refinement.progression import ProgressionStrategy
 from skyscan.refinement.state import Strategy
 from skyscan.skymap.contours import flagged_containment, resolve_levels
 
-STRATEGIES: dict[str, type] = {cls.name: cls for cls in (ProgressionStrategy, ContourStrategy)}
+# one line per strategy: "module:Class", imported when this module is
+_ENTRIES: tuple[str, ...] = (
+    "skyscan.refinement.progression:ProgressionStrategy",
+    "skyscan.refinement.contour:ContourStrategy",
+)
+
+
+def _load(entry: str) -> type:
+    module, _, name = entry.partition(":")
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+STRATEGIES: dict[str, type] = {cls.name: cls for cls in map(_load, _ENTRIES)}  # type: ignore[attr-defined]
 
 
 def make_strategy(

@@ -27,6 +27,7 @@ FORBIDDEN = (
     "server",
     "worker",
 )
+REGISTRY_ENTRY = re.compile(r"^skyscan(\.\w+)+:\w+$")
 SERVICE_TEXT = re.compile(r"amqp://|mongodb://|localhost|127\.0\.0\.1|\b(kubernetes|htcondor|condor)\b", re.I)
 
 
@@ -52,6 +53,12 @@ def imports_of(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and REGISTRY_ENTRY.match(node.value)
+        ):
+            found.add(node.value.partition(":")[0])  # a registry entry "module:Class", imported by name
     return found
 
 
@@ -82,6 +89,11 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         if node not in state and (cycle := visit(node)):
             return cycle
     return None
+
+
+def test_registry_entries_count_as_imports() -> None:
+    assert "skyscan.refinement.contour" in imports_of(CORE / "refinement" / "strategies.py")
+    assert "skyscan.physics.recos.pandel" in imports_of(CORE / "physics" / "recos" / "registry.py")
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:

@@ -1,20 +1,29 @@
 """The reco registry: stable names in scan requests -> reco classes.
 
 A new reco is one module with a class that follows :class:`skyscan.physics.recos.base.Reco`, plus
-one line in ``_CLASSES``. Imports are eager, so a misspelt entry fails at import, and a test checks
+one line in ``_ENTRIES``. Imports are eager, so a misspelt entry fails at import, and a test checks
 that every reco class under this package is registered (none can be dropped silently).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from skyscan.physics.recos.base import Reco
-from skyscan.physics.recos.crash_dummy import CrashDummyReco
-from skyscan.physics.recos.dummy import DummyReco
-from skyscan.physics.recos.pandel import PandelMPE, PandelSPE
 
-_CLASSES: tuple[type, ...] = (DummyReco, CrashDummyReco, PandelSPE, PandelMPE)
+# one line per reco: "module:Class", imported when this module is (a misspelt entry fails at import)
+_ENTRIES: tuple[str, ...] = (
+    "skyscan.physics.recos.dummy:DummyReco",
+    "skyscan.physics.recos.crash_dummy:CrashDummyReco",
+    "skyscan.physics.recos.pandel:PandelSPE",
+    "skyscan.physics.recos.pandel:PandelMPE",
+)
+
+
+def _load(entry: str) -> type:
+    module, _, name = entry.partition(":")
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
 
 def _by_name(classes: tuple[type, ...]) -> dict[str, type]:
@@ -27,7 +36,7 @@ def _by_name(classes: tuple[type, ...]) -> dict[str, type]:
     return table
 
 
-RECOS: dict[str, type] = _by_name(_CLASSES)
+RECOS: dict[str, type] = _by_name(tuple(_load(entry) for entry in _ENTRIES))
 
 
 class UnknownReco(ValueError):
