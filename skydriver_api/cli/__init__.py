@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from skydriver_api.cli import client, ops, physics, products, service
+from skydriver_api.cli import client, ops, physics, products, service, streams
 
 app = typer.Typer(
     name="skydriver",
@@ -17,7 +17,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (service, client, ops, physics, products):
+for module in (service, client, ops, physics, products, streams):
     module.register(app)
 
 

@@ -117,6 +117,11 @@ class AlertOutcome:
     alert: dict[str, Any]
 
 
+def alert_key(alert: dict[str, Any]) -> str:
+    """The identity of one alert revision as a message key: ``run_id:event_id:revision``."""
+    return f"{alert['run_id']}:{alert['event_id']}:{alert.get('revision', 0)}"
+
+
 def public(alert_doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in alert_doc.items() if k != "_id"}
 
@@ -128,9 +133,12 @@ async def existing(service: ScanService, meta: AlertMeta) -> AlertOutcome | None
     return AlertOutcome(found["scan_id"], duplicate=True, alert=public(found))
 
 
-async def submit(service: ScanService, body: dict[str, Any], owner: str) -> AlertOutcome:
+async def submit(
+    service: ScanService, body: dict[str, Any], owner: str, origin: dict[str, Any] | None = None
+) -> AlertOutcome:
     """Scan a realtime alert at priority 100 with the configured reco, nsides and workers; the same
-    (run_id, event_id, revision) again returns the scan of the first."""
+    (run_id, event_id, revision) again returns the scan of the first. ``origin``: where the alert
+    came from when not over REST (a Kafka topic, partition and offset), kept with the alert."""
     settings = service.settings
     event, meta, source = await parse_alert(body, settings)
     if (dup := await existing(service, meta)) is not None:
@@ -152,6 +160,7 @@ async def submit(service: ScanService, body: dict[str, Any], owner: str) -> Aler
         "received_at": now,
         "owner": owner,
         "source": source,
+        **({"origin": origin} if origin else {}),
     }
     try:
         await service.db.alerts.insert(alert_doc)
@@ -164,6 +173,8 @@ async def submit(service: ScanService, body: dict[str, Any], owner: str) -> Aler
         "alert": public(alert_doc),
         "webhook_pending": bool(settings.alert_webhook_url),
         "webhook": {"attempts": 0, "next_attempt_at": now},
+        "notice_pending": bool(settings.kafka_notice_topic),
+        "notice": {"attempts": 0, "next_attempt_at": now},
     }
     try:
         await service.create(req, owner, extra, scan_id=scan_id)

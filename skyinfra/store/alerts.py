@@ -20,6 +20,9 @@ class AlertRepository:
     async def find(self, run_id: int, event_id: int, revision: int) -> dict[str, Any] | None:
         return await self._c.find_one({"run_id": run_id, "event_id": event_id, "revision": revision})
 
+    async def for_run(self, run_id: int) -> list[dict[str, Any]]:
+        return [d async for d in self._c.find({"run_id": run_id})]
+
     async def insert(self, doc: dict[str, Any]) -> None:
         """Raises Duplicate when the same revision was stored concurrently."""
         await self._c.insert_one(doc)
