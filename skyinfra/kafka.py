@@ -15,6 +15,7 @@ Built on confluent-kafka (librdkafka), like GCN's ``gcn-kafka`` and SCiMMA's ``h
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import tomllib
@@ -31,6 +32,8 @@ DEFAULT_PORT = 9092
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 _SECRET_KEYS = ("password", "secret")
+# librdkafka's own log lines (connection refused, ...) go through logging, never raw to stderr
+CLIENT_LOG = logging.getLogger("skydriver.kafka")
 
 __all__ = [
     "Consumer",
@@ -43,6 +46,7 @@ __all__ = [
     "Publisher",
     "client_config",
     "consumer_config",
+    "make_consumer",
     "redacted",
     "resolve_target",
 ]
@@ -238,6 +242,10 @@ def redacted(config: dict[str, Any]) -> dict[str, Any]:
     return {k: ("***" if any(s in k for s in _SECRET_KEYS) else v) for k, v in config.items()}
 
 
+def make_consumer(config: dict[str, Any]) -> Consumer:
+    return Consumer(config, logger=CLIENT_LOG)
+
+
 def consumer_config(settings: KafkaSettings, target: KafkaTarget) -> dict[str, Any]:
     """A group member that commits its offsets itself (after the alert is stored), from the start of
     a topic it has no offsets for."""
@@ -285,7 +293,8 @@ class Publisher:
                 "enable.idempotence": True,
                 "message.timeout.ms": int(timeout_s * 1000),
                 **extra,
-            }
+            },
+            logger=CLIENT_LOG,
         )
         self._lock = threading.Lock()
         self._reports: list[Delivery] = []
@@ -311,15 +320,20 @@ class Publisher:
                     )
                 )
 
+        self.in_flight.add(token)
         while True:
             try:
                 self._producer.produce(
                     topic, value=value, key=key, headers=headers or None, on_delivery=report
                 )
-                break
+                return
             except BufferError:  # the local queue is full: serve callbacks to make room
                 self._producer.poll(0.1)
-        self.in_flight.add(token)
+            except KafkaException as exc:  # refused before sending (too large, unknown topic ...)
+                err = exc.args[0]
+                with self._lock:
+                    self._reports.append(Delivery(token, topic, None, None, f"{err.name()}: {err.str()}"))
+                return
 
     def deliveries(self, wait_s: float = 0.0) -> list[Delivery]:
         self._producer.poll(wait_s)

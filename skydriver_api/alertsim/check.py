@@ -20,7 +20,7 @@ from typing import Any
 
 from skydriver_api.alertsim.send import PROVENANCE_SCHEMA
 from skydriver_api.alertsim.spec import AlertSimError
-from skyinfra.kafka import KafkaConfigError, client_config, resolve_target
+from skyinfra.kafka import KafkaConfigError, client_config, make_consumer, resolve_target
 from skyinfra.settings import DatabaseSettings, KafkaSettings
 from skyinfra.store import Database
 from skyinfra.store.alert_rejections import rejection_id
@@ -79,7 +79,7 @@ def _settled(stored: Stored, corrupt_ids: list[str], notices: bool) -> bool:
 
 def read_topic(topic_setting: str) -> list[tuple[str, bytes]]:
     """Every (key, value) on the topic now, read from the start by assignment (no group)."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
     settings = KafkaSettings()
     try:
@@ -87,7 +87,7 @@ def read_topic(topic_setting: str) -> list[tuple[str, bytes]]:
         config = client_config(settings, target)
     except KafkaConfigError as err:
         raise AlertSimError(str(err)) from None
-    consumer = Consumer(
+    consumer = make_consumer(
         {**config, "group.id": f"alertsim-check-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False}
     )
     try:

@@ -17,7 +17,14 @@ from typing import Any
 
 from skydriver_api.alertsim.plan import PlannedMessage, plan, stream_run_id
 from skydriver_api.alertsim.spec import AlertSimError, Disruption, ListenerSpec, StreamSpec
-from skyinfra.kafka import KafkaConfigError, KafkaTarget, Publisher, client_config, resolve_target
+from skyinfra.kafka import (
+    KafkaConfigError,
+    KafkaTarget,
+    Publisher,
+    client_config,
+    make_consumer,
+    resolve_target,
+)
 from skyinfra.settings import KafkaSettings
 
 PROVENANCE_SCHEMA = "skydriver.alertsim.provenance/1"
@@ -151,21 +158,27 @@ class RestSender:
         self.http.close()
 
 
-def wait_consumed(settings: KafkaSettings, sender: KafkaSender, timeout_s: float) -> bool:
+def wait_consumed(
+    settings: KafkaSettings, sender: KafkaSender, listener: ListenerProcess, timeout_s: float
+) -> bool:
     """Until the listeners' group has committed past every message sent (or the time is up)."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TopicPartition
 
     ends: dict[int, int] = {}
     for r in sender.results.values():
         if r["error"] is None:
             ends[r["partition"]] = max(ends.get(r["partition"], 0), r["offset"] + 1)
-    consumer = Consumer({**client_config(settings, sender.target), "group.id": settings.kafka_group_id})
+    consumer = make_consumer({**client_config(settings, sender.target), "group.id": settings.kafka_group_id})
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             parts = consumer.committed([TopicPartition(sender.topic, p) for p in ends], timeout=10)
             if all(tp.offset >= ends[tp.partition] for tp in parts):
                 return True
+            if listener.proc is not None and listener.proc.poll() is not None:
+                raise AlertSimError(
+                    f"the listener exited (code {listener.proc.returncode}), see {listener.spec.log}",
+                )
             time.sleep(0.5)
         return False
     finally:
@@ -224,9 +237,12 @@ def run_stream(spec: StreamSpec, provenance_path: Path, say: Callable[[str], Any
         for t in threads:
             t.join()
         sender.finish()
-        consumed = None
+        consumed, consumer_note = None, ""
         if isinstance(sender, KafkaSender) and listener is not None:
-            consumed = wait_consumed(KafkaSettings(), sender, timeout_s=300)
+            try:
+                consumed = wait_consumed(KafkaSettings(), sender, listener, timeout_s=300)
+            except AlertSimError as err:
+                consumed, consumer_note = False, str(err)
     finally:
         if listener is not None:
             listener.stop()
@@ -246,6 +262,7 @@ def run_stream(spec: StreamSpec, provenance_path: Path, say: Callable[[str], Any
         "notice_topic": spec.notice_topic or os.environ.get("SKYDRIVER_KAFKA_NOTICE_TOPIC", ""),
         "listener_starts": listener.starts if listener else None,
         "all_consumed": consumed,
+        "consumer_note": consumer_note,
         "disruptions": sorted(done, key=lambda e: e["at_s"]),
         "messages": records,
     }
@@ -256,5 +273,5 @@ def run_stream(spec: StreamSpec, provenance_path: Path, say: Callable[[str], Any
         f"alertsim: sent {len(records) - len(failed)} of {len(records)} messages {kinds}, "
         f"{len(done)} disruptions; provenance in {provenance_path}"
         + (f"; NOT SENT: {failed}" if failed else "")
-        + ("" if consumed in (None, True) else "; the consumer did not commit everything in time")
+        + ("" if consumed in (None, True) else f"; NOT ALL CONSUMED: {consumer_note or 'timed out'}")
     )

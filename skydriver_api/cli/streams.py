@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from skydriver_api.cli.common import console, fail
+from skydriver_api.cli.common import fail
 from skydriver_api.cli.ops import alerts_app
 
 alertsim_app = typer.Typer(
@@ -61,10 +61,10 @@ def alertsim_run(
 
     try:
         spec = load_stream(stream)
-        summary = run_stream(spec, provenance, say=console.print)
+        summary = run_stream(spec, provenance, say=typer.echo)
     except AlertSimError as err:
         fail(str(err), code=2)
-    console.print(summary)
+    typer.echo(summary)
 
 
 @alertsim_app.command("check")
@@ -80,6 +80,6 @@ def alertsim_check(
         report = check_provenance(provenance, wait_s=wait_s)
     except AlertSimError as err:
         fail(str(err), code=2)
-    console.print(report.text())
+    typer.echo(report.text())
     if not report.ok:
         raise typer.Exit(1)

@@ -38,6 +38,7 @@ from skyinfra.kafka import (
     Publisher,
     client_config,
     consumer_config,
+    make_consumer,
     redacted,
     resolve_target,
 )
@@ -48,6 +49,8 @@ log = logging.getLogger("skydriver.listener")
 OWNER = "kafka-listener"
 STORE_BACKOFF = Backoff(initial_s=0.5, max_s=10.0)
 UNEXPECTED_ERROR_ATTEMPTS = 3
+# Kafka's default largest message is 1 MB: a dead letter never exceeds half of it
+DEAD_LETTER_MAX_BYTES = 512 * 1024
 Observer = Callable[[str, Message], None]
 
 
@@ -94,13 +97,19 @@ class DeadLetters:
         publisher = Publisher(client_config(settings, target), timeout_s=settings.kafka_notice_timeout_s)
         return cls(publisher, target.topic)
 
-    def headers(self, msg: Message, reason: str) -> dict[str, str | bytes]:
-        return {
+    def letter(self, msg: Message, reason: str) -> tuple[bytes, dict[str, str | bytes]]:
+        """The value to republish (cut to what any broker takes) and the headers saying why."""
+        value = msg.value() or b""
+        headers: dict[str, str | bytes] = {
             "skydriver-reason": reason[:1000],
             "skydriver-topic": msg.topic() or "",
             "skydriver-partition": str(msg.partition()),
             "skydriver-offset": str(msg.offset()),
         }
+        if len(value) > DEAD_LETTER_MAX_BYTES:
+            headers["skydriver-truncated-from"] = str(len(value))
+            value = value[:DEAD_LETTER_MAX_BYTES]
+        return value, headers
 
 
 def origin_of(msg: Message) -> dict[str, Any]:
@@ -198,10 +207,10 @@ class Listener:
         if self.dead_letters is None or record.get("dead_letter") is not None:
             return
         dead = self.dead_letters
+        letter, headers = dead.letter(msg, record["reason"])
         for delay in STORE_BACKOFF.waits():
-            headers = dead.headers(msg, record["reason"])
             report = await asyncio.to_thread(
-                dead.publisher.publish_and_wait, dead.topic, value, msg.key(), headers
+                dead.publisher.publish_and_wait, dead.topic, letter, msg.key(), headers
             )
             if report.ok:
                 break
@@ -232,7 +241,7 @@ async def listen(settings: ApiSettings, stop: asyncio.Event, observe: Observer |
     config = consumer_config(settings, target)
     dead_letters = DeadLetters.from_settings(settings)
     db = Database(settings.mongodb_uri.get_secret_value(), settings.mongodb_database)
-    consumer = Consumer(config)
+    consumer = make_consumer(config)
     try:
         await retry_database(lambda: db.ensure_indexes(settings.idempotency_key_ttl_s))
         log.info(
