@@ -124,3 +124,65 @@ def start_listener(env: dict[str, str], log: Path, *args: str) -> ListenerProces
     )
     out.close()
     return ListenerProcess(proc, log)
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the answers are in
+    for future in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
+        future.result(10)
+
+
+def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> list[tuple[int, int]]:
+    """Send (key, value) pairs in order; their (partition, offset)."""
+    from skyinfra.kafka import Publisher
+
+    publisher = Publisher({"bootstrap.servers": bootstrap}, timeout_s=20, **{"message.max.bytes": 4_000_000})
+    placed = []
+    for key, value in messages:
+        report = publisher.publish_and_wait(topic, value, key)
+        assert report.ok, report.error
+        placed.append((report.partition, report.offset))
+    return placed
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int = 1) -> dict[int, int]:
+    """The group's committed offset per partition (negative: none)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        parts = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return {tp.partition: tp.offset for tp in parts}
+    finally:
+        consumer.close()
+
+
+def restart_api(api: LiveApi, tmp: Path) -> LiveApi:
+    """Kill the API (SIGKILL: no clean shutdown) and start it again on the same database."""
+    import httpx
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(api.proc.pid, signal.SIGKILL)
+    api.proc.wait(10)
+    log = open(tmp / "api.log", "ab")  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skydriver_api.cli", "api"],
+        env=api.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=tmp,
+    )
+    api.proc = proc
+
+    def ready() -> bool:
+        assert proc.poll() is None, api.log()
+        try:
+            return httpx.get(f"{api.url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ready, 60, "the restarted API")
+    return api

@@ -1,0 +1,242 @@
+"""Kafka intake and notices against a real broker (tansu) and the real database.
+
+* The listener killed right after each step of the intake (received, stored, committed) and
+  started again: every alert has one scan, the malformed message one rejection, nothing lost.
+* A malformed message is recorded with its reason, topic, partition and offset, and republished on
+  the dead-letter topic with headers saying why.
+* Notices: published once per ended alert scan with the recorded placement; while the broker is
+  away the attempts are retried with backoff and recorded; after the broker and the API restart,
+  only what was missing is published, with the bytes stored before the outage.
+
+tansu keeps everything in memory, so these tests restart our consumer and our API, and a broker
+restart means an empty broker.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from skydriver_api.alertsim.check import read_topic
+from tests.conftest import ROOT, make_event, start_api, stop_api, wait_until
+from tests.integration.conftest import hold_the_only_slot
+from tests.support.kafka import (
+    Broker,
+    committed,
+    create_topic,
+    kafka_broker,
+    listener_env,
+    own_broker,
+    produce,
+    restart_api,
+    start_listener,
+    unique_topic,
+)
+
+FIXTURES = (kafka_broker, own_broker)  # the brokers these tests use, as pytest fixtures
+
+
+def alert_message(run_id: int, event_id: int, revision: int = 0) -> tuple[bytes, bytes]:
+    body = {
+        "event": make_event(run_id=run_id, event_id=event_id),
+        "alert": {"run_id": run_id, "event_id": event_id, "revision": revision, "stream": "test"},
+    }
+    return f"{run_id}:{event_id}:{revision}".encode(), json.dumps(body).encode()
+
+
+@pytest.fixture
+def quiet_intake(kafka_broker: Broker, tmp_path: Path, services: None):
+    """An API that launches nothing (its only slot is taken) and an alert topic of one partition."""
+    api = start_api(tmp_path, max_concurrent_scans="1")
+    hold_the_only_slot(api)
+    topic = unique_topic("alerts")
+    create_topic(kafka_broker.bootstrap, topic)
+    env = listener_env(
+        api,
+        kafka_bootstrap=kafka_broker.bootstrap,
+        kafka_alert_topics=topic,
+        kafka_dead_letter_topic=f"{topic}.dead",
+        kafka_group_id=f"group-{topic}",
+        kafka_session_timeout_s="6",
+    )
+    yield api, topic, env
+    stop_api(api)
+
+
+@pytest.mark.parametrize("step", ["received", "stored", "committed"])
+def test_a_listener_killed_after_each_step_loses_and_doubles_nothing(
+    quiet_intake: Any,
+    kafka_broker: Broker,
+    tmp_path: Path,
+    step: str,
+) -> None:
+    api, topic, env = quiet_intake
+    group = env["SKYDRIVER_KAFKA_GROUP_ID"]
+    messages = [
+        alert_message(7001, 1),
+        alert_message(7001, 2),
+        (b"bad", b'{"event": {'),
+        alert_message(7001, 3),
+    ]
+    placed = produce(kafka_broker.bootstrap, topic, messages)
+    assert [offset for _, offset in placed] == [0, 1, 2, 3]
+    db = api.db()
+
+    crash = start_listener(
+        env, tmp_path / "crash.log", str(ROOT / "tests" / "support" / "crash_listener.py"), step, "2"
+    )
+    assert crash.proc.wait(120) == 17, crash.text()
+    # the state the crash left: the second message is stored only from 'stored' on, committed only after
+    stored_ids = {d["event_id"] for d in db.alerts.find({"run_id": 7001})}
+    assert stored_ids == ({1} if step == "received" else {1, 2})
+    assert committed(kafka_broker.bootstrap, group, topic)[0] == (2 if step == "committed" else 1)
+
+    listener = start_listener(env, tmp_path / "listener.log")
+    try:
+        wait_until(
+            lambda: committed(kafka_broker.bootstrap, group, topic)[0] == 4, 120, "every offset committed"
+        )
+    finally:
+        assert listener.stop() == 0, listener.text()
+    assert sorted(d["event_id"] for d in db.alerts.find({"run_id": 7001})) == [1, 2, 3]
+    for event_id in (1, 2, 3):
+        assert db.scans.count_documents({"alert.run_id": 7001, "alert.event_id": event_id}) == 1
+    rejections = list(db.alert_rejections.find({"topic": topic}))
+    assert [(r["partition"], r["offset"]) for r in rejections] == [(0, 2)]
+    assert "not JSON" in rejections[0]["reason"]
+    origin = db.alerts.find_one({"run_id": 7001, "event_id": 3})["origin"]
+    assert (origin["topic"], origin["partition"], origin["offset"]) == (topic, 0, 3)
+
+
+def test_malformed_messages_are_recorded_and_dead_lettered(
+    quiet_intake: Any,
+    kafka_broker: Broker,
+    tmp_path: Path,
+) -> None:
+    api, topic, env = quiet_intake
+    bodies = [
+        b"\xff\xfe not text",
+        b"[1, 2, 3]",
+        json.dumps(
+            {"event": {**make_event(), "schema": "skydriver.event/99"}, "alert": {"run_id": 1, "event_id": 2}}
+        ).encode(),
+        json.dumps({"hello": "world"}).encode(),
+        alert_message(7002, 1)[1],
+    ]
+    produce(kafka_broker.bootstrap, topic, [(f"k{i}".encode(), b) for i, b in enumerate(bodies)])
+    listener = start_listener(env, tmp_path / "listener.log")
+    try:
+        wait_until(
+            lambda: committed(kafka_broker.bootstrap, env["SKYDRIVER_KAFKA_GROUP_ID"], topic)[0] == 5,
+            120,
+            "offsets",
+        )
+    finally:
+        listener.stop()
+    db = api.db()
+    reasons = {r["offset"]: r["reason"] for r in db.alert_rejections.find({"topic": topic})}
+    assert set(reasons) == {0, 1, 2, 3}
+    assert "not UTF-8" in reasons[0]
+    assert "not a JSON object" in reasons[1]
+    assert "event.schema" in reasons[2] and "skydriver.event/1" in reasons[2]
+    assert "expected {event, alert}" in reasons[3]
+    assert db.scans.count_documents({"alert.run_id": 7002}) == 1
+    letters = read_dead_letters(kafka_broker.bootstrap, f"{topic}.dead")
+    assert sorted(int(h["skydriver-offset"]) for h, _ in letters) == [0, 1, 2, 3]
+    by_offset = {int(h["skydriver-offset"]): (h, v) for h, v in letters}
+    assert by_offset[1][1] == bodies[1] and by_offset[1][0]["skydriver-topic"] == topic
+    assert by_offset[0][0]["skydriver-reason"] == reasons[0]
+    recorded = db.alert_rejections.find_one({"topic": topic, "offset": 2})
+    assert recorded["dead_letter"]["topic"] == f"{topic}.dead"
+
+
+def read_dead_letters(bootstrap: str, topic: str) -> list[tuple[dict[str, str], bytes]]:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "dead-reader"})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+        out: list[tuple[dict[str, str], bytes]] = []
+
+        def read_all() -> bool:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                out.append(({k: v.decode() for k, v in msg.headers() or []}, msg.value()))
+            return len(out) >= 4
+
+        wait_until(read_all, 30, "four dead letters")
+        return out
+    finally:
+        consumer.close()
+
+
+def test_notices_survive_the_broker_going_away_and_an_api_restart(
+    own_broker: Broker,
+    tmp_path: Path,
+    services: None,
+) -> None:
+    topic = unique_topic("notices")
+    api = start_api(
+        tmp_path,
+        alert_reco="dummy",
+        alert_nsides="2:0",
+        alert_workers="1",
+        kafka_bootstrap=own_broker.bootstrap,
+        kafka_notice_topic=topic,
+        kafka_notice_timeout_s="2",
+    )
+    try:
+        db = api.db()
+        with api.client() as client:
+            first = client.request("POST", "/api/v1/alerts", json=json_alert(7101, 1)).json()["scan_id"]
+
+            def notice_of(scan_id: str) -> dict[str, Any]:
+                return (db.scans.find_one({"_id": scan_id}) or {}).get("notice") or {}
+
+            wait_until(lambda: "published" in notice_of(first), 120, "the first notice published")
+            assert [k for k, _ in read_topic(f"kafka://{own_broker.bootstrap}/{topic}")] == ["7101:1:0"]
+
+            own_broker.stop()
+            second = client.request("POST", "/api/v1/alerts", json=json_alert(7101, 2, revision=3)).json()[
+                "scan_id"
+            ]
+            wait_until(lambda: notice_of(second).get("attempts", 0) >= 2, 120, "failed attempts recorded")
+        stored = notice_of(second)
+        assert "published" not in stored and stored["last_error"]
+        assert stored["next_attempt_at"] > stored["prepared_at"]  # backing off, not spinning
+
+        restart_api(api, tmp_path)
+        own_broker.start()  # an empty broker: tansu keeps nothing across a restart
+        wait_until(lambda: "published" in notice_of(second), 120, "the second notice published")
+        on_topic = read_topic(f"kafka://{own_broker.bootstrap}/{topic}")
+        # only what was missing went out, with the bytes stored before the outage
+        assert [(k, v.decode()) for k, v in on_topic] == [("7101:2:3", stored["payload"])]
+        notice = json.loads(stored["payload"])
+        assert notice["schema"] == "skydriver.notice/1" and notice["state"] == "completed"
+        assert notice["alert"]["revision"] == 3 and notice["gcn"]["event_id"] == 2
+        published = notice_of(second)["published"]
+        assert (published["topic"], published["offset"]) == (topic, 0)
+    finally:
+        stop_api(api)
+
+
+def json_alert(run_id: int, event_id: int, revision: int = 0) -> dict[str, Any]:
+    return json.loads(alert_message(run_id, event_id, revision)[1])
+
+
+def test_the_listener_refuses_a_bad_kafka_setting_with_the_reason(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "skydriver_api.cli", "alerts", "listen"],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "SKYDRIVER_KAFKA_ALERT_TOPICS": "alerts"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "SKYDRIVER_KAFKA_BOOTSTRAP" in result.stdout + result.stderr
