@@ -23,7 +23,6 @@ from skydriver_api.alertsim.spec import AlertSimError
 from skyinfra.kafka import KafkaConfigError, client_config, make_consumer, resolve_target
 from skyinfra.settings import DatabaseSettings, KafkaSettings
 from skyinfra.store import Database
-from skyinfra.store.alert_rejections import rejection_id
 from skyscan.records.scan import TERMINAL_STATES
 
 Identity = tuple[int, int, int]
@@ -66,7 +65,7 @@ async def _stored(expected: set[Identity], run_id: int, topic: str | None) -> St
         await db.close()
 
 
-def _settled(stored: Stored, corrupt_ids: list[str], notices: bool) -> bool:
+def _settled(stored: Stored, corrupt_keys: list[str], notices: bool) -> bool:
     for scans in stored.scans.values():
         if not scans or any(s["state"] not in TERMINAL_STATES for s in scans):
             return False
@@ -74,7 +73,8 @@ def _settled(stored: Stored, corrupt_ids: list[str], notices: bool) -> bool:
             s.get("notice_pending") is not False and "published" not in (s.get("notice") or {}) for s in scans
         ):
             return False
-    return all(r in stored.rejections for r in corrupt_ids)
+    rejected = {d.get("key") for d in stored.rejections.values()}
+    return all(k in rejected for k in corrupt_keys)
 
 
 def read_topic(topic_setting: str) -> list[tuple[str, bytes]]:
@@ -128,13 +128,13 @@ def check_provenance(path: Path, wait_s: float = 0.0) -> CheckReport:
     expected = {tuple(m["identity"]) for m in sent if m["expect"] in ("scan", "duplicate")}
     corrupt = [m for m in sent if m["expect"] == "rejection"]
     kafka = prov["target"] == "kafka"
-    corrupt_ids = [rejection_id(prov["topic"], m["partition"], m["offset"]) for m in corrupt] if kafka else []
+    corrupt_keys = [m["key"] for m in corrupt] if kafka else []
     notice_topic = prov.get("notice_topic") or ""
 
     deadline = time.monotonic() + wait_s
     while True:
         stored = asyncio.run(_stored(expected, prov["run_id"], prov["topic"] if kafka else None))
-        if _settled(stored, corrupt_ids, bool(notice_topic)) or time.monotonic() >= deadline:
+        if _settled(stored, corrupt_keys, bool(notice_topic)) or time.monotonic() >= deadline:
             break
         time.sleep(1.0)
 
@@ -148,7 +148,10 @@ def check_provenance(path: Path, wait_s: float = 0.0) -> CheckReport:
         + (", ".join(f"{d['kind']} at {d['at_s']:g} s" for d in prov.get("disruptions", [])) or "none")
     )
     _check_scans(report, expected, stored)
-    _check_rest_answers(report, sent) if not kafka else _check_rejections(report, sent, corrupt, stored, prov)
+    if kafka:
+        _check_rejections(report, sent, corrupt, stored)
+    else:
+        _check_rest_answers(report, sent)
     if notice_topic:
         _check_notices(report, expected, stored, read_topic(notice_topic), prov["run_id"])
     else:
@@ -182,30 +185,31 @@ def _check_scans(report: CheckReport, expected: set[Identity], stored: Stored) -
     report.problems += [f"unexpected: a scan for {_key(i)}, never sent as a valid alert" for i in unexpected]
 
 
-def _check_rejections(
-    report: CheckReport, sent: list[dict], corrupt: list[dict], stored: Stored, prov: dict
-) -> None:
+def _check_rejections(report: CheckReport, sent: list[dict], corrupt: list[dict], stored: Stored) -> None:
+    """Rejections are matched by message key (unique per message): a message the producer sent again
+    after a dropped connection is acknowledged without its offset."""
+    by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for doc in stored.rejections.values():
+        by_key[doc.get("key", "")].append(doc)
     rejected = wrong_reason = dead_lettered = 0
     for m in corrupt:
-        doc = stored.rejections.get(rejection_id(prov["topic"], m["partition"], m["offset"]))
-        where = f"message {m['seq']} ({m['corrupt_kind']}) at [{m['partition']}]@{m['offset']}"
-        if doc is None:
-            report.problems.append(f"not rejected: {where}")
+        docs = by_key.get(m["key"], [])
+        what = f"message {m['seq']} ({m['corrupt_kind']}, key {m['key']})"
+        if not docs:
+            report.problems.append(f"not rejected: {what}")
             continue
+        if len(docs) > 1:
+            report.problems.append(f"rejected {len(docs)} times: {what}")
         rejected += 1
-        dead_lettered += doc.get("dead_letter") is not None
-        if m["expect_reason"].lower() not in doc["reason"].lower():
+        dead_lettered += docs[0].get("dead_letter") is not None
+        if m["expect_reason"].lower() not in docs[0]["reason"].lower():
             wrong_reason += 1
             report.problems.append(
-                f"wrong reason for {where}: {doc['reason']!r}, expected {m['expect_reason']!r}"
+                f"wrong reason for {what}: {docs[0]['reason']!r}, expected {m['expect_reason']!r}"
             )
-    valid_at = {
-        rejection_id(prov["topic"], m["partition"], m["offset"]) for m in sent if m["expect"] != "rejection"
-    }
-    valid_rejected = sorted(set(stored.rejections) & valid_at)
-    report.problems += [
-        f"a valid message was rejected: {r}: {stored.rejections[r]['reason']}" for r in valid_rejected
-    ]
+    valid_keys = {m["key"] for m in sent if m["expect"] != "rejection"}
+    valid_rejected = [d for k in sorted(valid_keys) for d in by_key.get(k, [])]
+    report.problems += [f"a valid message was rejected: {d['_id']}: {d['reason']}" for d in valid_rejected]
     report.counts.update(corrupt=len(corrupt), rejected=rejected, wrong_reason=wrong_reason)
     report.lines.append(
         f"corrupt: {len(corrupt)} sent, {rejected} rejected "
