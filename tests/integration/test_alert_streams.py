@@ -240,3 +240,57 @@ def test_the_listener_refuses_a_bad_kafka_setting_with_the_reason(tmp_path: Path
     )
     assert result.returncode == 2
     assert "SKYDRIVER_KAFKA_BOOTSTRAP" in result.stdout + result.stderr
+
+
+def test_alertsim_over_rest_and_its_check(tmp_path: Path, services: None) -> None:
+    """The same simulated stream through POST /api/v1/alerts: corrupt bodies get a 4xx, duplicates
+    the first scan, and the check counts exactly that (scans are not run here: the only slot is
+    taken, so the check looks at what was stored)."""
+    import yaml
+
+    api = start_api(tmp_path, max_concurrent_scans="1", max_event_bytes=str(1024 * 1024))
+    hold_the_only_slot(api)
+    spec = {
+        "seed": 5,
+        "target": "rest",
+        "api_url": api.url,
+        "rate_per_s": 20,
+        "duration_s": 1,
+        "revisions": 0.25,
+        "duplicates": 0.2,
+        "corrupt": 0.2,
+        "oversize_bytes": 1_100_000,
+        "energy_gev": [1e4, 3e4],
+    }
+    (tmp_path / "rest.yaml").write_text(yaml.safe_dump(spec))
+    env = {**api.env, "SKYDRIVER_TOKEN": api.admin_token, "PYTHONPATH": str(ROOT)}
+    cli = [sys.executable, "-m", "skydriver_api.cli", "alertsim"]
+    try:
+        sent = subprocess.run(
+            [*cli, "run", "rest.yaml", "-o", "prov.json"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        prov = json.loads((tmp_path / "prov.json").read_text())
+        statuses = {m["kind"]: set() for m in prov["messages"]}
+        for m in prov["messages"]:
+            statuses[m["kind"]].add(m["status"])
+        assert statuses == {"new": {201}, "update": {201}, "duplicate": {200}, "corrupt": {413, 422}}
+        checked = subprocess.run(
+            [*cli, "check", "prov.json"], env=env, cwd=tmp_path, capture_output=True, text=True
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "0 lost, 0 doubled, 0 unexpected" in checked.stdout
+        assert "corrupt: 4 sent, 4 refused with a 4xx" in checked.stdout
+        # a scan deleted behind the service's back is reported lost, and the check fails
+        victim = next(m["identity"] for m in prov["messages"] if m["kind"] == "new")
+        api.db().scans.delete_one({"alert.run_id": victim[0], "alert.event_id": victim[1]})
+        checked = subprocess.run(
+            [*cli, "check", "prov.json"], env=env, cwd=tmp_path, capture_output=True, text=True
+        )
+        assert checked.returncode == 1 and f"lost: no scan for {victim[0]}:{victim[1]}:0" in checked.stdout
+    finally:
+        stop_api(api)
