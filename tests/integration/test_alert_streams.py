@@ -278,7 +278,7 @@ def test_alertsim_over_rest_and_its_check(tmp_path: Path, services: None) -> Non
         statuses = {m["kind"]: set() for m in prov["messages"]}
         for m in prov["messages"]:
             statuses[m["kind"]].add(m["status"])
-        assert statuses == {"new": {201}, "update": {201}, "duplicate": {200}, "corrupt": {413, 422}}
+        assert statuses == {"new": {201}, "update": {201}, "duplicate": {200}, "corrupt": {400, 413, 422}}
         checked = subprocess.run(
             [*cli, "check", "prov.json"], env=env, cwd=tmp_path, capture_output=True, text=True
         )
