@@ -77,8 +77,8 @@ def _settled(stored: Stored, corrupt_keys: list[str], notices: bool) -> bool:
     return all(k in rejected for k in corrupt_keys)
 
 
-def read_topic(topic_setting: str) -> list[tuple[str, bytes]]:
-    """Every (key, value) on the topic now, read from the start by assignment (no group)."""
+def read_topic(topic_setting: str) -> list[tuple[str, bytes, dict[str, str]]]:
+    """Every (key, value, headers) on the topic now, read from the start by assignment (no group)."""
     from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
     settings = KafkaSettings()
@@ -100,14 +100,15 @@ def read_topic(topic_setting: str) -> list[tuple[str, bytes]]:
             if high > low:
                 ends[p] = high
         consumer.assign([TopicPartition(target.topic, p, OFFSET_BEGINNING) for p in ends])
-        out: list[tuple[str, bytes]] = []
+        out: list[tuple[str, bytes, dict[str, str]]] = []
         reached: set[int] = set()
         deadline = time.monotonic() + 60
         while len(reached) < len(ends) and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is None or msg.error() is not None:
                 continue
-            out.append(((msg.key() or b"").decode("utf-8", "replace"), msg.value() or b""))
+            headers = {k: v.decode("utf-8", "replace") for k, v in msg.headers() or []}
+            out.append(((msg.key() or b"").decode("utf-8", "replace"), msg.value() or b"", headers))
             if msg.offset() + 1 >= ends[msg.partition()]:
                 reached.add(msg.partition())
         return out
@@ -245,11 +246,11 @@ def _check_notices(
     report: CheckReport,
     expected: set[Identity],
     stored: Stored,
-    notices: list[tuple[str, bytes]],
+    notices: list[tuple[str, bytes, dict[str, str]]],
     run_id: int,
 ) -> None:
     by_key: dict[str, list[bytes]] = defaultdict(list)
-    for key, value in notices:
+    for key, value, _ in notices:
         by_key[key].append(value)
     missing = different = repeats = 0
     states: dict[str, int] = defaultdict(int)

@@ -50,7 +50,6 @@ def test_an_alert_stream_with_disruptions_loses_and_doubles_nothing(
         kafka_group_id=f"group-{topic}",
         kafka_session_timeout_s="6",
         log_format="text",
-        pythonpath=str(ROOT),
     )
     disruptions = [{"at_s": 12, "kind": "restart_consumer"}, {"at_s": 30, "kind": "restart_consumer"}]
     if can_drop_connections():  # root and iproute2: the set-up of make test has both
