@@ -273,3 +273,41 @@ def test_alertsim_over_rest_and_its_check(tmp_path: Path, services: None) -> Non
         assert checked.returncode == 1 and f"lost: no scan for {victim[0]}:{victim[1]}:0" in checked.stdout
     finally:
         stop_api(api)
+
+
+def test_an_alert_stored_without_its_scan_gets_it_from_the_next_copy(
+    quiet_intake: Any, kafka_broker: Broker, tmp_path: Path
+) -> None:
+    """A listener (or API) killed between storing the alert and its scan leaves the alert alone; the
+    copy that comes again (the uncommitted message, a duplicate) writes the scan under the alert's
+    scan id instead of answering with a scan that does not exist."""
+    api, topic, env = quiet_intake
+    db = api.db()
+    key, value = alert_message(7003, 1, revision=1)
+    db.alerts.insert_one(
+        {
+            "run_id": 7003,
+            "event_id": 1,
+            "revision": 1,
+            "stream": "test",
+            "scan_id": "a" * 32,
+            "owner": "kafka-listener",
+        }
+    )
+    with api.client() as client:
+        answer = client.request("POST", "/api/v1/alerts", json=json.loads(value)).json()
+    assert (answer["scan_id"], answer["duplicate"]) == ("a" * 32, True)
+    scan = db.scans.find_one({"_id": "a" * 32})
+    assert scan["alert"]["revision"] == 1 and scan["state"] == "queued" and scan["priority"] == 100
+    assert db.events.count_documents({"_id": "a" * 32}) == 1
+    produce(kafka_broker.bootstrap, topic, [(key, value)])  # the same alert over Kafka: nothing new
+    listener = start_listener(env, tmp_path / "listener.log")
+    try:
+        wait_until(
+            lambda: committed(kafka_broker.bootstrap, env["SKYDRIVER_KAFKA_GROUP_ID"], topic)[0] == 1,
+            120,
+            "offset",
+        )
+    finally:
+        listener.stop()
+    assert db.scans.count_documents({"alert.run_id": 7003}) == 1
