@@ -103,7 +103,7 @@ def test_an_alert_stream_with_disruptions_loses_and_doubles_nothing(
                 "check",
                 str(provenance),
                 "--wait-s",
-                "300",
+                "900",
             ],
             env={**env, "PYTHONPATH": str(ROOT)},
             capture_output=True,
