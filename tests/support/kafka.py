@@ -31,10 +31,6 @@ class Broker:
     log: Path | None = None
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
-    @property
-    def owned(self) -> bool:
-        return self.log is not None
-
     def start(self) -> None:
         checks = _setup_checks()
         assert self.log is not None, "only a private broker is started and stopped by a test"
@@ -87,11 +83,6 @@ def unique_topic(what: str) -> str:
 class ListenerProcess:
     proc: subprocess.Popen
     log: Path
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
 
     def stop(self) -> int:
         with contextlib.suppress(ProcessLookupError):
