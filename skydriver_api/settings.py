@@ -1,7 +1,9 @@
 """Settings of the API process and its reconciler (``SKYDRIVER_`` environment variables).
 
 The scan servers and workers read their own (``server.settings``, ``worker.settings``); cluster
-launchers add theirs (``SKYDRIVER_K8S_*``, ``SKYDRIVER_CONDOR_*``).
+launchers add theirs (``SKYDRIVER_K8S_*``, ``SKYDRIVER_CONDOR_*``). The Kafka settings
+(``SKYDRIVER_KAFKA_*``, ``skyinfra.settings.KafkaSettings``) serve the alert listener and the
+reconciler's notice publishing.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from skyinfra.settings import ENV, BrokerSettings, DatabaseSettings
+from skyinfra.settings import ENV, BrokerSettings, DatabaseSettings, KafkaSettings
 
 REALTIME_PRIORITY = 100
 CATALOG_PRIORITY = -10
 
 
-class ApiSettings(BrokerSettings, DatabaseSettings):
+class ApiSettings(BrokerSettings, DatabaseSettings, KafkaSettings):
     model_config = ENV
 
     # --- API ------------------------------------------------------------------------------

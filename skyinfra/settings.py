@@ -48,3 +48,51 @@ class ScanTokenSettings(BaseSettings):
         if self.scan_token_file is not None:
             return self.scan_token_file.read_text().strip()
         return None
+
+
+class KafkaSettings(BaseSettings):
+    """Kafka: where alerts come from, where notices and rejected messages go, and how to log in.
+
+    A topic setting is a name on ``kafka_bootstrap``'s brokers or a hop-client style URL
+    ``kafka://[user@]host:port[,host:port]/topic[,topic]`` naming its own brokers, so alerts can come
+    from GCN while notices go to Hopskotch. Credentials: the ``kafka_sasl_*``/``kafka_oidc_*`` fields,
+    overridden per broker host by the entries of ``kafka_credentials_file`` (hop-client's auth.toml).
+    """
+
+    model_config = ENV
+
+    kafka_bootstrap: str = Field(
+        "", description="Brokers (host:port,... or kafka://host:port) for topics given by name; empty: off."
+    )
+    kafka_alert_topics: str = Field(
+        "", description="Alert topics the listener consumes: comma-separated names or a kafka:// URL."
+    )
+    kafka_group_id: str = Field("skydriver-alerts", min_length=1, description="Consumer group of listeners.")
+    kafka_notice_topic: str = Field(
+        "", description="Topic (name or kafka:// URL) for the notice of each ended alert scan; empty: off."
+    )
+    kafka_dead_letter_topic: str = Field(
+        "", description="Topic (name or kafka:// URL) for malformed alert messages; empty: recorded only."
+    )
+    kafka_security_protocol: str = Field(
+        "", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; empty: SASL_SSL with credentials."
+    )
+    kafka_sasl_mechanism: str = Field(
+        "SCRAM-SHA-512", description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (OIDC)."
+    )
+    kafka_sasl_username: str = Field("", description="SASL user name (Hopskotch: the credential's name).")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    kafka_oidc_client_id: str = Field("", description="OAUTHBEARER/OIDC client id (GCN Kafka).")
+    kafka_oidc_client_secret: SecretStr | None = Field(None, description="OAUTHBEARER/OIDC client secret.")
+    kafka_oidc_token_endpoint: str = Field("", description="OIDC token endpoint URL.")
+    kafka_oidc_scope: str = Field("", description="OIDC scope, if the issuer needs one.")
+    kafka_ssl_ca_location: Path | None = Field(None, description="CA bundle for SSL (default: the system's).")
+    kafka_credentials_file: Path | None = Field(
+        None, description="hop-client auth.toml: credentials per broker host, overriding the fields above."
+    )
+    kafka_session_timeout_s: float = Field(
+        10.0, ge=1, le=300, description="Consumer session: a dead listener's partitions move after this."
+    )
+    kafka_notice_timeout_s: float = Field(
+        30.0, gt=0, description="How long one notice publish may wait for the broker before it is retried."
+    )

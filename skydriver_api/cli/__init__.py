@@ -21,7 +21,7 @@ try:  # typer now ships its own copy of click; its exceptions are not click's
 except ImportError:  # pragma: no cover - a typer that still uses click
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
-from skydriver_api.cli import client, ops, physics, products, service
+from skydriver_api.cli import client, ops, physics, products, service, streams
 from skydriver_api.cli.common import BAD_INPUT, print_error
 
 app = typer.Typer(
@@ -32,7 +32,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (service, client, ops, physics, products):
+for module in (service, client, ops, physics, products, streams):
     module.register(app)
 
 

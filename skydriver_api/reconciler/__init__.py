@@ -10,6 +10,7 @@ in small steps, one module each, run in this order on every pass:
 | admission | :mod:`.admission` | launch queued scans by priority within the budget; back off on failure |
 | worker requests | :mod:`.worker_requests` | serve ``POST /scans/{id}/workers`` |
 | webhooks | :mod:`.webhooks` | post the GCN summary of ended alert scans (retried) |
+| notices | :mod:`.notices` | publish the notice of ended alert scans on the Kafka notice topic (retried) |
 
 One scan's failing step backs off on its own and never blocks the others.
 """

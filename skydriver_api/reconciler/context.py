@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skydriver_api.auth import new_token
 from skydriver_api.launchers.base import Launcher, LaunchSpec, Resources, WorkerCluster
@@ -14,9 +14,12 @@ from skyinfra.backoff import Backoff
 from skyinfra.store import Database, hash_token
 from skyscan.records.scan import LIVE_STATES
 
+if TYPE_CHECKING:
+    from skydriver_api.reconciler.notices import NoticeChannel
+
 log = logging.getLogger("skydriver.reconciler")
 
-# launches and webhooks that failed wait 2, 4, 8 ... 60 s before their next attempt
+# launches, webhooks and notices that failed wait 2, 4, 8 ... 60 s before their next attempt
 RETRY_BACKOFF = Backoff(initial_s=1.0, max_s=60.0)
 
 
@@ -26,6 +29,7 @@ class Context:
     db: Database
     launcher: Launcher
     wake: Callable[[], None]
+    notices: NoticeChannel | None = None  # the notice topic, when SKYDRIVER_KAFKA_NOTICE_TOPIC is set
 
     async def new_scan_token(self, scan_id: str) -> str:
         """A fresh system token for the scan's processes; only its hash is stored."""

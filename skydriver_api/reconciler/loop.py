@@ -6,18 +6,19 @@ import asyncio
 import contextlib
 
 from skydriver_api.launchers.base import Launcher
-from skydriver_api.reconciler import admission, reaping, supervision, webhooks, worker_requests
+from skydriver_api.reconciler import admission, notices, reaping, supervision, webhooks, worker_requests
 from skydriver_api.reconciler.context import Context, log
 from skydriver_api.settings import ApiSettings
 from skyinfra.store import Database, DatabaseError
 
-STEPS = (reaping.run, supervision.run, admission.run, worker_requests.run, webhooks.run)
+STEPS = (reaping.run, supervision.run, admission.run, worker_requests.run, webhooks.run, notices.run)
 
 
 class Reconciler:
     def __init__(self, settings: ApiSettings, db: Database, launcher: Launcher) -> None:
         self.settings = settings
-        self.context = Context(settings, db, launcher, self.wake)
+        channel = notices.NoticeChannel.from_settings(settings)
+        self.context = Context(settings, db, launcher, self.wake, channel)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -32,6 +33,8 @@ class Reconciler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.context.notices is not None:  # undelivered notices go again after a restart
+            await asyncio.to_thread(self.context.notices.close)
 
     async def run(self) -> None:
         while True:

@@ -16,6 +16,7 @@ day of the event (A first), unless it brings its own ``event_name``; later revis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from dataclasses import dataclass
 from functools import lru_cache
@@ -151,24 +152,23 @@ class AlertOutcome:
     alert: dict[str, Any]
 
 
+def alert_key(alert: dict[str, Any]) -> str:
+    """The identity of one alert revision as a message key: ``run_id:event_id:revision``."""
+    return f"{alert['run_id']}:{alert['event_id']}:{alert.get('revision', 0)}"
+
+
 def public(alert_doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in alert_doc.items() if k != "_id"}
 
 
-async def existing(service: ScanService, meta: AlertMeta) -> AlertOutcome | None:
-    found = await service.db.alerts.find(meta.run_id, meta.event_id, meta.revision)
-    if found is None:
-        return None
-    return AlertOutcome(found["scan_id"], duplicate=True, alert=public(found))
-
-
-async def submit(service: ScanService, body: dict[str, Any], owner: str) -> AlertOutcome:
+async def submit(
+    service: ScanService, body: dict[str, Any], owner: str, origin: dict[str, Any] | None = None
+) -> AlertOutcome:
     """Scan a realtime alert at priority 100 with the configured reco, nsides and workers; the same
-    (run_id, event_id, revision) again returns the scan of the first."""
+    (run_id, event_id, revision) again returns the scan of the first. ``origin``: where the alert
+    came from when not over REST (a Kafka topic, partition and offset), kept with the alert."""
     settings = service.settings
     event, meta, source = await parse_alert(body, settings)
-    if (dup := await existing(service, meta)) is not None:
-        return dup
     req = ScanRequest(
         event=event,
         reco=settings.alert_reco,
@@ -177,33 +177,53 @@ async def submit(service: ScanService, body: dict[str, Any], owner: str) -> Aler
         priority=REALTIME_PRIORITY,
         classifiers={"alert_stream": meta.stream or "unknown", "alert_revision": meta.revision},
     )
+    if (found := await service.db.alerts.find(meta.run_id, meta.event_id, meta.revision)) is not None:
+        return await _duplicate(service, req, found)
     service.checked_spec(req)
-    scan_id = new_scan_id()
-    now = utcnow()
     alert_doc = {
         **meta.model_dump(),
         "event_name": await event_name(service, event, meta),
         "event_day": event_day(event.mjd),
-        "scan_id": scan_id,
-        "received_at": now,
+        "scan_id": new_scan_id(),
+        "received_at": utcnow(),
         "owner": owner,
         "source": source,
+        **({"origin": origin} if origin else {}),
     }
     try:
         await service.db.alerts.insert(alert_doc)
     except Duplicate:  # the same alert arrived concurrently
-        dup = await existing(service, meta)
-        if dup is None:
+        found = await service.db.alerts.find(meta.run_id, meta.event_id, meta.revision)
+        if found is None:
             raise Conflict("a concurrent copy of this alert failed; retry") from None
-        return dup
+        return await _duplicate(service, req, found)
+    try:
+        await _create_scan(service, req, alert_doc)
+    except BaseException:
+        await service.db.alerts.delete_for_scan(alert_doc["scan_id"])
+        raise
+    return AlertOutcome(alert_doc["scan_id"], duplicate=False, alert=public(alert_doc))
+
+
+async def _create_scan(service: ScanService, req: ScanRequest, alert_doc: dict[str, Any]) -> None:
+    settings = service.settings
+    now = utcnow()
     extra = {
         "alert": public(alert_doc),
         "webhook_pending": bool(settings.alert_webhook_url),
         "webhook": {"attempts": 0, "next_attempt_at": now},
+        "notice_pending": bool(settings.kafka_notice_topic),
+        "notice": {"attempts": 0, "next_attempt_at": now},
     }
-    try:
-        await service.create(req, owner, extra, scan_id=scan_id)
-    except BaseException:
-        await service.db.alerts.delete_for_scan(scan_id)
-        raise
-    return AlertOutcome(scan_id, duplicate=False, alert=public(alert_doc))
+    with contextlib.suppress(Duplicate):  # the scan id is the alert's: a concurrent copy wrote it
+        await service.create(req, alert_doc["owner"], extra, scan_id=alert_doc["scan_id"])
+
+
+async def _duplicate(service: ScanService, req: ScanRequest, found: dict[str, Any]) -> AlertOutcome:
+    """The scan of an alert stored before. A process that died between storing the alert and its
+    scan (a listener killed, an API restarted) left the alert alone: its scan is written now, under
+    the alert's scan id, so the copy that comes again completes it instead of finding nothing."""
+    if await service.db.scans.get(found["scan_id"], {"_id": 1}) is None:
+        service.checked_spec(req)
+        await _create_scan(service, req, found)
+    return AlertOutcome(found["scan_id"], duplicate=True, alert=public(found))

@@ -12,6 +12,7 @@ directly. ``Database`` opens the client and holds the repositories:
 | ``tokens`` | ``tokens`` | hashed bearer tokens |
 | ``idempotency_keys`` | ``idempotency_keys`` | one per owner and ``Idempotency-Key`` |
 | ``alerts`` | ``alerts`` | one per realtime alert revision (run, event, revision) |
+| ``alert_rejections`` | ``alert_rejections`` | one per malformed alert message (topic, partition, offset) |
 | ``catalogs`` | ``catalogs`` | catalog jobs whose child scans carry ``catalog_id`` |
 """
 
@@ -23,6 +24,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from skyinfra.store.alert_rejections import AlertRejectionRepository
 from skyinfra.store.alerts import AlertRepository
 from skyinfra.store.catalogs import CatalogRepository
 from skyinfra.store.events import EventRepository
@@ -50,6 +52,7 @@ class Database:
         self.tokens = TokenRepository(self.db.tokens)
         self.idempotency_keys = IdempotencyKeyRepository(self.db.idempotency_keys)
         self.alerts = AlertRepository(self.db.alerts)
+        self.alert_rejections = AlertRejectionRepository(self.db.alert_rejections)
         self.catalogs = CatalogRepository(self.db.catalogs)
 
     async def ensure_indexes(self, idempotency_key_ttl_s: float | None = None) -> None:
@@ -58,6 +61,7 @@ class Database:
         await self.skymaps.ensure_indexes()
         await self.tokens.ensure_indexes()
         await self.alerts.ensure_indexes()
+        await self.alert_rejections.ensure_indexes()
         await self.catalogs.ensure_indexes()
         await self.idempotency_keys.ensure_indexes(idempotency_key_ttl_s)
 

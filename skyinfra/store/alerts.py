@@ -27,6 +27,9 @@ class AlertRepository:
         """The event names given to alerts of one UTC day (``YYMMDD``)."""
         return {doc["event_name"] async for doc in self._c.find({"event_day": day}) if doc.get("event_name")}
 
+    async def for_run(self, run_id: int) -> list[dict[str, Any]]:
+        return [d async for d in self._c.find({"run_id": run_id})]
+
     async def insert(self, doc: dict[str, Any]) -> None:
         """Raises Duplicate when the same revision was stored concurrently."""
         await self._c.insert_one(doc)

@@ -3,7 +3,7 @@
 Every state change goes through :meth:`ScanRepository.transition`, which checks it against the
 record's state machine (``skyscan.records.scan``) and applies it atomically (only from the states
 it may come from). The other writers here are named for what they record (launch bookkeeping,
-progress, worker requests, webhooks) and refuse to touch ``state`` or ``history``.
+progress, worker requests, webhooks, notices) and refuse to touch ``state`` or ``history``.
 """
 
 from __future__ import annotations
@@ -159,6 +159,27 @@ class ScanRepository:
         )
         return [d async for d in cursor]
 
+    async def notices_due(self, now: dt.datetime, limit: int = 100) -> list[dict[str, Any]]:
+        """Ended alert scans whose notice is not published yet and whose next attempt is due."""
+        cursor = self._c.find(
+            {
+                "notice_pending": True,
+                "state": {"$in": list(TERMINAL_STATES)},
+                "notice.next_attempt_at": {"$lte": now},
+            }
+        ).limit(limit)
+        return [d async for d in cursor]
+
+    async def for_alert(self, run_id: int, event_id: int, revision: int) -> list[dict[str, Any]]:
+        """Every scan made for one alert revision (one, unless something doubled it)."""
+        query = {"alert.run_id": run_id, "alert.event_id": event_id, "alert.revision": revision}
+        return [
+            d
+            async for d in self._c.find(
+                query, {"state": 1, "state_reason": 1, "notice": 1, "notice_pending": 1}
+            )
+        ]
+
     async def cleanup_pending(self) -> list[dict[str, Any]]:
         cursor = self._c.find({"state": {"$in": list(TERMINAL_STATES)}, "cleanup_pending": True})
         return [d async for d in cursor]
@@ -243,6 +264,43 @@ class ScanRepository:
                 "webhook.done_at": utcnow(),
             },
         )
+
+    async def notice_prepared(self, scan_id: str, key: str, payload: str) -> dict[str, Any]:
+        """Store the notice to publish, once: a notice already stored stays as it is (a restart
+        publishes the same bytes again, never a second rendering). Returns the stored notice."""
+        await self._c.update_one(
+            {"_id": scan_id, "notice.payload": {"$exists": False}},
+            {"$set": {"notice.key": key, "notice.payload": payload, "notice.prepared_at": utcnow()}},
+        )
+        doc = await self._c.find_one({"_id": scan_id}, {"notice": 1})
+        return (doc or {}).get("notice") or {}
+
+    async def notice_retry(
+        self, scan_id: str, attempts: int, reason: str, next_attempt_at: dt.datetime
+    ) -> None:
+        await self._update(
+            scan_id,
+            set_fields={
+                "notice.attempts": attempts,
+                "notice.last_error": reason,
+                "notice.next_attempt_at": next_attempt_at,
+            },
+        )
+
+    async def notice_published(self, scan_id: str, where: dict[str, Any], attempts: int) -> None:
+        """Where the notice landed (topic, partition, offset): it is not published again."""
+        await self._update(
+            scan_id,
+            set_fields={
+                "notice_pending": False,
+                "notice.published": {**where, "at": utcnow()},
+                "notice.attempts": attempts,
+                "notice.outcome": "published",
+            },
+        )
+
+    async def notice_skipped(self, scan_id: str, outcome: str) -> None:
+        await self._update(scan_id, set_fields={"notice_pending": False, "notice.outcome": outcome})
 
     async def add_rescan(self, original_id: str, rescan_id: str) -> None:
         await self._update(original_id, push={"rescans": rescan_id})
