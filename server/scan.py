@@ -24,13 +24,13 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from server.amqp import AsyncBroker, BrokerLost, Delivery
 from skyinfra.settings import Settings
 from skyscan.physics.event import parse_event
+from skyscan.physics.recos.calibration import scan_level_set
 from skyscan.physics.recos.registry import get_reco
 from skyscan.refinement.drive import llh_at_truth
 from skyscan.refinement.fits import VariationResult
 from skyscan.refinement.state import Refinement, TaskSpec
 from skyscan.refinement.strategies import make_strategy
 from skyscan.skymap.assembly import best_fit_summary, build_result
-from skyscan.skymap.contours import DEFAULT_LEVEL_SET
 from skyscan.wire import (
     Direction,
     MessageError,
@@ -420,7 +420,9 @@ class ScanServer:
             complete=self.ref.complete,
             finished=True,
             llh_at_truth=llh_truth,
-            level_set=self.scan.get("level_set", DEFAULT_LEVEL_SET),
+            level_set=scan_level_set(
+                self.scan.get("level_set"), self.scan["reco"], self.scan.get("reco_options"), self.event
+            ),
         )
         await self.db_retry("store skymap", lambda: self.store_final(doc))
         n_failed = doc["n_failed_pixels"]

@@ -17,6 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from skyscan.physics.event import Event, parse_event
+from skyscan.physics.recos.calibration import scan_level_set
 from skyscan.physics.recos.registry import get_reco
 from skyscan.refinement.drive import ProgressCallback, ScanProgress, drive, fit_task, llh_at_truth
 from skyscan.refinement.fits import VariationResult
@@ -68,6 +69,7 @@ def run_local_scan(
     progress: ProgressCallback | None = None,
     stats: dict[str, Any] | None = None,
     scan_id: str | None = None,
+    level_set: str | None = None,
 ) -> dict[str, Any]:
     """Run the progressive scan of ``event`` and return the result document (``skydriver.skymap/1``).
 
@@ -116,6 +118,7 @@ def run_local_scan(
         complete=refinement.complete,
         finished=refinement.finished,
         llh_at_truth=truth_llh,
+        level_set=scan_level_set(level_set, reco_name, options, event),
     )
     if stats is not None:
         wall = time.perf_counter() - started

@@ -34,12 +34,13 @@ from skydriver_api.models import (
 from skydriver_api.store import SCAN_STATES, TERMINAL_STATES, Store, utcnow
 from skyscan.physics.event import parse_event
 from skyscan.physics.recos.base import RecoUnsuitable
+from skyscan.physics.recos.calibration import scan_level_set
 from skyscan.physics.recos.registry import get_reco
 from skyscan.refinement.fits import PixelBest, VariationResult, best_of
 from skyscan.refinement.strategies import make_strategy
 from skyscan.skymap import exports
 from skyscan.skymap.assembly import build_result
-from skyscan.skymap.contours import DEFAULT_LEVEL_SET, resolve_levels
+from skyscan.skymap.contours import resolve_levels
 
 router = APIRouter(prefix="/api/v1", tags=["scans"])
 
@@ -63,7 +64,8 @@ def validate_request(req: ScanRequest, max_nside: int) -> tuple[int, str]:
     except (ValueError, TypeError) as err:
         raise HTTPException(422, detail=f"nsides/strategy: {err}") from None
     try:
-        resolve_levels(req.level_set)
+        if req.level_set is not None:
+            resolve_levels(req.level_set)
     except ValueError as err:
         raise HTTPException(422, detail=f"level_set: {err}") from None
     return reco.n_variations(), strategy.describe()
@@ -332,7 +334,7 @@ async def partial_result(store: Store, scan: dict[str, Any], event_doc: dict[str
         nsides=strategy.nsides,
         complete=complete,
         finished=False,
-        level_set=scan.get("level_set", DEFAULT_LEVEL_SET),
+        level_set=scan_level_set(scan.get("level_set"), scan["reco"], scan.get("reco_options"), event),
     )
 
 

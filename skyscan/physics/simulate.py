@@ -183,7 +183,7 @@ def simulate_track(
 def track_vertex(
     geometry: Geometry, direction: np.ndarray, impact_radius_m: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, float]:
-    """A point of the track: uniform in the disc of ``impact_radius_m`` transverse to it about the array centre."""
+    """A point of the track, uniform in the disc of ``impact_radius_m`` about the array centre across it."""
     u, v = transverse_basis(direction)
     centre = geometry.positions[geometry.live].mean(axis=0)
     radius = impact_radius_m * math.sqrt(rng.uniform())

@@ -181,7 +181,10 @@ def parse_ice_table(path: str | Path) -> LayeredIce:
     if not layers:
         raise ValueError(f"{path}: no layers")
     layers.sort(key=lambda layer: layer["z"][0])  # type: ignore[index]
-    rows = {key: np.array([layer[key] for layer in layers]) for key in ("ABS", "SCAT", "COS", "N_GROUP", "N_PHASE")}
+    rows = {
+        key: np.array([layer[key] for layer in layers])
+        for key in ("ABS", "SCAT", "COS", "N_GROUP", "N_PHASE")
+    }
     absorption = rows["ABS"]
     # Layers whose ABS row holds lengths (> 1 m) instead of coefficients: take the next layer's.
     bad = np.flatnonzero(absorption.max(axis=1) > 1.0)

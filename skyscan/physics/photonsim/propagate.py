@@ -113,7 +113,12 @@ class DomSpheres:
         """For straight steps (p0, d, length): (step index, DOM row, distance) of the first sphere crossed."""
         empty = np.zeros(0, np.int64)
         ij = np.floor((p0[:, :2] - self.grid_origin) / self.cell_m).astype(np.int64)
-        inside = (ij[:, 0] >= 0) & (ij[:, 0] < self.grid_shape[0]) & (ij[:, 1] >= 0) & (ij[:, 1] < self.grid_shape[1])
+        inside = (
+            (ij[:, 0] >= 0)
+            & (ij[:, 0] < self.grid_shape[0])
+            & (ij[:, 1] >= 0)
+            & (ij[:, 1] < self.grid_shape[1])
+        )
         steps = np.flatnonzero(inside)
         if steps.size == 0:
             return empty, empty, np.zeros(0)
@@ -260,7 +265,9 @@ def propagate(
             seg, rows, u = doms.first_hit(pos, direction, length)
             if seg.size:
                 hit[seg] = True
-                hit_parts.append((ids[seg], rows, time[seg] + u / speed[seg], direction[seg, 2].copy(), wl[seg].copy()))
+                hit_parts.append(
+                    (ids[seg], rows, time[seg] + u / speed[seg], direction[seg, 2].copy(), wl[seg].copy())
+                )
                 length[seg] = u
         pos = pos + length[:, None] * direction
         time = time + length / speed
@@ -278,7 +285,14 @@ def propagate(
             cos_t = henyey_greenstein_cos(g, rng.uniform(size=len(k)))
             direction[k] = rotate(direction[k], cos_t, rng.uniform(0.0, 2 * math.pi, len(k)))
         live = ~done
-        ids, pos, direction, time, wl, tau_abs = ids[live], pos[live], direction[live], time[live], wl[live], tau_abs[live]
+        ids, pos, direction, time, wl, tau_abs = (
+            ids[live],
+            pos[live],
+            direction[live],
+            time[live],
+            wl[live],
+            tau_abs[live],
+        )
     if len(ids):
         final_pos[ids] = pos
         final_time[ids] = time
@@ -286,5 +300,7 @@ def propagate(
         cols = [np.concatenate(c) for c in zip(*hit_parts, strict=True)]
         hits = Hits(*cols)
     else:
-        hits = Hits(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
+        hits = Hits(
+            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int64)
+        )
     return Propagated(hits, final_pos, final_time, absorbed_all, iterations)

@@ -96,7 +96,9 @@ class NearArray:
         out[ok] = self.inside_xy[ij[ok, 0], ij[ok, 1]]
         return out
 
-    def track_interval(self, vertex: np.ndarray, direction: np.ndarray, step_m: float = 5.0) -> tuple[float, float] | None:
+    def track_interval(
+        self, vertex: np.ndarray, direction: np.ndarray, step_m: float = 5.0
+    ) -> tuple[float, float] | None:
         """The span of track coordinates whose points are near the array (None: the track misses it)."""
         s = np.arange(-3000.0, 3000.0 + step_m, step_m)
         inside = self(vertex[None, :] + s[:, None] * direction[None, :])
@@ -173,7 +175,9 @@ def simulate_track_photons(
     t_hi = t0 + config.readout_after_ns
     t_lo = t0 - config.readout_before_ns
 
-    result = propagate(light.photons, ice, rng, doms=spheres, t_max_ns=t_hi, max_step_m=15.0, region=near_array)
+    result = propagate(
+        light.photons, ice, rng, doms=spheres, t_max_ns=t_hi, max_step_m=15.0, region=near_array
+    )
     hits = result.hits
     mean_pe = weight / config.oversize**2 * angular_acceptance(hits.dir_z) * geometry.efficiency[hits.dom]
     n_pe = rng.poisson(mean_pe)
@@ -198,7 +202,11 @@ def simulate_track_photons(
         raise ValueError("the simulated event has no pulses")
     p_dom, p_time, p_charge = _pulses(dom, times, charges, config.pulse_merge_ns)
     total = np.bincount(p_dom, weights=p_charge, minlength=len(geometry))
-    scale = np.where(total > 0, config.saturation_pe * -np.expm1(-total / config.saturation_pe) / np.maximum(total, 1e-9), 1.0)
+    scale = np.where(
+        total > 0,
+        config.saturation_pe * -np.expm1(-total / config.saturation_pe) / np.maximum(total, 1e-9),
+        1.0,
+    )
     p_charge = p_charge * scale[p_dom]
     return assemble_event(
         geometry,

@@ -13,8 +13,10 @@ from skyscan.physics.recos.base import Reco
 from skyscan.physics.recos.crash_dummy import CrashDummyReco
 from skyscan.physics.recos.dummy import DummyReco
 from skyscan.physics.recos.pandel import PandelMPE, PandelSPE
+from skyscan.physics.recos.pandel_layered import PandelLayeredSPE
+from skyscan.physics.recos.table_mpe import TableMPE
 
-_CLASSES: tuple[type, ...] = (DummyReco, CrashDummyReco, PandelSPE, PandelMPE)
+_CLASSES: tuple[type, ...] = (DummyReco, CrashDummyReco, PandelSPE, PandelMPE, PandelLayeredSPE, TableMPE)
 
 
 def _by_name(classes: tuple[type, ...]) -> dict[str, type]:
