@@ -11,6 +11,26 @@ import typer
 
 from skyscan.physics.event import EventFormatError, load_event, save_event
 
+SIMULATORS = ("photonsim", "pandel")
+_SIMULATOR_HELP = (
+    "photonsim: photon propagation in layered ice (needs ../shared/data, seconds per event); "
+    "pandel: the fast toy whose delays follow the Pandel PDF."
+)
+
+
+def _track_simulator(name: str, max_tracers: int | None):  # type: ignore[no-untyped-def]
+    """The simulate function and its config for a simulator name (ValueError names the choices)."""
+    if name == "pandel":
+        from skyscan.physics.simulate import simulate_track
+
+        return simulate_track, None
+    if name == "photonsim":
+        from skyscan.physics.photonsim.simulate import PhotonSimConfig, simulate_track_photons
+
+        config = PhotonSimConfig() if max_tracers is None else PhotonSimConfig(max_tracers=max_tracers)
+        return simulate_track_photons, config
+    raise ValueError(f"unknown simulator {name!r}; use one of {', '.join(SIMULATORS)}")
+
 
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
@@ -29,16 +49,20 @@ def simulate(
         None, help="DOM table CSV; default an IceCube-like array built in code."
     ),
     output: Path = typer.Option(..., "-o", "--output", help="Event JSON (skydriver.event/1) to write."),
+    simulator: str = typer.Option("photonsim", help=_SIMULATOR_HELP),
+    max_tracers: int | None = typer.Option(
+        None, min=1000, help="photonsim: at most this many tracer photons."
+    ),
 ) -> None:
     """Simulate one through-going muon track as an open-format event with its truth."""
     from skyscan.physics.geometry import load_geometry_csv
-    from skyscan.physics.simulate import simulate_track
 
     try:
+        simulate_track, config = _track_simulator(simulator, max_tracers)
         geo = load_geometry_csv(geometry) if geometry else None
-        event = simulate_track(zenith, azimuth, energy, seed=seed, mjd=mjd, geometry=geo)
+        event = simulate_track(zenith, azimuth, energy, seed=seed, mjd=mjd, geometry=geo, config=config)
     except (ValueError, OSError) as err:
-        _fail(str(err))
+        _fail(f"{err} (--simulator pandel needs no data)" if isinstance(err, OSError) else str(err))
     save_event(event, output)
     typer.echo(f"{output}: {len(event.pulses)} pulses")
 
@@ -54,16 +78,23 @@ def simulate_batch(
     output: Path = typer.Option(
         ..., "-o", "--output", help="Directory (one JSON per event) or a .jsonl file."
     ),
+    simulator: str = typer.Option("photonsim", help=_SIMULATOR_HELP),
+    max_tracers: int | None = typer.Option(
+        None, min=1000, help="photonsim: at most this many tracer photons."
+    ),
 ) -> None:
     """Simulate isotropic tracks: one event file per track in a directory, or JSON Lines."""
     from skyscan.physics.geometry import load_geometry_csv
     from skyscan.physics.simulate import simulate_batch as run_batch
 
     try:
+        simulate_track, config = _track_simulator(simulator, max_tracers)
         geo = load_geometry_csv(geometry) if geometry else None
-        events = run_batch(n, emin, emax, seed=seed, geometry=geo)
+        events = run_batch(
+            n, emin, emax, seed=seed, geometry=geo, config=config, track_simulator=simulate_track
+        )
     except (ValueError, OSError) as err:
-        _fail(str(err))
+        _fail(f"{err} (--simulator pandel needs no data)" if isinstance(err, OSError) else str(err))
     if output.suffix == ".jsonl":
         output.parent.mkdir(parents=True, exist_ok=True)
         with output.open("w") as handle:

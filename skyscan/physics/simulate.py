@@ -13,7 +13,9 @@ Deterministic for a seed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -253,9 +255,15 @@ def simulate_batch(
     seed: int = 0,
     mjd_range: tuple[float, float] = (DEFAULT_MJD, DEFAULT_MJD + 365.0),
     geometry: Geometry | None = None,
-    config: SimulationConfig | None = None,
+    config: Any = None,
+    track_simulator: Callable[..., Event] | None = None,
 ) -> list[Event]:
-    """``n`` tracks, isotropic (uniform in cos zenith and azimuth), energies log-uniform."""
+    """``n`` tracks, isotropic (uniform in cos zenith and azimuth), energies log-uniform.
+
+    ``track_simulator`` (default :func:`simulate_track`) takes the arguments of
+    :func:`simulate_track`, e.g. the photon simulator ``simulate_track_photons`` with its config.
+    """
+    simulate = track_simulator or simulate_track
     if n < 1:
         raise ValueError("n must be positive")
     if not 0 < energy_min_gev <= energy_max_gev:
@@ -268,7 +276,7 @@ def simulate_batch(
     mjds = rng.uniform(*mjd_range, n)
     event_seeds = rng.integers(0, 2**31 - 1, n)
     return [
-        simulate_track(
+        simulate(
             float(np.arccos(cos_zen[i])),
             float(azimuth[i]),
             float(10 ** log_e[i]),
