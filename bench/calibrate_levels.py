@@ -6,8 +6,11 @@ after cleaning, total charge), fits :func:`skyscan.skymap.contours.calibrate_lev
 the ``--calibrate`` rows and stores it with the reco (``skyscan/physics/recos/calibrations/``,
 unless ``--dry-run``); then prints, for the ``--test`` rows (events the calibration did not see),
 the fraction of true directions inside the calibrated 50% and 90% regions, per reco and energy band.
+With ``--folds K`` (no test rows needed) the coverage is measured out of fold instead: the events
+are split in K folds by event id, each fold is tested against a calibration fitted on the others.
 
     python bench/calibrate_levels.py --calibrate rowsA.json --test rowsB1.json rowsB2.json
+    python bench/calibrate_levels.py --calibrate rowsA.json --folds 2
 """
 
 from __future__ import annotations
@@ -30,15 +33,36 @@ def read_rows(paths: list[Path]) -> list[dict[str, Any]]:
     return [row for p in paths for row in json.loads(p.read_text())]
 
 
-def coverage(cal: LevelCalibration, rows: list[dict[str, Any]]) -> tuple[int, float, float]:
-    ok = [r for r in rows if np.isfinite(r["delta_2llh"])]
-    inside = {c: 0 for c in (0.5, 0.9)}
-    for r in ok:
-        levels = cal.level_set(int(r["n_doms"]), float(r["total_charge"])).levels
-        for c in inside:
-            inside[c] += r["delta_2llh"] < levels[c]
-    n = max(1, len(ok))
-    return len(ok), inside[0.5] / n, inside[0.9] / n
+def fit(reco: str, rows: list[dict[str, Any]], source: str = "") -> LevelCalibration:
+    return calibrate_levels(
+        f"{reco}-sim",
+        np.array([r["delta_2llh"] for r in rows]),
+        np.array([r["n_doms"] for r in rows]),
+        np.array([r["total_charge"] for r in rows]),
+        source=source,
+    )
+
+
+def inside(cal: LevelCalibration, row: dict[str, Any]) -> tuple[bool, bool]:
+    levels = cal.level_set(int(row["n_doms"]), float(row["total_charge"])).levels
+    return bool(row["delta_2llh"] < levels[0.5]), bool(row["delta_2llh"] < levels[0.9])
+
+
+def print_coverage(tested: list[tuple[dict[str, Any], bool, bool]], recos: list[str], label: str) -> None:
+    print(f"\n| reco | {label} | events | inside calibrated 50% | inside calibrated 90% | inside Wilks 90% |")
+    print("|---|---|---|---|---|---|")
+    for reco in recos:
+        mine = [t for t in tested if t[0]["reco"] == reco]
+        bands = [("all", mine)] + [
+            (f"{lo / 1e3:g}-{hi / 1e3:g} TeV", [t for t in mine if lo <= t[0]["energy_gev"] < hi])
+            for lo, hi in ((1e3, 1e4), (1e4, 1e5))
+        ]
+        for name, sample in bands:
+            if sample:
+                c50 = np.mean([t[1] for t in sample])
+                c90 = np.mean([t[2] for t in sample])
+                wilks = np.mean([t[0]["delta_2llh"] < 4.61 for t in sample])
+                print(f"| {reco} | {name} | {len(sample)} | {c50:.2f} | {c90:.2f} | {wilks:.2f} |")
 
 
 def main() -> int:
@@ -47,9 +71,10 @@ def main() -> int:
     )
     parser.add_argument("--calibrate", type=Path, nargs="+", required=True)
     parser.add_argument("--test", type=Path, nargs="*", default=[])
+    parser.add_argument("--folds", type=int, default=0, help="out-of-fold coverage with K folds")
     parser.add_argument("--dry-run", action="store_true", help="do not write the calibration files")
     args = parser.parse_args()
-    cal_rows = read_rows(args.calibrate)
+    cal_rows = [r for r in read_rows(args.calibrate) if np.isfinite(r["delta_2llh"])]
     test_rows = read_rows(args.test)
     recos = sorted({r["reco"] for r in cal_rows})
     print(
@@ -59,12 +84,8 @@ def main() -> int:
     calibrations: dict[str, LevelCalibration] = {}
     for reco in recos:
         mine = [r for r in cal_rows if r["reco"] == reco]
-        cal = calibrate_levels(
-            f"{reco}-sim",
-            np.array([r["delta_2llh"] for r in mine]),
-            np.array([r["n_doms"] for r in mine]),
-            np.array([r["total_charge"] for r in mine]),
-            source=f"bench/physics.py photonsim rows {', '.join(p.name for p in args.calibrate)}",
+        cal = fit(
+            reco, mine, source=f"bench/physics.py photonsim rows {', '.join(p.name for p in args.calibrate)}"
         )
         calibrations[reco] = cal
         lv = cal.level_set(100, 1000.0).levels
@@ -74,24 +95,19 @@ def main() -> int:
         )
         if not args.dry_run:
             save_calibration(reco, cal)
-    if not test_rows:
-        return 0
-    print(
-        "\n| reco | test sample | events | inside calibrated 50% | inside calibrated 90% | inside Wilks 90% |"
-    )
-    print("|---|---|---|---|---|---|")
-    for reco in recos:
-        mine = [r for r in test_rows if r["reco"] == reco]
-        bands = [("all", mine)] + [
-            (f"{lo / 1e3:g}-{hi / 1e3:g} TeV", [r for r in mine if lo <= r["energy_gev"] < hi])
-            for lo, hi in ((1e3, 1e4), (1e4, 1e5))
-        ]
-        for name, sample in bands:
-            if not sample:
-                continue
-            n, c50, c90 = coverage(calibrations[reco], sample)
-            wilks = np.mean([r["delta_2llh"] < 4.61 for r in sample if np.isfinite(r["delta_2llh"])])
-            print(f"| {reco} | {name} | {n} | {c50:.2f} | {c90:.2f} | {wilks:.2f} |")
+    if args.folds > 1:
+        tested = []
+        for k in range(args.folds):
+            for reco in recos:
+                train = [r for r in cal_rows if r["reco"] == reco and r["event_id"] % args.folds != k]
+                held = [r for r in cal_rows if r["reco"] == reco and r["event_id"] % args.folds == k]
+                cal = fit(reco, train)
+                tested += [(r, *inside(cal, r)) for r in held]
+        print_coverage(tested, recos, f"out of fold ({args.folds} folds)")
+    test_rows = [r for r in test_rows if np.isfinite(r["delta_2llh"])]
+    if test_rows:
+        tested = [(r, *inside(calibrations[r["reco"]], r)) for r in test_rows if r["reco"] in calibrations]
+        print_coverage(tested, recos, "test sample")
     return 0
 
 

@@ -99,11 +99,14 @@ def calibrate_levels(
     total_charge_pe: np.ndarray,
     containments: tuple[float, ...] = (0.5, 0.9),
     source: str = "",
+    two_feature_min: int = 100,
 ) -> LevelCalibration:
     """Fit a :class:`LevelCalibration` to 2*dLLH at the truth of simulated events.
 
-    Slopes by least squares of ln(2*dLLH) on the two log features (values floored at 0.1, so a
-    truth at the minimum does not dominate); offsets are the containment quantiles of the residuals.
+    Slopes by least squares of ln(2*dLLH) on the log features (values floored at 0.1, so a truth
+    at the minimum does not dominate), clipped to [0, 2] (model errors add up with the DOMs; they
+    do not shrink); below ``two_feature_min`` events only the DOM slope is fitted, because the two
+    features are strongly correlated. Offsets are the containment quantiles of the residuals.
     """
     d = np.asarray(delta_2llh, float)
     keep = np.isfinite(d)
@@ -111,13 +114,15 @@ def calibrate_levels(
     if d.size < 10:
         raise ValueError("need at least 10 events to calibrate levels")
     y = np.log(np.maximum(d, 0.1))
-    x = np.column_stack(
-        [np.ones_like(y), np.log(np.maximum(n, 1) / 100.0), np.log(np.maximum(q, 1.0) / 1000.0)]
-    )
-    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
-    resid = y - x[:, 1:] @ coef[1:]
+    x_doms = np.log(np.maximum(n, 1) / 100.0)
+    x_charge = np.log(np.maximum(q, 1.0) / 1000.0)
+    columns = [np.ones_like(y), x_doms] + ([x_charge] if d.size >= two_feature_min else [])
+    coef, *_ = np.linalg.lstsq(np.column_stack(columns), y, rcond=None)
+    slope_doms = float(np.clip(coef[1], 0.0, 2.0))
+    slope_charge = float(np.clip(coef[2], 0.0, 2.0)) if len(coef) > 2 else 0.0
+    resid = y - slope_doms * x_doms - slope_charge * x_charge
     offsets = {c: float(np.quantile(resid, c)) for c in containments}
-    return LevelCalibration(name, offsets, float(coef[1]), float(coef[2]), int(d.size), source)
+    return LevelCalibration(name, offsets, slope_doms, slope_charge, int(d.size), source)
 
 
 def resolve_levels(
