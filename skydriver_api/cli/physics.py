@@ -140,6 +140,11 @@ def scan_local(
     ),
     reco_option: list[str] = typer.Option([], "--reco-option", help="Reco option k=v (repeatable)."),
     strategy: str = typer.Option("progression", help="Refinement strategy: progression or contour."),
+    level_set: str | None = typer.Option(
+        None,
+        help="Error-region levels (wilks, icecube-sim, 'percent:level,...'); "
+        "default: the reco's calibrated set.",
+    ),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Run a whole progressive scan on this machine (no broker, no database)."""
@@ -148,11 +153,14 @@ def scan_local(
     from skydriver_api.local_scan import ScanProgress, parse_reco_options, run_local_scan
     from skyscan.physics.recos.base import RecoUnsuitable
     from skyscan.physics.recos.registry import UnknownReco
+    from skyscan.skymap.contours import resolve_levels
     from skyscan.skymap.exports import write_product
 
     try:
         event = load_event(event_path)
         options = parse_reco_options(reco_option)
+        if level_set is not None:
+            resolve_levels(level_set)
     except (EventFormatError, OSError, ValueError) as err:
         _fail(str(err))
     stats: dict[str, object] = {}
@@ -191,6 +199,7 @@ def scan_local(
                 strategy=strategy,
                 progress=on_progress,
                 stats=stats,
+                level_set=level_set,
             )
         except (UnknownReco, RecoUnsuitable, ValueError) as err:
             _fail(str(err))
