@@ -113,11 +113,30 @@ def scan_one(args: tuple[dict[str, Any], str, str, dict[str, Any]]) -> dict[str,
     }
 
 
-def run_pool(func: Any, jobs: list[Any], processes: int) -> list[Any]:
+def run_pool(func: Any, jobs: list[Any], processes: int, partial: Path | None = None) -> list[Any]:
+    """Results in job order; with ``partial``, every result is also appended there (JSON Lines) as
+    it arrives, so a long run that is stopped still leaves what it measured."""
+    done: dict[int, Any] = {}
+
+    def keep(i: int, result: Any) -> None:
+        done[i] = result
+        if partial is not None:
+            with partial.open("a") as handle:
+                handle.write(json.dumps(result) + "\n")
+
     if processes > 1:
         with multiprocessing.get_context("fork").Pool(processes) as pool:
-            return pool.map(func, jobs, chunksize=1)
-    return [func(job) for job in jobs]
+            for i, result in pool.imap_unordered(_indexed, [(func, i, job) for i, job in enumerate(jobs)]):
+                keep(i, result)
+    else:
+        for i, job in enumerate(jobs):
+            keep(i, func(job))
+    return [done[i] for i in range(len(jobs))]
+
+
+def _indexed(item: tuple[Any, int, Any]) -> tuple[int, Any]:
+    func, i, job = item
+    return i, func(job)
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -229,7 +248,8 @@ def main() -> int:
     events = make_events(args)
     simulated = time.perf_counter() - started
     jobs = [(ev.to_json_dict(), reco, args.nsides, options) for reco in recos for ev in events]
-    rows = run_pool(scan_one, jobs, args.processes)
+    partial = args.json_out.with_suffix(".partial.jsonl") if args.json_out else None
+    rows = run_pool(scan_one, jobs, args.processes, partial)
     wall = time.perf_counter() - started
     energies = [ev.truth.energy for ev in events if ev.truth is not None]
     print(
