@@ -80,6 +80,8 @@ def test_table_mpe_options_are_validated() -> None:
         get_reco("table-mpe", {"jitter_ns": -1.0})
     with pytest.raises(ValueError, match="charge_weight"):
         get_reco("table-mpe", {"charge_weight": 50.0})
+    with pytest.raises(ValueError, match="has no sigma_ns"):
+        get_reco("table-mpe", {"sigma_ns": 5.0})
     with pytest.raises(ValueError, match="bad options"):
         get_reco("table-mpe", {"no_such_option": 1})
 

@@ -159,6 +159,9 @@ class TableMPE(PandelTrackReco):
         charge_weight: float = 0.0,
         **options: object,
     ) -> None:
+        unused = {"sigma_ns", "ice_model"} & set(options)
+        if unused:
+            raise ValueError(f"table-mpe has no {', '.join(sorted(unused))} (its timing jitter is jitter_ns)")
         super().__init__(noise_floor=noise_floor, max_photons=max_photons, **options)  # type: ignore[arg-type]
         if not 0.0 <= jitter_ns <= 50.0:
             raise ValueError("jitter_ns must be within [0, 50]")
