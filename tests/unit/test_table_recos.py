@@ -162,3 +162,13 @@ def test_scan_level_set_prefers_the_request_then_the_reco_calibration(event, mon
     assert calibration.scan_level_set(None, "pandel-mpe", {"noise_floor": 1e-5}, event) == "wilks"
     assert calibration.scan_level_set(None, "dummy", None, event) == "wilks"
     calibration.load_calibration.cache_clear()
+
+
+@pytest.mark.parametrize("name", ["table-mpe", "pandel-mpe", "pandel-spe", "pandel-layered"])
+def test_shipped_calibrations_are_the_recos_default(event, name: str) -> None:  # type: ignore[no-untyped-def]
+    calibration.load_calibration.cache_clear()
+    cal = calibration.load_calibration(name)
+    assert cal is not None and cal.n_events >= 40
+    chosen = calibration.scan_level_set(None, name, None, event)
+    assert isinstance(chosen, LevelSet) and chosen.name == f"{name}-sim"
+    assert 0 < chosen.levels[0.5] < chosen.levels[0.9]
