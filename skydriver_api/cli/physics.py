@@ -32,6 +32,12 @@ def _track_simulator(name: str, max_tracers: int | None):  # type: ignore[no-unt
     raise ValueError(f"unknown simulator {name!r}; use one of {', '.join(SIMULATORS)}")
 
 
+def _simulation_error(err: Exception) -> str:
+    from skyscan.physics.photonsim.ice import IceDataMissing
+
+    return f"{err} (--simulator pandel needs no data)" if isinstance(err, IceDataMissing) else str(err)
+
+
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
@@ -46,7 +52,8 @@ def simulate(
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same event."),
     mjd: float = typer.Option(60676.0, help="Event time (MJD) used for the sky coordinates."),
     geometry: Path | None = typer.Option(
-        None, help="DOM table CSV; default an IceCube-like array built in code."
+        None,
+        help="DOM table CSV; default: photonsim IC86 from the shared data, pandel an IceCube-like array.",
     ),
     output: Path = typer.Option(..., "-o", "--output", help="Event JSON (skydriver.event/1) to write."),
     simulator: str = typer.Option("photonsim", help=_SIMULATOR_HELP),
@@ -62,7 +69,7 @@ def simulate(
         geo = load_geometry_csv(geometry) if geometry else None
         event = simulate_track(zenith, azimuth, energy, seed=seed, mjd=mjd, geometry=geo, config=config)
     except (ValueError, OSError) as err:
-        _fail(f"{err} (--simulator pandel needs no data)" if isinstance(err, OSError) else str(err))
+        _fail(_simulation_error(err))
     save_event(event, output)
     typer.echo(f"{output}: {len(event.pulses)} pulses")
 
@@ -94,7 +101,7 @@ def simulate_batch(
             n, emin, emax, seed=seed, geometry=geo, config=config, track_simulator=simulate_track
         )
     except (ValueError, OSError) as err:
-        _fail(f"{err} (--simulator pandel needs no data)" if isinstance(err, OSError) else str(err))
+        _fail(_simulation_error(err))
     if output.suffix == ".jsonl":
         output.parent.mkdir(parents=True, exist_ok=True)
         with output.open("w") as handle:
