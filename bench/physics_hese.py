@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
-"""Scan the four real HESE events and compare the best fit with IceCube's HESE_SPEFit2.
+"""Scan real IceCube events and compare our best fit with IceCube's own (HESE_SPEFit2, SplineMPE).
 
-Reads the realtime JSON and the IC86 geometry from the shared data folder (never from the
-repository), runs ``run_local_scan`` per event and reco, and prints a markdown table of the angle
-between our best pixel and HESE_SPEFit2 (and HESE_MuonImprovedLineFit for scale).
+By default reads the four HESE realtime files and the IC86 geometry from the shared data folder
+(never from the repository); ``--event-json`` scans open-format events instead (for instance the
+alert tracks written by ``skydriver import-realtime``). For each event and reco: our best pixel,
+the angle to the reference fit (the first of ``--references`` the event carries), 2dLLH at the
+reference in our map (the best fit at that direction over several vertex seeds), and whether the
+reference lies inside our 90% region of the reco's default level set (calibrated where the reco
+has a calibration, else Wilks).
 
-    python bench/physics_hese.py --recos pandel-mpe,pandel-spe --processes 2
+    nice -n 10 python bench/physics_hese.py --recos table-mpe,pandel-mpe --processes 2
+    nice -n 10 python bench/physics_hese.py --event-json GOLD.json BRONZE.json 138632.json
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from skydriver_api.local_scan import run_local_scan  # noqa: E402
+from skyscan.physics.event import Event, load_event  # noqa: E402
 from skyscan.physics.geometry import load_geometry_csv, shared_data_dir  # noqa: E402
 from skyscan.physics.recos.evaluate import fit_direction  # noqa: E402
 from skyscan.physics.recos.registry import get_reco  # noqa: E402
@@ -29,10 +35,24 @@ from skyscan.records.spec import ScanSpec  # noqa: E402
 from skyscan.sky.coordinates import angular_distance, detector_to_equatorial  # noqa: E402
 from skyscan.wire import Direction, Vertex  # noqa: E402
 
+DEFAULT_REFERENCES = "HESE_SPEFit2,OnlineL2_SplineMPE,l2_online_SplineMPE,SplineMPE"
+
 
 def angle_deg(zen1: float, az1: float, zen2: float, az2: float) -> float:
     """Angle between two detector directions (zenith/azimuth as latitude-like coordinates)."""
     return math.degrees(float(angular_distance(az1, math.pi / 2 - zen1, az2, math.pi / 2 - zen2)))
+
+
+def hese_events(data: Path) -> list[tuple[str, Event]]:
+
+    geometry = load_geometry_csv(data / "icecube" / "ic86_geometry.csv")
+    return [
+        (
+            f"hese_event_{i:02d}",
+            read_realtime_event(data / "realtime_events" / f"hese_event_{i:02d}.json", geometry),
+        )
+        for i in range(4)
+    ]
 
 
 def main() -> int:
@@ -40,50 +60,58 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, default=shared_data_dir(), help="shared data folder")
-    parser.add_argument("--recos", default="pandel-mpe,pandel-spe")
+    parser.add_argument("--event-json", type=Path, nargs="*", default=None, help="open-format events to scan")
+    parser.add_argument("--recos", default="table-mpe,pandel-mpe,pandel-spe,pandel-layered")
+    parser.add_argument(
+        "--references", default=DEFAULT_REFERENCES, help="reference fit names, first found wins"
+    )
     parser.add_argument("--nsides", default="8:0,64:12,512:12")
     parser.add_argument("--processes", type=int, default=2)
     args = parser.parse_args()
-    if args.data is None or not (args.data / "realtime_events").is_dir():
-        print("shared data folder not found (pass --data)", file=sys.stderr)
+    if args.event_json:
+        events = [(p.stem, load_event(p)) for p in args.event_json]
+    elif args.data is None or not (args.data / "realtime_events").is_dir():
+        print("shared data folder not found (pass --data or --event-json)", file=sys.stderr)
         return 2
-    geometry = load_geometry_csv(args.data / "icecube" / "ic86_geometry.csv")
+    else:
+        events = hese_events(args.data)
+    references = args.references.split(",")
     print(f"progression `{args.nsides}`, {args.processes} processes\n")
     print(
-        "| event | pulses | reco | best zenith, azimuth (deg) | HESE_SPEFit2 zenith, azimuth (deg) | "
-        "angle to SPEFit2 (deg) | our 2dLLH at SPEFit2 | angle to LineFit (deg) | scan (s) | CPU ms per fit |"
+        "| event | pulses | reco | best zenith, azimuth (deg) | reference | "
+        "reference zenith, azimuth (deg) | angle (deg) | 2dLLH at reference | our 90% level (set) | "
+        "inside our 90%? | scan (s) | CPU ms per fit |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for i in range(4):
-        event = read_realtime_event(args.data / "realtime_events" / f"hese_event_{i:02d}.json", geometry)
-        spe = event.reference_fits["HESE_SPEFit2"]
-        line = event.reference_fits["HESE_MuonImprovedLineFit"]
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for label, event in events:
+        ref_name = next((r for r in references if r in event.reference_fits), None)
+        if ref_name is None:
+            print(f"| {label} | no reference fit among {references} |")
+            continue
+        ref = event.reference_fits[ref_name]
         for reco in args.recos.split(","):
             stats: dict[str, float] = {}
             started = time.perf_counter()
             doc = run_local_scan(event, ScanSpec(reco=reco, nsides=args.nsides), args.processes, stats=stats)
             wall = time.perf_counter() - started
             best = doc["best_fit"]
-            # Our likelihood at IceCube's direction (best over variations, seeded with our best
-            # vertex): is SPEFit2 inside our Wilks 90% region (2dLLH < 4.61)?
             reco_obj = get_reco(reco)
-            seed = Vertex(x=best["X"], y=best["Y"], z=best["Z"], t=best["T"])
-            ra, dec = detector_to_equatorial(spe.zenith, spe.azimuth, event.mjd)
-            at_ref = fit_direction(
-                reco_obj,
-                reco_obj.prepare(event),
-                Direction(ra=float(ra), dec=float(dec), zenith=spe.zenith, azimuth=spe.azimuth),
-                seed,
+            prepared = reco_obj.prepare(event)
+            ra, dec = detector_to_equatorial(ref.zenith, ref.azimuth, event.mjd)
+            at_ref = Direction(
+                ra=float(ra), dec=float(dec), zenith=ref.zenith, azimuth=ref.azimuth % (2 * math.pi)
             )
-            delta_at_spefit2 = 2.0 * (at_ref.llh - best["llh"])
+            ours = Vertex(x=best["X"], y=best["Y"], z=best["Z"], t=best["T"])
+            llh_ref = min(fit_direction(reco_obj, prepared, at_ref, seed).llh for seed in (ours, None))
+            delta = 2.0 * (llh_ref - best["llh"])
+            level = doc["regions"]["levels"]["90"]["level"]
             zen, az = math.radians(best["zenith_deg"]), math.radians(best["azimuth_deg"])
             print(
-                f"| hese_event_{i:02d} (run {event.run_id}, event {event.event_id}) | "
-                f"{len(event.pulses)} | {reco} | "
-                f"{best['zenith_deg']:.2f}, {best['azimuth_deg']:.2f} | "
-                f"{np.degrees(spe.zenith):.2f}, {np.degrees(spe.azimuth):.2f} | "
-                f"{angle_deg(zen, az, spe.zenith, spe.azimuth):.2f} | {delta_at_spefit2:.1f} | "
-                f"{angle_deg(zen, az, line.zenith, line.azimuth):.2f} | "
+                f"| {label} (run {event.run_id}, event {event.event_id}) | {len(event.pulses)} | {reco} | "
+                f"{best['zenith_deg']:.2f}, {best['azimuth_deg']:.2f} | {ref_name} | "
+                f"{np.degrees(ref.zenith):.2f}, {np.degrees(ref.azimuth % (2 * math.pi)):.2f} | "
+                f"{angle_deg(zen, az, ref.zenith, ref.azimuth):.2f} | {delta:.1f} | "
+                f"{level:.1f} ({doc['regions']['level_set']}) | {'yes' if delta <= level else '**no**'} | "
                 f"{wall:.0f} | {stats['fit_ms_mean']:.1f} |",
                 flush=True,
             )

@@ -100,7 +100,7 @@ class ScanServer:
         self.scan = scan
         self.spec = ScanSpec.from_doc(scan)
         self.event = parse_event(event_doc)
-        self.strategy = self.spec.build_strategy()
+        self.strategy = self.spec.build_strategy(event=self.event)
         self.ref = Refinement(self.strategy, scan["n_variations"], self.event.mjd)
         stored = await self.db_retry("load results", self._stored_results)
         self.ref.restore(stored)
@@ -389,7 +389,7 @@ class ScanServer:
             complete=self.ref.complete,
             finished=True,
             llh_at_truth=llh_truth,
-            level_set=self.spec.level_set,
+            level_set=self.spec.level_set_for(self.event),
         )
         await self.db_retry("store skymap", lambda: self.store_final(doc))
         n_failed = doc["n_failed_pixels"]

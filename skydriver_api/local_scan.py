@@ -65,6 +65,7 @@ def run_local_scan(
     progress: ProgressCallback | None = None,
     stats: dict[str, Any] | None = None,
     scan_id: str | None = None,
+    level_set: str | None = None,
 ) -> dict[str, Any]:
     """Run the scan ``spec`` asks for on ``event`` and return the result document (``skydriver.skymap/1``).
 
@@ -74,7 +75,7 @@ def run_local_scan(
     """
     spec = spec.checked(event)
     reco = spec.build_reco()
-    strat = spec.build_strategy()
+    strat = spec.build_strategy(event=event)
     refinement = Refinement(strat, reco.n_variations(), event.mjd)
     prepared = reco.prepare(event)
     started = time.perf_counter()
@@ -113,7 +114,7 @@ def run_local_scan(
         complete=refinement.complete,
         finished=refinement.finished,
         llh_at_truth=truth_llh,
-        level_set=spec.level_set,
+        level_set=spec.level_set_for(event),
     )
     if stats is not None:
         wall = time.perf_counter() - started

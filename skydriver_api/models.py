@@ -49,11 +49,11 @@ class ScanRequest(BaseModel):
     nsides: str = Field(DEFAULT_PROGRESSION, description="nside:extension progression, e.g. 8:0,64:12,512:24")
     strategy: Literal["progression", "contour"] = "progression"
     strategy_options: dict[str, Any] = Field(default_factory=dict)
-    level_set: str = Field(
-        "wilks",
+    level_set: str | None = Field(
+        None,
         max_length=200,
         description="2*dLLH levels of the error regions: wilks (1.39, 4.61), icecube-sim (22.2, 64.2) "
-        "or 'percent:level,...'",
+        "or 'percent:level,...'; default: the reco's simulation-calibrated levels (Wilks if it has none)",
     )
     workers: int = Field(2, ge=1, le=10000, description="Workers when no clusters are given")
     clusters: list[ClusterRequest] = Field(default_factory=list, max_length=16)

@@ -24,6 +24,32 @@ from skydriver_api.cli.common import (
 from skyscan.physics.event import save_event
 from skyscan.refinement.progression import DEFAULT_PROGRESSION
 
+SIMULATORS = ("photonsim", "pandel")
+_SIMULATOR_HELP = (
+    "photonsim: photon propagation in layered ice (needs ../shared/data, seconds per event); "
+    "pandel: the fast toy whose delays follow the Pandel PDF."
+)
+
+
+def _track_simulator(name: str, max_tracers: int | None):  # type: ignore[no-untyped-def]
+    """The simulate function and its config for a simulator name (ValueError names the choices)."""
+    if name == "pandel":
+        from skyscan.physics.simulate import simulate_track
+
+        return simulate_track, None
+    if name == "photonsim":
+        from skyscan.physics.photonsim.simulate import PhotonSimConfig, simulate_track_photons
+
+        config = PhotonSimConfig() if max_tracers is None else PhotonSimConfig(max_tracers=max_tracers)
+        return simulate_track_photons, config
+    raise ValueError(f"unknown simulator {name!r}; use one of {', '.join(SIMULATORS)}")
+
+
+def _simulation_error(err: Exception) -> str:
+    from skyscan.physics.photonsim.ice import IceDataMissing
+
+    return f"{err} (--simulator pandel needs no data)" if isinstance(err, IceDataMissing) else str(err)
+
 
 def _geometry(path: Path | None):  # type: ignore[no-untyped-def]
     """The DOM table from ``--geometry`` (None: the simulator's built-in array)."""
@@ -53,21 +79,29 @@ def simulate(
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same event."),
     mjd: float = typer.Option(60676.0, min=0.0, max=100000.0, help="Event time (MJD), for sky coordinates."),
     geometry: Path | None = typer.Option(
-        None, help="DOM table CSV; default an IceCube-like array built in code."
+        None,
+        help="DOM table CSV; default: photonsim IC86 from the shared data, pandel an IceCube-like array.",
     ),
     output: Path = typer.Option(..., "-o", "--output", help="Event JSON (skydriver.event/1) to write."),
+    simulator: str = typer.Option("photonsim", help=_SIMULATOR_HELP),
+    max_tracers: int | None = typer.Option(
+        None, min=1000, help="photonsim: at most this many tracer photons."
+    ),
 ) -> None:
     """Simulate one through-going muon track as an open-format event with its truth."""
-    from skyscan.physics.simulate import simulate_track
 
     if not energy > 0:
         refuse(f"--energy must be positive (GeV), got {energy:g}")
     geo = _geometry(geometry)
     output_file(output)
     try:
-        event = simulate_track(zenith, azimuth, energy, seed=seed, mjd=mjd, geometry=geo)
+        simulate_track, config = _track_simulator(simulator, max_tracers)
     except ValueError as err:
-        refuse(str(err))
+        refuse(f"--simulator: {err}")
+    try:
+        event = simulate_track(zenith, azimuth, energy, seed=seed, mjd=mjd, geometry=geo, config=config)
+    except (ValueError, OSError) as err:
+        refuse(_simulation_error(err))
     _write(output, lambda: save_event(event, output))
     typer.echo(f"{output}: {len(event.pulses)} pulses")
 
@@ -83,12 +117,20 @@ def simulate_batch(
     output: Path = typer.Option(
         ..., "-o", "--output", help="Directory (one JSON per event) or a .jsonl file."
     ),
+    simulator: str = typer.Option("photonsim", help=_SIMULATOR_HELP),
+    max_tracers: int | None = typer.Option(
+        None, min=1000, help="photonsim: at most this many tracer photons."
+    ),
 ) -> None:
     """Simulate isotropic tracks: one event file per track in a directory, or JSON Lines."""
     from skyscan.physics.simulate import simulate_batch as run_batch
 
     if not 0 < emin <= emax:
         refuse(f"need 0 < --emin <= --emax (GeV), got {emin:g} and {emax:g}")
+    try:
+        simulate_track, config = _track_simulator(simulator, max_tracers)
+    except ValueError as err:
+        refuse(f"--simulator: {err}")
     geo = _geometry(geometry)
     jsonl = output.suffix == ".jsonl"
     if jsonl:
@@ -96,9 +138,11 @@ def simulate_batch(
     else:
         output_dir(output, "--output")
     try:
-        events = run_batch(n, emin, emax, seed=seed, geometry=geo)
-    except ValueError as err:
-        refuse(str(err))
+        events = run_batch(
+            n, emin, emax, seed=seed, geometry=geo, config=config, track_simulator=simulate_track
+        )
+    except (ValueError, OSError) as err:
+        refuse(_simulation_error(err))
 
     def write() -> None:
         if jsonl:
@@ -173,10 +217,11 @@ def scan_local(
     strategy_option: list[str] = typer.Option(
         [], "--strategy-option", help="Strategy option k=v (repeatable), e.g. level=4.61 for contour."
     ),
-    level_set: str = typer.Option(
-        "wilks",
+    level_set: str | None = typer.Option(
+        None,
         "--level-set",
-        help="2*dLLH levels of the regions: wilks, icecube-sim or 'percent:level,...'.",
+        help="Error-region levels (wilks, icecube-sim, 'percent:level,...'); "
+        "default: the reco's calibrated set.",
     ),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:

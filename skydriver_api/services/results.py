@@ -29,7 +29,7 @@ async def partial_result(db: Database, scan: dict[str, Any], event_doc: dict[str
         if len({r.variation for r in results}) >= n_var
     }
     spec = ScanSpec.from_doc(scan)
-    strategy = spec.build_strategy()
+    strategy = spec.build_strategy(event=event)
     return build_result(
         scan_id=scan["_id"],
         event=event,
@@ -38,7 +38,7 @@ async def partial_result(db: Database, scan: dict[str, Any], event_doc: dict[str
         nsides=strategy.nsides,
         complete=complete,
         finished=False,
-        level_set=spec.level_set,
+        level_set=spec.level_set_for(event),
     )
 
 

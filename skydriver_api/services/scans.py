@@ -176,6 +176,7 @@ class ScanService:
             nsides=o.nsides if o.nsides is not None else base.nsides,
             strategy=o.strategy if o.strategy is not None else base.strategy,
             strategy_options=o.strategy_options if o.strategy_options is not None else base.strategy_options,
+            level_set=base.level_set,
             workers=sum(c["workers"] for c in clusters),
             clusters=clusters if o.workers is None else [],
             resources=original.get("resources", {}),

@@ -150,8 +150,14 @@ def pandel_sf(t: np.ndarray, d_eff: np.ndarray, ice: IceModel) -> np.ndarray:
 # Gauss-Hermite nodes for the jitter convolution far from t = 0 (the Gamma density is smooth there).
 _GH_NODES, _GH_WEIGHTS = np.polynomial.hermite.hermgauss(24)
 # Below this residual the closed form (parabolic-cylinder function) is used; above it the
-# quadrature, because D_{-xi}(e) overflows for large negative e (t >> sigma).
+# quadrature, because D_{-xi}(e) overflows for large negative e (t >> sigma): at sigma = 5 ns and
+# t = 300 ns e is -60 and D is inf, which made every table entry beyond ~170 ns non-finite. The
+# switch sits at 25 sigma (|e| <= 25), at most 300 ns, at least 8 sigma.
 _CLOSED_FORM_MAX_T_NS = 300.0
+
+
+def closed_form_limit_ns(sigma_ns: float) -> float:
+    return max(min(_CLOSED_FORM_MAX_T_NS, 25.0 * sigma_ns), 8.0 * sigma_ns)
 
 
 def convolved_log_pdf(t: np.ndarray, d_eff: np.ndarray, ice: IceModel, sigma_ns: float) -> np.ndarray:
@@ -165,7 +171,7 @@ def convolved_log_pdf(t: np.ndarray, d_eff: np.ndarray, ice: IceModel, sigma_ns:
     r = ice.rate_per_ns
     s = float(sigma_ns)
     out = np.empty_like(t)
-    near = t < max(_CLOSED_FORM_MAX_T_NS, 8.0 * s)
+    near = t < closed_form_limit_ns(s)
     if near.any():
         tn, xn = t[near], xi[near]
         e = r * s - tn / s
@@ -181,7 +187,7 @@ def convolved_log_pdf(t: np.ndarray, d_eff: np.ndarray, ice: IceModel, sigma_ns:
     far = ~near
     if far.any():
         tf, xf = t[far], xi[far]
-        shifted = tf[:, None] - math.sqrt(2.0) * s * _GH_NODES[None, :]
+        shifted = np.maximum(tf[:, None] - math.sqrt(2.0) * s * _GH_NODES[None, :], 1e-300)
         log_terms = (
             xf[:, None] * math.log(r)
             + (xf[:, None] - 1.0) * np.log(shifted)
@@ -189,6 +195,7 @@ def convolved_log_pdf(t: np.ndarray, d_eff: np.ndarray, ice: IceModel, sigma_ns:
             - special.gammaln(xf)[:, None]
             + np.log(_GH_WEIGHTS / math.sqrt(math.pi))[None, :]
         )
+        log_terms = np.where(shifted > 1e-300, log_terms, -np.inf)
         out[far] = special.logsumexp(log_terms, axis=1)
     return out
 
@@ -265,7 +272,7 @@ def convolved_pandel_table(
     d_grid = d_step * np.arange(int(round(d_max / d_step)) + 1)
     xi = np.maximum(d_grid / ice.scattering_m, 1e-6)[:, None]
     r = ice.rate_per_ns
-    knot = int(np.searchsorted(t_grid, max(_CLOSED_FORM_MAX_T_NS, 8.0 * sigma_ns)))
+    knot = int(np.searchsorted(t_grid, closed_form_limit_ns(sigma_ns)))
     log_pdf = np.empty((len(d_grid), len(t_grid)))
     d_mesh, t_mesh = np.meshgrid(d_grid, t_grid[:knot], indexing="ij")
     log_pdf[:, :knot] = convolved_log_pdf(t_mesh, d_mesh, ice, sigma_ns)

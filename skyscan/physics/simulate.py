@@ -13,7 +13,9 @@ Deterministic for a seed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -118,15 +120,10 @@ def simulate_track(
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x5D17])
 
     direction = travel_direction(zenith, azimuth)
-    u, v = transverse_basis(direction)
-    live = geometry.live
-    centre = geometry.positions[live].mean(axis=0)
-    radius = config.impact_radius_m * math.sqrt(rng.uniform())
-    angle = rng.uniform(0.0, 2 * math.pi)
-    vertex = centre + radius * (math.cos(angle) * u + math.sin(angle) * v)
+    vertex, radius = track_vertex(geometry, direction, config.impact_radius_m, rng)
     t0 = 10_000.0
 
-    idx_live = np.flatnonzero(live)
+    idx_live = np.flatnonzero(geometry.live)
     geo = track_geometry(geometry.positions[idx_live], vertex, t0, direction)
     mean_photons = expected_photons(geo.rho, energy_gev, geometry.efficiency[idx_live], config)
     n_photons = np.minimum(rng.poisson(mean_photons), config.max_photons_per_dom)
@@ -162,11 +159,60 @@ def simulate_track(
     times = np.concatenate(pulse_times)
     counts = np.concatenate(pulse_counts)
     charges = np.maximum(counts * (1.0 + config.charge_resolution * rng.standard_normal(len(counts))), 0.25)
+    return assemble_event(
+        geometry,
+        rows,
+        times,
+        charges,
+        truth={"zenith": float(zenith), "azimuth": float(azimuth), "energy": float(energy_gev)},
+        vertex=vertex,
+        t0=t0,
+        mjd=mjd,
+        run_id=run_id,
+        event_id=int(seed if event_id is None else event_id),
+        hlc_window_ns=config.hlc_window_ns,
+        hlc_om_span=config.hlc_om_span,
+        metadata={
+            "simulator": "skyscan.physics.simulate/1",
+            "seed": int(seed),
+            "ice_model": config.ice_model,
+            "jitter_ns": config.jitter_ns,
+            "impact_m": round(radius, 3),
+        },
+    )
+
+
+def track_vertex(
+    geometry: Geometry, direction: np.ndarray, impact_radius_m: float, rng: np.random.Generator
+) -> tuple[np.ndarray, float]:
+    """A point of the track, uniform in the disc of ``impact_radius_m`` about the array centre across it."""
+    u, v = transverse_basis(direction)
+    centre = geometry.positions[geometry.live].mean(axis=0)
+    radius = impact_radius_m * math.sqrt(rng.uniform())
+    angle = rng.uniform(0.0, 2 * math.pi)
+    return centre + radius * (math.cos(angle) * u + math.sin(angle) * v), radius
+
+
+def assemble_event(
+    geometry: Geometry,
+    rows: np.ndarray,
+    times: np.ndarray,
+    charges: np.ndarray,
+    truth: dict[str, float],
+    vertex: np.ndarray,
+    t0: float,
+    mjd: float,
+    run_id: int,
+    event_id: int,
+    hlc_window_ns: float,
+    hlc_om_span: int,
+    metadata: dict[str, str | int | float | bool | None],
+) -> Event:
+    """Pulses (DOM row, time, charge) to an open-format event: sorted per DOM, HLC flags, truth, vertex."""
     order = np.lexsort((times, rows))
     rows, times, charges = rows[order], times[order], charges[order]
     strings, oms = geometry.string[rows], geometry.om[rows]
-    hlc = hlc_flags(strings, oms, times, config.hlc_window_ns, config.hlc_om_span)
-
+    hlc = hlc_flags(strings, oms, times, hlc_window_ns, hlc_om_span)
     pulses = [
         {
             "x": round(float(geometry.x[r]), 3),
@@ -183,23 +229,19 @@ def simulate_track(
     doc = {
         "schema": EVENT_SCHEMA,
         "run_id": int(run_id),
-        "event_id": int(seed if event_id is None else event_id) & 0x7FFFFFFF,
+        "event_id": int(event_id) & 0x7FFFFFFF,
         "mjd": float(mjd),
         "event_type": "simulated-track",
         "is_real_event": False,
         "pulses": pulses,
-        "truth": {"zenith": float(zenith), "azimuth": float(azimuth), "energy": float(energy_gev)},
+        "truth": truth,
         "metadata": {
-            "simulator": "skyscan.physics.simulate/1",
-            "seed": int(seed),
+            **metadata,
             "geometry": geometry.name,
-            "ice_model": config.ice_model,
-            "jitter_ns": config.jitter_ns,
             "vertex_x": round(float(vertex[0]), 3),
             "vertex_y": round(float(vertex[1]), 3),
             "vertex_z": round(float(vertex[2]), 3),
             "vertex_t": t0,
-            "impact_m": round(radius, 3),
             "c_m_per_ns": C_VACUUM_M_PER_NS,
         },
     }
@@ -213,9 +255,15 @@ def simulate_batch(
     seed: int = 0,
     mjd_range: tuple[float, float] = (DEFAULT_MJD, DEFAULT_MJD + 365.0),
     geometry: Geometry | None = None,
-    config: SimulationConfig | None = None,
+    config: Any = None,
+    track_simulator: Callable[..., Event] | None = None,
 ) -> list[Event]:
-    """``n`` tracks, isotropic (uniform in cos zenith and azimuth), energies log-uniform."""
+    """``n`` tracks, isotropic (uniform in cos zenith and azimuth), energies log-uniform.
+
+    ``track_simulator`` (default :func:`simulate_track`) takes the arguments of
+    :func:`simulate_track`, e.g. the photon simulator ``simulate_track_photons`` with its config.
+    """
+    simulate = track_simulator or simulate_track
     if n < 1:
         raise ValueError("n must be positive")
     if not 0 < energy_min_gev <= energy_max_gev:
@@ -228,7 +276,7 @@ def simulate_batch(
     mjds = rng.uniform(*mjd_range, n)
     event_seeds = rng.integers(0, 2**31 - 1, n)
     return [
-        simulate_track(
+        simulate(
             float(np.arccos(cos_zen[i])),
             float(azimuth[i]),
             float(10 ** log_e[i]),

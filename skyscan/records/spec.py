@@ -15,11 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from skyscan.physics.event import Event
 from skyscan.physics.recos.base import Reco, RecoUnsuitable
+from skyscan.physics.recos.calibration import scan_level_set
 from skyscan.physics.recos.registry import get_reco
 from skyscan.refinement.progression import DEFAULT_PROGRESSION
 from skyscan.refinement.state import Strategy
 from skyscan.refinement.strategies import make_strategy
-from skyscan.skymap.contours import DEFAULT_LEVEL_SET, resolve_levels
+from skyscan.skymap.contours import LevelSet, resolve_levels
 
 DEFAULT_RECO = "pandel-mpe"
 DEFAULT_STRATEGY = "progression"
@@ -42,16 +43,21 @@ class ScanSpec(BaseModel):
     strategy: str = DEFAULT_STRATEGY
     strategy_options: dict[str, Any] = Field(default_factory=dict)
     nsides: str = DEFAULT_PROGRESSION
-    level_set: str = DEFAULT_LEVEL_SET
+    level_set: str | None = None  # None: the reco's calibrated levels (Wilks when it has none)
 
     # -- building ------------------------------------------------------------------------------------
     def build_reco(self) -> Reco:
         return get_reco(self.reco, dict(self.reco_options))
 
-    def build_strategy(self, max_nside: int = UNBOUNDED_NSIDE) -> Strategy:
-        return make_strategy(
-            self.strategy, self.nsides, max_nside, level_set=self.level_set, **self.strategy_options
-        )
+    def build_strategy(self, max_nside: int = UNBOUNDED_NSIDE, event: Event | None = None) -> Strategy:
+        """The strategy; with the event, a contour strategy follows the levels the result will use."""
+        levels = self.level_set_for(event) if event is not None else self.level_set
+        options = self.strategy_options
+        return make_strategy(self.strategy, self.nsides, max_nside, level_set=levels, **options)
+
+    def level_set_for(self, event: Event) -> str | LevelSet:
+        """The levels of this scan's error regions: the requested set, else the reco's default."""
+        return scan_level_set(self.level_set, self.reco, dict(self.reco_options), event)
 
     def n_variations(self) -> int:
         return self.build_reco().n_variations()
@@ -67,11 +73,12 @@ class ScanSpec(BaseModel):
         except (ValueError, OverflowError, RecoUnsuitable) as err:  # OverflowError: ints beyond 64 bits
             raise ScanSpecError("reco", str(err)) from None
         try:
-            strategy = self.build_strategy(max_nside)
+            strategy = self.build_strategy(max_nside, event)
         except (ValueError, TypeError) as err:
             raise ScanSpecError("nsides/strategy", str(err)) from None
         try:
-            resolve_levels(self.level_set)
+            if self.level_set is not None:
+                resolve_levels(self.level_set)
         except ValueError as err:
             raise ScanSpecError("level_set", str(err)) from None
         return self.model_copy(update={"nsides": strategy.nsides_spec()})
@@ -89,7 +96,7 @@ class ScanSpec(BaseModel):
             strategy=doc.get("strategy", DEFAULT_STRATEGY),
             strategy_options=doc.get("strategy_options") or {},
             nsides=doc["nsides"],
-            level_set=doc.get("level_set", DEFAULT_LEVEL_SET),
+            level_set=doc.get("level_set"),
         )
 
 

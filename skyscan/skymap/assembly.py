@@ -195,7 +195,7 @@ class Analysis:
 
 def analyse(
     complete: Mapping[PixelKey, PixelBest],
-    level_set: str | Mapping[float, float] = contours.DEFAULT_LEVEL_SET,
+    level_set: str | Mapping[float, float] | contours.LevelSet = contours.DEFAULT_LEVEL_SET,
     finest_nside: int | None = None,
 ) -> Analysis:
     name, levels = contours.resolve_levels(level_set)
@@ -269,7 +269,7 @@ def build_result(
     complete: Mapping[PixelKey, PixelBest],
     finished: bool,
     llh_at_truth: float | None = None,
-    level_set: str | Mapping[float, float] = contours.DEFAULT_LEVEL_SET,
+    level_set: str | Mapping[float, float] | contours.LevelSet = contours.DEFAULT_LEVEL_SET,
 ) -> dict[str, Any]:
     """The result document: pixels, best fit, error regions, truth comparison.
 

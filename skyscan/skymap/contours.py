@@ -8,6 +8,8 @@ for the tiling). Level sets:
 * ``icecube-sim``: IceCube's simulation-calibrated values 22.2 (50%) and 64.2 (90%) (alias
   ``systematics``).
 * a custom spec ``"50:1.39,90:4.61"`` (percent:level).
+* a reco's simulation-calibrated set (:class:`LevelCalibration`, evaluated for one event into a
+  named :class:`LevelSet`); it is the reco's default when a scan asks for none.
 
 Contour lines (for GeoJSON and plots) are traced on a linear interpolation over tile centres in a
 frame rotated so the best fit sits at (0, 0), so RA = 0 and the poles need no special care.
@@ -35,9 +37,102 @@ LEVEL_SET_ALIASES = {"systematics": "icecube-sim", "ic160427a": "icecube-sim", "
 DEFAULT_LEVEL_SET = "wilks"
 
 
-def resolve_levels(spec: str | Mapping[float, float] = DEFAULT_LEVEL_SET) -> tuple[str, dict[float, float]]:
+@dataclass(frozen=True)
+class LevelSet:
+    """A named set of {containment: 2*dLLH level}, e.g. a reco's calibrated levels for one event."""
+
+    name: str
+    levels: Mapping[float, float]
+
+
+@dataclass(frozen=True)
+class LevelCalibration:
+    """Levels calibrated on simulation as a function of what a scan knows about its event.
+
+    ``ln level_q = offset_q + slope_doms ln(n_doms / 100) + slope_charge ln(charge / 1000 PE)``:
+    the scale of 2*dLLH at the truth grows with the number of DOMs (model errors add up per DOM)
+    and the charge; the offsets are the containment quantiles of the residuals.
+    """
+
+    name: str
+    offsets: Mapping[float, float]  # containment -> offset
+    slope_doms: float
+    slope_charge: float
+    n_events: int
+    source: str = ""
+
+    def level_set(self, n_doms: int, total_charge_pe: float) -> LevelSet:
+        x_doms = math.log(max(n_doms, 1) / 100.0)
+        x_charge = math.log(max(total_charge_pe, 1.0) / 1000.0)
+        trend = self.slope_doms * x_doms + self.slope_charge * x_charge
+        return LevelSet(
+            self.name, {c: round(math.exp(o + trend), 3) for c, o in sorted(self.offsets.items())}
+        )
+
+    def to_json_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "offsets": {f"{c:g}": o for c, o in self.offsets.items()},
+            "slope_doms": self.slope_doms,
+            "slope_charge": self.slope_charge,
+            "n_events": self.n_events,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_json_dict(cls, doc: Mapping[str, object]) -> LevelCalibration:
+        offsets = doc["offsets"]
+        assert isinstance(offsets, Mapping)
+        return cls(
+            name=str(doc["name"]),
+            offsets={float(c): float(o) for c, o in offsets.items()},
+            slope_doms=float(doc["slope_doms"]),  # type: ignore[arg-type]
+            slope_charge=float(doc["slope_charge"]),  # type: ignore[arg-type]
+            n_events=int(doc["n_events"]),  # type: ignore[call-overload]
+            source=str(doc.get("source", "")),
+        )
+
+
+def calibrate_levels(
+    name: str,
+    delta_2llh: np.ndarray,
+    n_doms: np.ndarray,
+    total_charge_pe: np.ndarray,
+    containments: tuple[float, ...] = (0.5, 0.9),
+    source: str = "",
+    two_feature_min: int = 100,
+) -> LevelCalibration:
+    """Fit a :class:`LevelCalibration` to 2*dLLH at the truth of simulated events.
+
+    Slopes by least squares of ln(2*dLLH) on the log features (values floored at 0.1, so a truth
+    at the minimum does not dominate), clipped to [0, 2] (model errors add up with the DOMs; they
+    do not shrink); below ``two_feature_min`` events only the DOM slope is fitted, because the two
+    features are strongly correlated. Offsets are the containment quantiles of the residuals.
+    """
+    d = np.asarray(delta_2llh, float)
+    keep = np.isfinite(d)
+    d, n, q = d[keep], np.asarray(n_doms, float)[keep], np.asarray(total_charge_pe, float)[keep]
+    if d.size < 10:
+        raise ValueError("need at least 10 events to calibrate levels")
+    y = np.log(np.maximum(d, 0.1))
+    x_doms = np.log(np.maximum(n, 1) / 100.0)
+    x_charge = np.log(np.maximum(q, 1.0) / 1000.0)
+    columns = [np.ones_like(y), x_doms] + ([x_charge] if d.size >= two_feature_min else [])
+    coef, *_ = np.linalg.lstsq(np.column_stack(columns), y, rcond=None)
+    slope_doms = float(np.clip(coef[1], 0.0, 2.0))
+    slope_charge = float(np.clip(coef[2], 0.0, 2.0)) if len(coef) > 2 else 0.0
+    resid = y - slope_doms * x_doms - slope_charge * x_charge
+    offsets = {c: float(np.quantile(resid, c)) for c in containments}
+    return LevelCalibration(name, offsets, slope_doms, slope_charge, int(d.size), source)
+
+
+def resolve_levels(
+    spec: str | Mapping[float, float] | LevelSet = DEFAULT_LEVEL_SET,
+) -> tuple[str, dict[float, float]]:
     """Name and {containment: 2*dLLH level} of a level set (a known name or ``"50:1.39,90:4.61"``)."""
-    if isinstance(spec, Mapping):
+    if isinstance(spec, LevelSet):
+        name, levels = spec.name, {float(k): float(v) for k, v in spec.levels.items()}
+    elif isinstance(spec, Mapping):
         levels = {float(k): float(v) for k, v in spec.items()}
         name = "custom"
     else:
@@ -67,7 +162,7 @@ def resolve_levels(spec: str | Mapping[float, float] = DEFAULT_LEVEL_SET) -> tup
     return name, dict(sorted(levels.items()))
 
 
-def level_for(spec: str | Mapping[float, float], containment: float = 0.9) -> float:
+def level_for(spec: str | Mapping[float, float] | LevelSet, containment: float = 0.9) -> float:
     _, levels = resolve_levels(spec)
     if containment not in levels:
         raise ValueError(f"level set has no {containment * 100:g}% level")

@@ -125,6 +125,17 @@ def test_cli_scan_local(track, tmp_path: Path) -> None:  # type: ignore[no-untyp
         app, ["scan-local", str(event_path), "--reco", "nope", "--out", str(out), "--quiet"]
     )
     assert res.exit_code == 2 and "unknown reco" in res.output
+    res = CliRunner().invoke(
+        app,
+        ["scan-local", str(event_path), "--reco", "pandel-spe", "--nsides", "2:0", "--processes", "1"]
+        + ["--out", str(out), "--quiet", "--level-set", "icecube-sim"],
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "result.json").read_text())["regions"]["level_set"] == "icecube-sim"
+    res = CliRunner().invoke(
+        app, ["scan-local", str(event_path), "--out", str(out), "--quiet", "--level-set", "50:x"]
+    )
+    assert res.exit_code == 2 and "level" in res.output
 
 
 class _Dying(DummyReco):

@@ -110,6 +110,8 @@ def test_cli_simulate_and_batch(tmp_path: Path) -> None:
             "20000",
             "--seed",
             "3",
+            "--simulator",
+            "pandel",
             "-o",
             str(out),
         ],
@@ -119,10 +121,57 @@ def test_cli_simulate_and_batch(tmp_path: Path) -> None:
     assert ev.truth is not None and ev.truth.zenith == 1.0
     assert ev.to_json_dict() == simulate_track(1.0, 2.0, 2e4, seed=3).to_json_dict()
     jsonl = tmp_path / "batch.jsonl"
-    res = runner.invoke(app, ["simulate-batch", "--n", "3", "--seed", "1", "-o", str(jsonl)])
+    res = runner.invoke(
+        app, ["simulate-batch", "--n", "3", "--seed", "1", "--simulator", "pandel", "-o", str(jsonl)]
+    )
     assert res.exit_code == 0, res.output
     assert len([json.loads(line) for line in jsonl.read_text().splitlines()]) == 3
-    res = runner.invoke(app, ["simulate-batch", "--n", "2", "-o", str(tmp_path / "dir")])
+    res = runner.invoke(
+        app, ["simulate-batch", "--n", "2", "--simulator", "pandel", "-o", str(tmp_path / "dir")]
+    )
     assert res.exit_code == 0 and len(list((tmp_path / "dir").glob("*.json"))) == 2
     res = runner.invoke(app, ["simulate", "--zenith", "9", "--azimuth", "0", "--energy", "1", "-o", str(out)])
     assert res.exit_code == 2
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            "--zenith",
+            "1",
+            "--azimuth",
+            "0",
+            "--energy",
+            "1e4",
+            "--simulator",
+            "x",
+            "-o",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 2 and "unknown simulator" in res.output
+
+
+def test_cli_simulate_defaults_to_photon_propagation(tmp_path: Path) -> None:
+    from skyscan.physics.geometry import shared_data_dir
+    from skyscan.physics.photonsim.ice import SPICE_MIE_RELATIVE_PATH
+
+    base = shared_data_dir()
+    if base is None or not (base / SPICE_MIE_RELATIVE_PATH).is_file():
+        pytest.skip(f"shared data file missing: ../shared/data/{SPICE_MIE_RELATIVE_PATH}")
+    out = tmp_path / "ev.json"
+    args = [
+        "simulate",
+        "--zenith",
+        "1.0",
+        "--azimuth",
+        "2.0",
+        "--energy",
+        "2e4",
+        "--max-tracers",
+        "20000",
+        "-o",
+        str(out),
+    ]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert load_event(out).metadata["simulator"] == "skyscan.physics.photonsim/1"

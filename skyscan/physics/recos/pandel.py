@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -39,7 +39,6 @@ from skyscan.physics.pandel_model import (
     GEO_FACTOR,
     ICE_MODELS,
     SIN_CHERENKOV,
-    ConvolvedPandelTable,
     convolved_pandel_table,
     transverse_basis,
     travel_direction,
@@ -68,7 +67,8 @@ class PandelPrepared:
     centroid: np.ndarray  # charge-weighted centroid of the first hits
     total_charge: float
     n_pulses_used: int
-    table: ConvolvedPandelTable
+    table: Any  # the tabulated PDF: a ConvolvedPandelTable for the Pandel recos
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # reco-specific per-DOM arrays
 
 
 def _dom_ids(cols: dict[str, np.ndarray]) -> np.ndarray:
@@ -171,6 +171,11 @@ class PandelTrackReco:
                 f"the event has {n_doms}"
             )
 
+    def level_features(self, event: Event) -> tuple[int, float]:
+        """What the calibrated error-region levels depend on: hit DOMs after cleaning, total charge."""
+        cols, dom_ids, kept = self._clean(event)
+        return int(len(np.unique(dom_ids[kept]))), float(cols["charge"].sum())
+
     def prepare(self, event: Event) -> PandelPrepared:
         cols, dom_ids, kept = self._clean(event)
         if len(np.unique(dom_ids[kept])) < MIN_DOMS:
@@ -190,8 +195,12 @@ class PandelTrackReco:
             centroid=centroid,
             total_charge=float(cols["charge"].sum()),
             n_pulses_used=int(len(idx)),
-            table=convolved_pandel_table(self.ice_model, self.sigma_ns),
+            table=self._pdf_table(),
         )
+
+    def _pdf_table(self) -> Any:
+        """The tabulated PDF the likelihood reads (built once per process)."""
+        return convolved_pandel_table(self.ice_model, self.sigma_ns)
 
     def fit(
         self, prepared: PandelPrepared, direction: Direction, variation: int, seed: Vertex | None
@@ -202,6 +211,27 @@ class PandelTrackReco:
             return self._fit(prepared, direction, variation, seed)
         except Exception as err:  # NaN-safe contract: a bad fit is a failed result, never an exception
             return FitResult(math.nan, status="failed", error=f"{type(err).__name__}: {err}")
+
+    # -- the likelihood per DOM --------------------------------------------------------------
+    def _dom_terms(
+        self, prep: PandelPrepared, rho: np.ndarray, cos_eta: np.ndarray, t_res: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | float]:
+        """(ln L_i before the noise floor, per-point extra -lnL) for (points, DOMs) arrays."""
+        table = prep.table
+        ice = table.ice
+        d_eff = ice.p1 * rho + ice.p0_m + cos_eta * (ice.pc1_m + ice.pc2_m * cos_eta)
+        d_eff = d_eff * self._distance_scale(prep, rho, cos_eta)
+        log_p, log_s = table.lookup(t_res, d_eff, want_sf=self.use_charge)
+        if self.use_charge:
+            assert log_s is not None
+            log_p = log_p + prep.log_photons + prep.photons_minus_one * log_s
+        return log_p, 0.0
+
+    def _distance_scale(
+        self, prep: PandelPrepared, rho: np.ndarray, cos_eta: np.ndarray
+    ) -> np.ndarray | float:
+        """Factor on d_eff (1 in bulk ice; the layered Pandel divides by the local effective scattering)."""
+        return 1.0
 
     # -- the fit ---------------------------------------------------------------------------
     def _fit(
@@ -236,11 +266,9 @@ class PandelTrackReco:
             raise ValueError("non-finite hit times or positions")
         uz, vz = float(u[2]), float(v[2])
         pz_term = COS_CHERENKOV * float(track[2])
-        ice = prep.table.ice
-        table = prep.table
-        use_charge = self.use_charge
         log_eps = self.log_noise_floor
         geo_over_c = GEO_FACTOR / C_VACUUM_M_PER_NS
+        dom_terms = self._dom_terms
 
         def neg_llh(points: np.ndarray) -> np.ndarray:
             a = points[:, 0:1]
@@ -252,13 +280,9 @@ class PandelTrackReco:
             cos_eta = np.clip(
                 SIN_CHERENKOV * (pu * uz + pv * vz) / np.maximum(rho, 1e-6) + pz_term, -1.0, 1.0
             )
-            d_eff = ice.p1 * rho + ice.p0_m + cos_eta * (ice.pc1_m + ice.pc2_m * cos_eta)
             t_res = tau[None, :] - t0 - geo_over_c * rho
-            log_p, log_s = table.lookup(t_res, d_eff, want_sf=use_charge)
-            if use_charge:
-                assert log_s is not None
-                log_p = log_p + prep.log_photons + prep.photons_minus_one * log_s
-            return -np.logaddexp(log_p, log_eps).sum(axis=1)
+            log_l, extra = dom_terms(prep, rho, cos_eta, t_res)
+            return extra - np.logaddexp(log_l, log_eps).sum(axis=1)
 
         # Coarse time scan at the anchor: the light front sits near the early residuals.
         rho0 = np.hypot(du, dv)

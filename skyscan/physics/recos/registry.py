@@ -18,6 +18,8 @@ _ENTRIES: tuple[str, ...] = (
     "skyscan.physics.recos.crash_dummy:CrashDummyReco",
     "skyscan.physics.recos.pandel:PandelSPE",
     "skyscan.physics.recos.pandel:PandelMPE",
+    "skyscan.physics.recos.pandel_layered:PandelLayeredSPE",
+    "skyscan.physics.recos.table_mpe:TableMPE",
 )
 
 

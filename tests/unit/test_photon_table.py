@@ -1,0 +1,115 @@
+"""The packaged photon table: its file, and that it reproduces the simulator it was built from."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from skyscan.physics.geometry import shared_data_dir
+from skyscan.physics.pandel_model import C_VACUUM_M_PER_NS, COS_CHERENKOV, GEO_FACTOR
+from skyscan.physics.photonsim.ice import SPICE_MIE_RELATIVE_PATH, homogeneous_ice, spice_mie
+from skyscan.physics.photonsim.muon import detectable_yield_per_m
+from skyscan.physics.photonsim.propagate import DOM_RADIUS_M, DomSpheres, Photons, propagate, rotate
+from skyscan.physics.photonsim.simulate import angular_acceptance
+from skyscan.physics.tables.photon_table import PACKAGED_TABLE, TableMissing, load_table, packaged_path_ice
+
+
+def test_packaged_table_is_small_finite_and_falls_with_distance() -> None:
+    assert PACKAGED_TABLE.stat().st_size < 1_000_000
+    table = load_table()
+    assert np.isfinite(table.log_rate).all()
+    mu = table.expected_pe(np.array([10.0, 30.0, 100.0, 300.0]), np.zeros(4))
+    assert np.all(np.diff(mu) < 0)
+    # Facing the light (cos eta = +1: photons moving up into the PMT) beats facing away.
+    assert (
+        table.expected_pe(np.array([20.0]), np.array([1.0]))[0]
+        > table.expected_pe(np.array([20.0]), np.array([-1.0]))[0]
+    )
+    assert "BSD-2" in str(table.meta["license"])
+
+
+def test_missing_table_file_is_a_clear_error(tmp_path: object) -> None:
+    with pytest.raises(TableMissing, match="build it with bench/build_photon_table.py"):
+        load_table(str(tmp_path / "none.npz"))  # type: ignore[operator]
+
+
+def test_path_ice_scales_follow_the_layers() -> None:
+    ice = packaged_path_ice()
+    # The dust layer (z ~ -50 m, depth ~2000 m) scatters 3x more than the median; deep clear ice less.
+    s_dust, a_dust = ice.scales(np.array([-60.0]), np.array([-40.0]))
+    s_clear, _ = ice.scales(np.array([-350.0]), np.array([-330.0]))
+    assert s_dust[0] < 0.5 and a_dust[0] < 0.5 and s_clear[0] > 1.5
+
+
+def test_table_reproduces_the_simulator_in_the_reference_ice() -> None:
+    """Tolerance: expected charge within 15% at 15 m and 30% at 40 m, median residual within 15% (or 3 ns).
+
+    The simulator tracks photons of a vertical muon in the homogeneous reference ice the table was
+    built in, to oversized DOM spheres at 15 m and 40 m; the table is the smoothed histogram of an
+    independent run, so this checks normalisation, scoring and smoothing end to end. The looser
+    charge tolerance at 40 m is the table's orientation approximation: it averages the DOM axis's
+    azimuth about the direct photon, and a vertical track is the least average orientation there is.
+    Deterministic (fixed seeds).
+    """
+    base = shared_data_dir()
+    if base is None or not (base / SPICE_MIE_RELATIVE_PATH).is_file():
+        pytest.skip(f"shared data file missing: ../shared/data/{SPICE_MIE_RELATIVE_PATH}")
+    table = load_table()
+    ice = homogeneous_ice(table.ref_eff_scattering_m, table.ref_absorption_m, wavelength_scaling=spice_mie())
+    _, wl_weights = detectable_yield_per_m(ice)
+    rng = np.random.default_rng(7)
+    n, length, radius = 100_000, 600.0, 2.0
+    wl = rng.choice(len(wl_weights), size=n, p=wl_weights)
+    dirs = rotate(np.tile([0.0, 0.0, 1.0], (n, 1)), 1.0 / ice.n_phase[wl], rng.uniform(0, 2 * math.pi, n))
+    s = rng.uniform(-length / 2, length / 2, n)
+    pos = np.zeros((n, 3))
+    pos[:, 2] = s
+    photons = Photons(pos, dirs, s / C_VACUUM_M_PER_NS, wl.astype(np.int64))
+    phi = np.linspace(0, 2 * math.pi, 8, endpoint=False)
+    z = np.linspace(-60.0, 60.0, 7)
+    doms, rhos, tolerance = [], (15.0, 40.0), {15.0: 0.15, 40.0: 0.30}
+    for rho in rhos:
+        for p in phi:
+            for zz in z:
+                doms.append((rho * math.cos(p), rho * math.sin(p), zz))
+    doms_arr = np.array(doms)
+    spheres = DomSpheres(doms_arr, radius, max_step_m=15.0)
+
+    def region(p: np.ndarray) -> np.ndarray:
+        return np.hypot(p[:, 0], p[:, 1]) < 120.0
+
+    hits = propagate(photons, ice, rng, doms=spheres, t_max_ns=4000.0, region=region).hits
+    d = doms_arr[hits.dom]
+    r = np.hypot(d[:, 0], d[:, 1])
+    weight = angular_acceptance(hits.dir_z)
+    residual = (
+        hits.time
+        + (2 / 3) * radius / (C_VACUUM_M_PER_NS / 1.3546)
+        - (d[:, 2] + GEO_FACTOR * r) / C_VACUUM_M_PER_NS
+    )
+    per_m = n / length
+    area_ratio = (radius / DOM_RADIUS_M) ** 2
+    for rho in rhos:
+        mine = np.isclose(r, rho)
+        n_doms = len(phi) * len(z)
+        simulated = float(weight[mine].sum())
+        # A vertical up-going muon: the direct photon's z-component is cos(theta_c) for every DOM.
+        expected = (
+            n_doms
+            * per_m
+            * area_ratio
+            * float(table.expected_pe(np.array([rho]), np.array([COS_CHERENKOV]))[0])
+        )
+        assert abs(simulated / expected - 1) < tolerance[rho], (rho, simulated, expected)
+        t_nodes = table.t_ns
+        rate = np.exp(
+            table.log_rate_at(np.full(len(t_nodes), rho), np.full(len(t_nodes), COS_CHERENKOV), t_nodes)
+        )
+        cdf = np.cumsum(rate * np.gradient(t_nodes))
+        table_median = float(np.interp(0.5 * cdf[-1], cdf, t_nodes))
+        order = np.argsort(residual[mine])
+        cum = np.cumsum(weight[mine][order])
+        sim_median = float(residual[mine][order][np.searchsorted(cum, 0.5 * cum[-1])])
+        assert abs(sim_median - table_median) < max(3.0, 0.15 * table_median), (rho, sim_median, table_median)
