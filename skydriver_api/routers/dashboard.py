@@ -14,6 +14,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from skyscan.records.scan import SCAN_STATES
 from skyscan.skymap import exports
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -33,8 +34,10 @@ router = APIRouter(include_in_schema=False)
 
 @cache
 def index_html() -> str:
-    """The page, with the product formats the exporters offer (one download button each)."""
-    return (STATIC / "index.html").read_text().replace("{{FORMATS}}", ",".join(exports.FORMATS))
+    """The page, with the product formats the exporters offer (one download button each) and the
+    scan states (the list's filter)."""
+    html = (STATIC / "index.html").read_text()
+    return html.replace("{{FORMATS}}", ",".join(exports.FORMATS)).replace("{{STATES}}", ",".join(SCAN_STATES))
 
 
 @router.get("/", response_class=HTMLResponse)
