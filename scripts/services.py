@@ -5,8 +5,10 @@
   ``rabbitmq-server`` when missing (root + apt), start it, wait until it accepts AMQP.
 * MongoDB: reuse SKYDRIVER_MONGODB_URI when set; else a ``mongod`` on PATH; else SecantusDB
   (``secantusd-py``, MongoDB wire protocol over WiredTiger) on loopback, data in .services/.
+* ``browser``: Debian's ``chromium`` for the dashboard's browser tests, installed when missing
+  (root + apt); elsewhere those tests skip, naming it.
 
-Usage: services.py up | down | status
+Usage: services.py up | down | status | browser
 """
 
 from __future__ import annotations
@@ -111,6 +113,27 @@ def rabbitmq_down() -> None:
 
 
 # --------------------------------------------------------------------------------------------
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def browser_up() -> None:
+    if CHROMIUM.exists():
+        log(f"chromium is installed ({CHROMIUM}); reusing it")
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        log(
+            "chromium is not installed and this is not a root Debian machine: the browser tests will "
+            "skip (install it with: apt-get install chromium)"
+        )
+        return
+    log("installing Debian's chromium (apt-get; a few minutes the first time)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True, env=env)
+    log("chromium is installed")
+
+
+# --------------------------------------------------------------------------------------------
 def mongo_uri() -> str:
     return os.environ.get("SKYDRIVER_MONGODB_URI", f"mongodb://127.0.0.1:{DEFAULT_MONGO_PORT}")
 
@@ -171,6 +194,8 @@ def main(argv: list[str]) -> int:
         elif action == "down":
             mongo_down()
             rabbitmq_down()
+        elif action == "browser":
+            browser_up()
         elif action == "status":
             print(
                 "rabbitmq:",
@@ -178,7 +203,7 @@ def main(argv: list[str]) -> int:
             )
             print("mongodb:", "up" if mongo_ok(mongo_uri()) else "down")
         else:
-            raise SetupError(f"unknown action {action!r}; use up, down or status")
+            raise SetupError(f"unknown action {action!r}; use up, down, status or browser")
     except SetupError as err:
         print(f"services: ERROR: {err}", file=sys.stderr)
         return 1
