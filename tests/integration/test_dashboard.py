@@ -150,10 +150,52 @@ def test_the_healpix_port_matches_healpy(running_api: OpsApi, browser: Any) -> N
     page.close()
 
 
+def test_a_completed_scan_with_an_unresolved_region_shows_the_warning(
+    running_api: OpsApi, browser: Any
+) -> None:
+    from skyscan.refinement.strategies import make_strategy
+    from tests.support.skymaps import drive, gaussian_llh, make_doc
+    from tests.support.skymaps import make_event as skymap_event
+
+    # a wide region that a fixed progression leaves half resolved (as tests/unit/test_unresolved.py)
+    strategy = make_strategy("progression", "8:0,32:4,128:4")
+    wide = gaussian_llh(math.radians(250.0), math.radians(-38.0), 2.0, 1.2, angle_deg=20.0)
+    doc = make_doc(drive(strategy, wide).complete, skymap_event(), strategy.nsides)
+    flag = doc["regions"]["unresolved"]
+    assert flag is not None
+    scan_id = running_api.insert_scan("alice", "completed", nsides="8:0,32:4,128:4")
+    running_api.db().skymaps.insert_one(
+        {"scan_id": scan_id, "final": True, "result": {**doc, "scan_id": scan_id}}
+    )
+
+    page = signed_in(browser, running_api, "reader")
+    problems = page_problems(page)
+    page.goto(f"{running_api.url}/#/scans/{scan_id}")
+    page.wait_for_function("() => window.skydriver.scan.complete && window.skydriver.scan.ended")
+    expect(page.locator("#unresolved")).to_be_visible()
+    expect(page.locator("#unresolved")).to_contain_text(flag["message"])
+    seen = page.evaluate("window.skydriver.scan")
+    assert seen["states"] == ["queued", "completed"] and seen["draws"][-1]["pixels"] == doc["n_pixels"]
+    assert seen["zoom"]["contours"]["90"] > 0
+    resolved = f"{100 * doc['regions']['levels']['90']['resolved_fraction']:.0f}%"
+    expect(page.locator('#errors tr[data-level="90"] td').last).to_have_text(resolved)
+    assert problems == []
+    page.close()
+
+
+def page_problems(page: Any) -> list[str]:
+    """Errors the page logs or throws (a Content-Security-Policy violation is one)."""
+    problems: list[str] = []
+    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    return problems
+
+
 def test_a_scan_fills_in_live_to_a_complete_map_with_contours(
     running_api: OpsApi, browser: Any, tmp_path: Path
 ) -> None:
     page = signed_in(browser, running_api, "owner")
+    problems = page_problems(page)
     expect(page.locator("#list-updated")).to_contain_text("updated")
     event = make_event(run_id=136766, event_id=7637140)
     event["reference_fits"] = {"SplineMPE": {"zenith": 2.03, "azimuth": 1.23}}
@@ -233,6 +275,7 @@ def test_a_scan_fills_in_live_to_a_complete_map_with_contours(
     expect(page.locator("#download-note")).to_contain_text(download.suggested_filename)
     assert running_api.tokens["owner"] not in page.url
 
+    assert problems == []
     save_screenshot(page.screenshot(full_page=True), tmp_path, "dashboard-scan.png")
     page.goto(f"{running_api.url}/#/scans")
     expect(page.locator(f'#scans tr[data-scan-id="{scan_id}"][data-state="completed"]')).to_be_visible()
