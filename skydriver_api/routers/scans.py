@@ -8,7 +8,7 @@ import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
@@ -207,6 +207,7 @@ async def followed_scan(scan_id: str, scans: ScanServiceDep, principal: CurrentP
     responses=error_responses(404, 422),
 )
 async def scan_events(
+    request: Request,
     scans: ScanServiceDep,
     scan: Annotated[dict[str, Any], Depends(followed_scan)],
     last_event_id: Annotated[int | None, Header(ge=-1)] = None,
@@ -216,5 +217,8 @@ async def scan_events(
     change, and a final ``end`` event once the scan reached a terminal state. Comments keep an idle
     stream alive."""
     first = 0 if last_event_id is None else last_event_id + 1
-    async for event in event_stream.scan_events(scans.db, scan["_id"], first, scans.settings.sse_poll_s):
+    stream = event_stream.scan_events(
+        scans.db, scan["_id"], first, scans.settings.sse_poll_s, request.is_disconnected
+    )
+    async for event in stream:
         yield event

@@ -5,7 +5,7 @@ broker connection per client. FastAPI frames the events and sends keep-alive com
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi.sse import ServerSentEvent
@@ -18,9 +18,14 @@ _FIELDS = {"state": 1, "state_reason": 1, "history": 1, "progress": 1, "best_fit
 
 
 async def scan_events(
-    db: Database, scan_id: str, first: int, poll_s: float
+    db: Database,
+    scan_id: str,
+    first: int,
+    poll_s: float,
+    disconnected: Callable[[], Awaitable[bool]],
 ) -> AsyncIterator[ServerSentEvent]:
-    """From history entry ``first`` on; ends after ``end``. A client that goes away cancels it."""
+    """From history entry ``first`` on; ends after ``end``, or at the next poll once the client has
+    gone (rather than at the next keep-alive that fails to send)."""
     sent = first
     last_progress: tuple[Any, ...] | None = None
     yield ServerSentEvent(retry=RETRY_MS)
@@ -58,5 +63,7 @@ async def scan_events(
                 event="end",
                 data={"scan_id": scan_id, "state": doc["state"], "reason": doc.get("state_reason")},
             )
+            return
+        if await disconnected():
             return
         await asyncio.sleep(poll_s)

@@ -274,6 +274,7 @@ async function scanView(scanId, signal) {
   const fullCanvas = h("canvas", { id: "fullsky", width: 720, height: 360 });
   const zoomCanvas = h("canvas", { id: "zoom", width: 480, height: 480 });
   const readout = h("div", { class: "readout", id: "readout" });
+  const legendBox = fill(h("div", { class: "legend", id: "legend" }), legendItems(null));
   const numbers = h("div", { class: "panel", id: "numbers" }, h("h2", {}, "Best fit and errors"), h("p", { class: "muted" }, "No fit yet."));
   const history = h("ol", { class: "history", id: "history" });
   const connection = h("span", { class: "live", id: "connection" }, "connecting");
@@ -298,7 +299,7 @@ async function scanView(scanId, signal) {
     h(
       "div",
       { class: "grid" },
-      h("div", { class: "panel" }, h("h2", {}, "Full sky, 2·ΔLLH (RA grows to the left)"), fullCanvas, legend()),
+      h("div", { class: "panel" }, h("h2", {}, "Full sky, 2·ΔLLH (RA grows to the left)"), fullCanvas, legendBox),
       h(
         "div",
         { class: "panel" },
@@ -468,6 +469,7 @@ async function scanView(scanId, signal) {
   function drawMaps() {
     if (!result) return;
     seen.fullSky = fullSkyView.draw(result, index, geojson);
+    fill(legendBox, legendItems(result));
     fullCanvas.dataset.fitted = seen.fullSky.fitted;
     if (result.best_fit) {
       const best = result.best_fit;
@@ -535,11 +537,10 @@ function fact(name, value) {
   return h("span", {}, `${name} `, h("b", {}, String(value)));
 }
 
-function legend() {
+// what the maps show: the colour scale, the contours and this result's markers
+function legendItems(result) {
   const item = (swatch, text) => h("span", {}, swatch, text);
-  return h(
-    "div",
-    { class: "legend" },
+  return [
     item(h("span", { class: "swatch", style: "background:#fde725" }), "best (0)"),
     item(h("span", { class: "swatch", style: "background:#440154" }), "worst"),
     item(h("span", { class: "swatch", style: "background:#d9d9d9" }), "not fitted"),
@@ -547,9 +548,11 @@ function legend() {
     item(h("span", { class: "swatch line", style: `background:${contourColour(50)};border:1px solid #999` }), "50%"),
     item(h("span", { class: "swatch line", style: `background:${contourColour(90)}` }), "90%"),
     item(h("span", { class: "swatch", style: "background:#fff" }), "★ best fit"),
-    REFERENCE_STYLES.slice(0, 2).map((s, i) => item(h("span", { class: "swatch", style: `background:${s.colour}` }), `reference fit ${i + 1}`)),
-    item(h("span", { class: "swatch", style: `background:${TRUTH_COLOUR}` }), "truth"),
-  );
+    Object.keys((result && result.reference_fits) || {}).map((name, i) =>
+      item(h("span", { class: "swatch", style: `background:${REFERENCE_STYLES[i % REFERENCE_STYLES.length].colour}` }), name),
+    ),
+    result && result.truth ? item(h("span", { class: "swatch", style: `background:${TRUTH_COLOUR}` }), "✕ truth") : null,
+  ];
 }
 
 function renderNumbers(panel, result) {

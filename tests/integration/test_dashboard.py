@@ -163,7 +163,19 @@ def test_a_completed_scan_with_an_unresolved_region_shows_the_warning(
     doc = make_doc(drive(strategy, wide).complete, skymap_event(), strategy.nsides)
     flag = doc["regions"]["unresolved"]
     assert flag is not None
-    scan_id = running_api.insert_scan("alice", "completed", nsides="8:0,32:4,128:4")
+    per_nside: dict[str, dict[str, int]] = {}
+    for row in doc["pixels"]:
+        counts = per_nside.setdefault(str(row["nside"]), {"tasks_sent": 0, "tasks_done": 0})
+        counts["tasks_sent"] += 1
+        counts["tasks_done"] += 1
+    n = doc["n_pixels"]
+    scan_id = running_api.insert_scan(
+        "alice",
+        "completed",
+        nsides="8:0,32:4,128:4",
+        progress={"nsides": per_nside, "tasks_sent": n, "tasks_done": n},
+        best_fit=doc["best_fit"],
+    )
     running_api.db().skymaps.insert_one(
         {"scan_id": scan_id, "final": True, "result": {**doc, "scan_id": scan_id}}
     )
@@ -241,6 +253,7 @@ def test_a_scan_fills_in_live_to_a_complete_map_with_contours(
     assert seen["fullSky"]["fitted"] > 0.99 * inside
     assert seen["fullSky"]["contours"]["90"] > 0 and seen["zoom"]["contours"]["50"] > 0
     expect(page.locator("#zoom")).to_have_attribute("data-contours", "50,90")
+    expect(page.locator("#legend")).to_contain_text("SplineMPE")
     markers = {m["name"]: m for m in seen["zoom"]["markers"]}
     assert markers["best fit"]["visible"] and markers["SplineMPE"]["visible"] and markers["truth"]["visible"]
     assert seen["zoom"]["centre"] == [result["best_fit"]["ra_deg"], result["best_fit"]["dec_deg"]]
