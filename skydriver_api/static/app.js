@@ -33,7 +33,7 @@ function h(tag, attrs = {}, ...children) {
 }
 
 // without the null/false of conditional parts (the DOM would print them as text)
-const present = (children) => children.flat().filter((c) => c !== null && c !== undefined && c !== false);
+const present = (children) => children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false);
 
 function fill(el, ...children) {
   el.replaceChildren(...present(children));
@@ -519,6 +519,7 @@ async function scanView(scanId, signal) {
         refreshResult();
       } else if (kind === "end") {
         seen.ended = data.state;
+        connection.textContent = `stream ended: the scan is ${data.state}`;
         request(path, { signal })
           .then((fresh) => {
             status = fresh;
