@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from skydriver_api.models import ErrorBody
+from skyscan.skymap import exports
 
 
 class ValidationIssue(BaseModel):
@@ -50,6 +51,13 @@ def error_responses(*statuses: int | tuple[int, str]) -> dict[int | str, dict[st
             entry["headers"] = _WWW_AUTHENTICATE
         out[status] = entry
     return out
+
+
+def product_content() -> dict[str, dict[str, Any]]:
+    """The content of a product download: every exporter's media type, JSON ones as objects."""
+    media_types = dict.fromkeys(map(exports.media_type, exports.FORMATS))
+    binary = {"type": "string", "format": "binary"}
+    return {m: {"schema": {"type": "object"} if m.endswith("json") else binary} for m in media_types}
 
 
 def as_openapi_31(doc: dict[str, Any]) -> dict[str, Any]:

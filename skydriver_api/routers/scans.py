@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from skydriver_api.api_docs import AUTH, error_responses
+from skydriver_api.api_docs import AUTH, error_responses, product_content
 from skydriver_api.auth import CurrentPrincipal, Principal, require
 from skydriver_api.dependencies import ScanServiceDep
 from skydriver_api.models import (
@@ -29,17 +29,10 @@ from skydriver_api.models import (
 from skydriver_api.services import event_stream, idempotency, results, search
 from skydriver_api.services.scans import scan_links, scan_status
 from skyscan.records.scan import SCAN_STATES
-from skyscan.skymap import exports
 
 router = APIRouter(prefix="/api/v1", tags=["scans"], responses=error_responses(*AUTH))
 
 IDEMPOTENCY_KEY_MAX = 200
-_PRODUCT_MEDIA_TYPES = tuple(dict.fromkeys(map(exports.media_type, exports.FORMATS)))
-
-
-def _product_schema(media_type: str) -> dict[str, str]:
-    json_like = media_type.endswith("json")
-    return {"type": "object"} if json_like else {"type": "string", "format": "binary"}
 
 
 @router.post(
@@ -83,7 +76,7 @@ async def get_event(scan_id: str, scans: ScanServiceDep, principal: CurrentPrinc
     responses={
         200: {
             "description": "The result in the format asked for (partial while the scan runs)",
-            "content": {media: {"schema": _product_schema(media)} for media in _PRODUCT_MEDIA_TYPES},
+            "content": product_content(),
         },
         **error_responses(404, (409, "This format cannot be produced yet (no finite fit)"), 422),
     },
