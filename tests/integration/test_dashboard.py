@@ -7,11 +7,14 @@ are checked, not only that it loaded.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
 import os
 import random
+import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, make_event
-from tests.integration.conftest import OpsApi
+from tests.integration.conftest import OpsApi, now
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is a test dependency")
 expect = sync_api.expect
@@ -290,7 +293,62 @@ def test_a_scan_fills_in_live_to_a_complete_map_with_contours(
 
     assert problems == []
     save_screenshot(page.screenshot(full_page=True), tmp_path, "dashboard-scan.png")
+
+    # the zoom is interactive: the wheel zooms out, a drag pans, Reset goes back to the best fit
+    home, centre = seen["zoom"]["halfDeg"], seen["zoom"]["centre"]
+    box = page.locator("#zoom").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, 300)
+    page.wait_for_function(f"() => window.skydriver.scan.zoom.halfDeg > {home!r}")
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 4, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.up()
+    page.wait_for_function(f"() => window.skydriver.scan.zoom.centre[0] !== {centre[0]!r}")
+    page.click("#zoom-reset")
+    page.wait_for_function(f"() => window.skydriver.scan.zoom.halfDeg === {home!r}")
+    assert page.evaluate("window.skydriver.scan.zoom.centre") == centre
     page.goto(f"{running_api.url}/#/scans")
     expect(page.locator(f'#scans tr[data-scan-id="{scan_id}"][data-state="completed"]')).to_be_visible()
-    save_screenshot(page.screenshot(), tmp_path, "dashboard-scans.png")
+    listed = page.locator("main").bounding_box()
+    clip = {"x": 0, "y": 0, "width": 1400, "height": listed["y"] + listed["height"]}
+    save_screenshot(page.screenshot(clip=clip), tmp_path, "dashboard-scans.png")
+    page.close()
+
+
+def test_alerts_and_catalogs_pages_list_them_and_a_catalog_downloads(
+    running_api: OpsApi, browser: Any, tmp_path: Path
+) -> None:
+    alert = {
+        "run_id": 138599,
+        "event_id": 9,
+        "revision": 1,
+        "stream": "gold",
+        "event_name": "IceCube-250412A",
+    }
+    alert_scan = running_api.insert_scan("alice", "completed", priority=100, alert=alert)
+    catalog_id = f"cat{uuid.uuid4().hex[:20]}"
+    child = running_api.insert_scan(
+        "alice", "completed", priority=-10, catalog_id=catalog_id, catalog_index=0
+    )
+    running_api.db().catalogs.insert_one(
+        {"_id": catalog_id, "name": "IC86 reprocessing", "owner": "alice", "created_at": now(), "n_events": 1}
+    )
+    page = signed_in(browser, running_api, "reader")
+    page.click("#nav a[data-view=alerts]")
+    row = page.locator(f'#alerts tr[data-scan-id="{alert_scan}"]')
+    expect(row).to_contain_text("IceCube-250412A")
+    expect(row).to_contain_text("138599:9")
+    expect(page.locator("#alert-file")).to_have_count(0)  # a reader cannot send alerts
+    page.click("#nav a[data-view=catalogs]")
+    page.locator("#catalogs a", has_text=catalog_id).click()
+    expect(page.locator("#catalog")).to_contain_text("IC86 reprocessing")
+    expect(page.locator("#catalog-scans tbody tr")).to_have_count(1)
+    with page.expect_download() as downloading:
+        page.click("#catalog-download")
+    saved = tmp_path / downloading.value.suggested_filename
+    downloading.value.save_as(saved)
+    assert saved.name == f"{catalog_id}.zip"
+    with zipfile.ZipFile(saved) as bundle:
+        summary = list(csv.DictReader(io.StringIO(bundle.read("summary.csv").decode())))
+    assert [(r["scan_id"], r["state"]) for r in summary] == [(child, "completed")]
     page.close()
