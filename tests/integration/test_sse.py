@@ -8,8 +8,10 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import make_event
+from skydriver_api.client import SkyDriverClient
+from tests.conftest import make_event, wait_until
 from tests.integration.conftest import OpsApi
+from tests.support.cutting_proxy import CuttingProxy
 
 
 def read_events(
@@ -96,10 +98,6 @@ def test_events_of_an_unknown_scan_are_404(quiet_api: OpsApi) -> None:
 
 
 def test_the_client_resumes_a_dropped_stream_with_last_event_id(quiet_api: OpsApi) -> None:
-    from skydriver_api.client import SkyDriverClient
-    from tests.conftest import wait_until
-    from tests.support.cutting_proxy import CuttingProxy
-
     scan_id = quiet_api.insert_scan("alice")
     proxy = CuttingProxy(quiet_api.url)
     seen: list[tuple[str, dict[str, Any]]] = []
