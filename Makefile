@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup venv services stop-services demo test test-fast lint bench clean
+.PHONY: setup venv services browser stop-services demo test test-fast lint bench clean
 
 setup: venv services
 
@@ -21,13 +21,17 @@ $(STAMP): pyproject.toml constraints.txt
 services: venv
 	$(PY) scripts/services.py up
 
+# Debian's chromium for the dashboard's browser tests (installed once, as root)
+browser: venv
+	$(PY) scripts/services.py browser
+
 stop-services: venv
 	$(PY) scripts/services.py down
 
 demo: setup
 	$(VENV)/bin/skydriver demo --out demo-output
 
-test: setup
+test: setup browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider
 

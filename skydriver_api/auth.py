@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from skyinfra.store import Database, hash_token
 from skyinfra.store.tokens import TokenRepository
@@ -48,18 +49,27 @@ def _unauthorized(msg: str) -> HTTPException:
     return HTTPException(401, detail=msg, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def authenticate(request: Request) -> Principal:
+# Declares the scheme in the OpenAPI document; our own 401 (with WWW-Authenticate) replaces its error.
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    description="A token from 'skydriver tokens create' or POST /api/v1/tokens (role reader, submitter "
+    "or admin), the bootstrap admin token, or a scan's system token (that scan only)",
+)
+
+
+async def authenticate(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal:
     settings = request.app.state.settings
     if settings.auth_disabled:
         return Principal("anonymous", "admin")
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    if credentials is None:
         raise _unauthorized(
             "missing bearer token: send 'Authorization: Bearer <token>' "
             "(create one with 'skydriver tokens create')"
         )
-    token = token.strip()
+    token = credentials.credentials
     digest = hash_token(token)
     admin = request.app.state.admin_token_hash
     if admin is not None and hmac.compare_digest(digest, admin):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+from httpx_sse import SSEError, connect_sse
 
 TERMINAL = ("completed", "failed", "aborted")
 
@@ -46,11 +46,7 @@ class SkyDriverClient:
         except httpx.HTTPError as err:
             raise ApiError(0, f"request to {self.api_url}{path} failed: {err}") from None
         if resp.status_code >= 400:
-            try:
-                detail = resp.json().get("detail", resp.text)
-            except ValueError:
-                detail = resp.text
-            raise ApiError(resp.status_code, str(detail))
+            raise ApiError(resp.status_code, _detail(resp))
         return resp
 
     # -- scans -----------------------------------------------------------------------------------
@@ -81,30 +77,49 @@ class SkyDriverClient:
                 raise TimeoutError(f"scan {scan_id} still {status['state']} after {timeout_s:.0f} s")
             time.sleep(poll_s)
 
-    def events(self, scan_id: str, timeout_s: float | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Follow the scan's Server-Sent Events: yields (event, data) until the stream ends."""
+    def events(
+        self, scan_id: str, timeout_s: float | None = None, max_reconnects: int = 5
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Follow the scan's Server-Sent Events: yields (event, data) until ``end``.
+
+        A dropped stream is resumed with ``Last-Event-ID`` after the server's ``retry`` delay, so
+        no state change is missed or repeated; it gives up after ``max_reconnects`` drops in a row.
+        """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         path = f"/api/v1/scans/{scan_id}/events"
-        try:
-            with self.http.stream("GET", path, timeout=httpx.Timeout(30, read=60)) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    raise ApiError(resp.status_code, resp.text)
-                event, data = "message", ""
-                for line in resp.iter_lines():
-                    if line.startswith("event:"):
-                        event = line[6:].strip()
-                    elif line.startswith("data:"):
-                        data += line[5:].strip()
-                    elif not line and data:
-                        yield event, json.loads(data)
-                        if event == "end":
-                            return
-                        event, data = "message", ""
-                    if deadline is not None and time.monotonic() > deadline:
-                        raise TimeoutError(f"scan {scan_id} did not end within {timeout_s:.0f} s")
-        except httpx.HTTPError as err:
-            raise ApiError(0, f"event stream of {scan_id} failed: {err}") from None
+        last_event_id = ""
+        retry_s = 2.0
+        drops = 0
+        while True:
+            headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+            try:
+                with connect_sse(
+                    self.http, "GET", path, headers=headers, timeout=httpx.Timeout(30, read=60)
+                ) as source:
+                    resp = source.response
+                    if resp.status_code >= 400:
+                        resp.read()
+                        if resp.status_code < 500:
+                            raise ApiError(resp.status_code, _detail(resp))
+                        raise httpx.HTTPStatusError(_detail(resp), request=resp.request, response=resp)
+                    for sse in source.iter_sse():
+                        if sse.retry is not None:
+                            retry_s = sse.retry / 1000
+                        last_event_id = sse.id or last_event_id
+                        if sse.data:
+                            drops = 0
+                            yield sse.event, sse.json()
+                            if sse.event == "end":
+                                return
+                        if deadline is not None and time.monotonic() > deadline:
+                            raise TimeoutError(f"scan {scan_id} did not end within {timeout_s:.0f} s")
+                err: Exception = ConnectionError("the server closed the stream before its end")
+            except (httpx.HTTPError, SSEError) as caught:
+                err = caught
+            drops += 1
+            if drops > max_reconnects or (deadline is not None and time.monotonic() + retry_s > deadline):
+                raise ApiError(0, f"event stream of {scan_id} failed: {err}")
+            time.sleep(retry_s)  # the reconnection delay the server asked for
 
     def wait(
         self, scan_id: str, timeout_s: float = 600, on_status: Callable[[dict], None] | None = None
@@ -114,6 +129,14 @@ class SkyDriverClient:
             if on_status:
                 on_status(status)
         return status
+
+
+def _detail(resp: httpx.Response) -> str:
+    """The ``detail`` of an error body, else the body itself."""
+    try:
+        return str(resp.json().get("detail", resp.text))
+    except (ValueError, AttributeError):
+        return resp.text
 
 
 def progress_fraction(status: dict[str, Any]) -> tuple[int, int]:

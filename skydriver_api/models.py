@@ -8,9 +8,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from skyscan.physics.event import Event
+from skyscan.records.scan import ScanState
 from skyscan.refinement.progression import DEFAULT_PROGRESSION
+from skyscan.skymap.exports import FORMATS
 
 INT64 = 2**63 - 1
+# The product formats, as an enum in the OpenAPI document (the exporters' registry is the source).
+ResultFormat = Literal[FORMATS]  # type: ignore[valid-type]
 Scalar = str | int | float | bool
 # Stored values: bounded so that MongoDB can hold them (64-bit integers, no '$' or '.' in keys).
 StoredScalar = (
@@ -64,7 +68,7 @@ class ScanRequest(BaseModel):
 
 class ScanCreated(BaseModel):
     scan_id: str
-    state: str
+    state: ScanState
     links: dict[str, str]
 
 
@@ -86,7 +90,7 @@ class ProgressOut(BaseModel):
 
 class ScanStatus(BaseModel):
     scan_id: str
-    state: str
+    state: ScanState
     state_reason: str | None = None
     owner: str
     reco: str

@@ -6,20 +6,24 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Response
 
+from skydriver_api.api_docs import AUTH, error_responses
 from skydriver_api.auth import Principal, require
 from skydriver_api.dependencies import ScanServiceDep
 from skydriver_api.models import AlertAccepted
 from skydriver_api.services import alerts
 from skydriver_api.services.scans import scan_links
 
-router = APIRouter(prefix="/api/v1", tags=["alerts"])
+router = APIRouter(prefix="/api/v1", tags=["alerts"], responses=error_responses(*AUTH))
 
 
 @router.post(
     "/alerts",
     status_code=201,
     response_model=AlertAccepted,
-    responses={200: {"model": AlertAccepted, "description": "a duplicate: the existing scan"}},
+    responses={
+        200: {"model": AlertAccepted, "description": "a duplicate: the existing scan"},
+        **error_responses((409, "A concurrent copy of this alert failed; retry"), 413, 422),
+    },
 )
 async def submit_alert(
     response: Response,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from skydriver_api.api_docs import AUTH, error_responses
 from skydriver_api.auth import Principal, require
 from skydriver_api.dependencies import DatabaseDep, SettingsDep
 from skydriver_api.models import Backlog, BacklogEntry
 from skydriver_api.scheduling import QUEUE_FIELDS, admission_order, waiting_reason
 from skyscan.records.scan import utcnow
 
-router = APIRouter(prefix="/api/v1", tags=["scans"])
+router = APIRouter(prefix="/api/v1", tags=["scans"], responses=error_responses(*AUTH))
 
 
 @router.get("/backlog", response_model=Backlog)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
+from skydriver_api.api_docs import AUTH, error_responses
 from skydriver_api.auth import Principal, require
 from skydriver_api.dependencies import DatabaseDep, ScanServiceDep
 from skydriver_api.models import CatalogRequest, CatalogStatus
@@ -14,12 +15,13 @@ from skydriver_api.services import catalogs
 from skydriver_api.settings import CATALOG_PRIORITY
 from skyscan.skymap import exports
 
-router = APIRouter(prefix="/api/v1", tags=["catalogs"])
+router = APIRouter(prefix="/api/v1", tags=["catalogs"], responses=error_responses(*AUTH))
 
 
 @router.post(
     "/catalogs",
     status_code=201,
+    responses=error_responses((413, "More events, or a larger body, than the limits allow"), 422),
     openapi_extra={
         "requestBody": {
             "content": {
@@ -55,7 +57,7 @@ async def submit_catalog(
     return await catalogs.create_catalog(scans, cat, principal.name)
 
 
-@router.get("/catalogs/{catalog_id}", response_model=CatalogStatus)
+@router.get("/catalogs/{catalog_id}", response_model=CatalogStatus, responses=error_responses(404, 422))
 async def catalog_status(
     catalog_id: str, db: DatabaseDep, principal: Principal = require("reader")
 ) -> CatalogStatus:
@@ -63,7 +65,10 @@ async def catalog_status(
     return await catalogs.catalog_status(db, catalog_id)
 
 
-@router.get("/catalogs/{catalog_id}/download", responses={200: {"content": {"application/zip": {}}}})
+@router.get(
+    "/catalogs/{catalog_id}/download",
+    responses={200: {"content": {"application/zip": {}}}, **error_responses(404, 422)},
+)
 async def download_catalog(
     catalog_id: str,
     db: DatabaseDep,

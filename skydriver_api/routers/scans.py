@@ -5,17 +5,21 @@ in :mod:`skydriver_api.services`."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from skydriver_api.api_docs import AUTH, error_responses, product_content
 from skydriver_api.auth import CurrentPrincipal, Principal, require
 from skydriver_api.dependencies import ScanServiceDep
 from skydriver_api.models import (
     INT64,
     AddWorkersRequest,
     RescanRequest,
+    ResultFormat,
     ScanCreated,
     ScanPage,
     ScanRequest,
@@ -24,9 +28,9 @@ from skydriver_api.models import (
 )
 from skydriver_api.services import event_stream, idempotency, results, search
 from skydriver_api.services.scans import scan_links, scan_status
-from skyscan.skymap import exports
+from skyscan.records.scan import SCAN_STATES
 
-router = APIRouter(prefix="/api/v1", tags=["scans"])
+router = APIRouter(prefix="/api/v1", tags=["scans"], responses=error_responses(*AUTH))
 
 IDEMPOTENCY_KEY_MAX = 200
 
@@ -37,7 +41,7 @@ IDEMPOTENCY_KEY_MAX = 200
     response_model=ScanCreated,
     responses={
         200: {"model": ScanCreated, "description": "replay of an Idempotency-Key"},
-        409: {"description": "Idempotency-Key reused with another body"},
+        **error_responses((409, "Idempotency-Key reused with another body"), 413, 422),
     },
 )
 async def submit_scan(
@@ -55,12 +59,12 @@ async def submit_scan(
     return ScanCreated(scan_id=submitted.scan_id, state=submitted.state, links=scan_links(submitted.scan_id))
 
 
-@router.get("/scans/{scan_id}", response_model=ScanStatus)
+@router.get("/scans/{scan_id}", response_model=ScanStatus, responses=error_responses(404, 422))
 async def get_scan(scan_id: str, scans: ScanServiceDep, principal: CurrentPrincipal) -> ScanStatus:
     return scan_status(await scans.load(scan_id, principal))
 
 
-@router.get("/scans/{scan_id}/event")
+@router.get("/scans/{scan_id}/event", responses=error_responses(404, 422))
 async def get_event(scan_id: str, scans: ScanServiceDep, principal: CurrentPrincipal) -> dict[str, Any]:
     scan = await scans.load(scan_id, principal)
     event = await scans.event_of(scan_id)
@@ -71,23 +75,18 @@ async def get_event(scan_id: str, scans: ScanServiceDep, principal: CurrentPrinc
     "/scans/{scan_id}/result",
     responses={
         200: {
-            "content": {
-                "application/json": {},
-                "application/octet-stream": {},
-                "image/png": {},
-                "application/fits": {},
-                "application/geo+json": {},
-            }
-        }
+            "description": "The result in the format asked for (partial while the scan runs)",
+            "content": product_content(),
+        },
+        **error_responses(404, (409, "This format cannot be produced yet (no finite fit)"), 422),
     },
 )
 async def get_result(
     scan_id: str,
     scans: ScanServiceDep,
     principal: CurrentPrincipal,
-    format: Annotated[str, Query(description=f"one of {', '.join(exports.FORMATS)}")] = "json",
+    format: Annotated[ResultFormat, Query(description="the product format")] = "json",
 ) -> Response:
-    results.check_format(format)
     scan = await scans.load(scan_id, principal)
     event_doc = await scans.event_of(scan_id)
     doc = await results.result_document(scans.db, scan, event_doc)
@@ -102,18 +101,20 @@ async def get_result(
     )
 
 
-@router.delete("/scans/{scan_id}", response_model=ScanStatus, status_code=202)
+@router.delete(
+    "/scans/{scan_id}", response_model=ScanStatus, status_code=202, responses=error_responses(404, 422)
+)
 async def abort_scan(scan_id: str, scans: ScanServiceDep, principal: CurrentPrincipal) -> ScanStatus:
     """Abort: the scan becomes ``aborted`` at once; the reconciler stops its processes and queues."""
     scan = await scans.load(scan_id, principal, manage=True)
     return scan_status(await scans.abort(scan, f"aborted by {principal.name}"))
 
 
-@router.get("/scans", response_model=ScanPage)
+@router.get("/scans", response_model=ScanPage, responses=error_responses(422))
 async def list_scans(
     scans: ScanServiceDep,
     principal: Principal = require("reader"),
-    state: Annotated[str | None, Query()] = None,
+    state: Annotated[str | None, Query(description=f"comma-separated, of {', '.join(SCAN_STATES)}")] = None,
     run_id: Annotated[int | None, Query(ge=0, le=INT64)] = None,
     event_id: Annotated[int | None, Query(ge=0, le=INT64)] = None,
     reco: Annotated[str | None, Query(max_length=64)] = None,
@@ -145,7 +146,12 @@ async def list_scans(
     return ScanPage(scans=[scan_status(d) for d in docs], next_cursor=next_cursor)
 
 
-@router.post("/scans/{scan_id}/rescan", status_code=201, response_model=ScanCreated)
+@router.post(
+    "/scans/{scan_id}/rescan",
+    status_code=201,
+    response_model=ScanCreated,
+    responses=error_responses(404, 413, 422),
+)
 async def rescan(
     scan_id: str,
     scans: ScanServiceDep,
@@ -161,7 +167,12 @@ async def rescan(
     return ScanCreated(scan_id=doc["_id"], state="queued", links=scan_links(doc["_id"]))
 
 
-@router.post("/scans/{scan_id}/workers", status_code=202, response_model=WorkerRequestAccepted)
+@router.post(
+    "/scans/{scan_id}/workers",
+    status_code=202,
+    response_model=WorkerRequestAccepted,
+    responses=error_responses(404, (409, "The scan ended: no workers can be added"), 413, 422),
+)
 async def add_workers(
     scan_id: str, body: AddWorkersRequest, scans: ScanServiceDep, principal: CurrentPrincipal
 ) -> WorkerRequestAccepted:
@@ -178,28 +189,29 @@ async def add_workers(
     )
 
 
+async def followed_scan(scan_id: str, scans: ScanServiceDep, principal: CurrentPrincipal) -> dict[str, Any]:
+    """The scan a stream follows, checked before the stream starts (so a refusal is a plain 4xx)."""
+    return await scans.load(scan_id, principal)
+
+
 @router.get(
     "/scans/{scan_id}/events",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    response_class=EventSourceResponse,
+    responses=error_responses(404, 422),
 )
 async def scan_events(
-    scan_id: str,
     request: Request,
     scans: ScanServiceDep,
-    principal: CurrentPrincipal,
+    scan: Annotated[dict[str, Any], Depends(followed_scan)],
     last_event_id: Annotated[int | None, Header(ge=-1)] = None,
-) -> StreamingResponse:
+) -> AsyncIterator[ServerSentEvent]:
     """Server-Sent Events: a ``state`` event for every entry of the scan's history, in order (``id``
     is the entry's index, so ``Last-Event-ID`` resumes), a ``progress`` event whenever the counts
-    change, and a final ``end`` event once the scan reached a terminal state."""
-    await scans.load(scan_id, principal)
+    change, and a final ``end`` event once the scan reached a terminal state. Comments keep an idle
+    stream alive."""
     first = 0 if last_event_id is None else last_event_id + 1
     stream = event_stream.scan_events(
-        scans.db, scan_id, first, scans.settings.sse_poll_s, request.is_disconnected
+        scans.db, scan["_id"], first, scans.settings.sse_poll_s, request.is_disconnected
     )
-    return StreamingResponse(
-        stream,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    async for event in stream:
+        yield event

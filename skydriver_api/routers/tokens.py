@@ -6,14 +6,15 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
+from skydriver_api.api_docs import AUTH, error_responses
 from skydriver_api.auth import Principal, create_token, require, revoke_token, token_summary
 from skydriver_api.dependencies import DatabaseDep
 from skydriver_api.models import TokenCreate, TokenCreated
 
-router = APIRouter(prefix="/api/v1", tags=["tokens"])
+router = APIRouter(prefix="/api/v1", tags=["tokens"], responses=error_responses(*AUTH))
 
 
-@router.post("/tokens", status_code=201, response_model=TokenCreated)
+@router.post("/tokens", status_code=201, response_model=TokenCreated, responses=error_responses(413, 422))
 async def create(body: TokenCreate, db: DatabaseDep, principal: Principal = require("admin")) -> TokenCreated:
     """Create a token for ``owner`` with ``role``; the token is in this response only (its hash is kept)."""
     token, doc = await create_token(
@@ -35,7 +36,7 @@ async def list_tokens(db: DatabaseDep, principal: Principal = require("admin")) 
     return {"tokens": [token_summary(d) for d in await db.tokens.newest()]}
 
 
-@router.delete("/tokens/{token_id}")
+@router.delete("/tokens/{token_id}", responses=error_responses(404, 422))
 async def revoke(token_id: str, db: DatabaseDep, principal: Principal = require("admin")) -> dict[str, Any]:
     """Revoke a token: requests with it get 401 from now on."""
     doc = await revoke_token(db.tokens, token_id, by=principal.name)

@@ -6,7 +6,7 @@ import asyncio
 from collections import defaultdict
 from typing import Any
 
-from skydriver_api.services.errors import Conflict, Invalid
+from skydriver_api.services.errors import Conflict
 from skyinfra.store import Database
 from skyscan.physics.event import parse_event
 from skyscan.records.spec import ScanSpec
@@ -40,11 +40,6 @@ async def partial_result(db: Database, scan: dict[str, Any], event_doc: dict[str
         finished=False,
         level_set=spec.level_set_for(event),
     )
-
-
-def check_format(fmt: str) -> None:
-    if fmt not in exports.FORMATS:
-        raise Invalid(f"format: unknown format {fmt!r}; known: {', '.join(exports.FORMATS)}")
 
 
 async def result_document(db: Database, scan: dict[str, Any], event_doc: dict[str, Any]) -> dict[str, Any]:

@@ -242,7 +242,7 @@ def _unpack_groups(
         if icetop:
             if n_extra >= len(extra):
                 raise SuperDSTFormatError(
-                    f"I3SuperDST: the IceTop charge bytes run out at group {g} (byte {extra_at + n_extra})"
+                    f"I3SuperDST: the IceTop charge bytes run out at group {g}, at byte {extra_at + n_extra}"
                 )
             chargecode |= extra[n_extra] << 6
             n_extra += 1

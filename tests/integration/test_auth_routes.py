@@ -92,6 +92,7 @@ CASES: dict[str, Case] = {
     ),
     "list_tokens": Case("GET", lambda c: "/api/v1/tokens", {A: 200}),
     "revoke_token": Case("DELETE", lambda c: f"/api/v1/tokens/{c['token_id']}", {A: 200}),
+    "whoami": Case("GET", lambda c: "/api/v1/whoami", {**READERS, SO: 200, ST: 200}),
 }
 
 _counter = iter(range(1000, 100000))
@@ -157,6 +158,34 @@ def test_denied_bodies_name_the_role(quiet_api: OpsApi) -> None:
     with quiet_api.http(X) as http:
         resp = http.delete(f"/api/v1/scans/{scan}")
     assert resp.json() == {"detail": "only the scan's owner or an admin may do this"}
+
+
+def test_whoami_names_the_caller_and_what_it_may_do(quiet_api: OpsApi) -> None:
+    expected = {
+        R: {"name": "rita", "role": "reader", "scan_id": None, "may_submit": False, "may_manage_any": False},
+        OWN: {
+            "name": "alice",
+            "role": "submitter",
+            "scan_id": None,
+            "may_submit": True,
+            "may_manage_any": False,
+        },
+        A: {"name": "root", "role": "admin", "scan_id": None, "may_submit": True, "may_manage_any": True},
+    }
+    for who, identity in expected.items():
+        with quiet_api.http(who) as http:
+            assert http.get("/api/v1/whoami").json() == identity
+    scan_token = "sd_" + secrets.token_urlsafe(24)
+    scan_id = quiet_api.insert_scan("alice", scan_token=scan_token)
+    with quiet_api.http(None) as http:
+        me = http.get("/api/v1/whoami", headers={"Authorization": f"Bearer {scan_token}"}).json()
+    assert me == {
+        "name": f"scan:{scan_id}",
+        "role": "scan",
+        "scan_id": scan_id,
+        "may_submit": False,
+        "may_manage_any": False,
+    }
 
 
 def test_submitted_scans_belong_to_the_submitter(quiet_api: OpsApi) -> None:

@@ -8,8 +8,10 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import make_event
+from skydriver_api.client import SkyDriverClient
+from tests.conftest import make_event, wait_until
 from tests.integration.conftest import OpsApi
+from tests.support.cutting_proxy import CuttingProxy
 
 
 def read_events(
@@ -93,3 +95,31 @@ def test_an_abort_ends_the_stream(quiet_api: OpsApi) -> None:
 def test_events_of_an_unknown_scan_are_404(quiet_api: OpsApi) -> None:
     with quiet_api.http("reader") as http:
         assert http.get("/api/v1/scans/nope/events").status_code == 404
+
+
+def test_the_client_resumes_a_dropped_stream_with_last_event_id(quiet_api: OpsApi) -> None:
+    scan_id = quiet_api.insert_scan("alice")
+    proxy = CuttingProxy(quiet_api.url)
+    seen: list[tuple[str, dict[str, Any]]] = []
+    try:
+        with SkyDriverClient(proxy.url, quiet_api.tokens["reader"]) as client:
+            follower = threading.Thread(target=lambda: seen.extend(client.events(scan_id, timeout_s=60)))
+            follower.start()
+            # the first stream was cut after 'queued'; the client is back on a second one
+            wait_until(lambda: len(proxy.requests) >= 2, 30, "the client to reconnect")
+            with quiet_api.http("owner") as owner:
+                assert owner.delete(f"/api/v1/scans/{scan_id}").status_code == 202
+            follower.join(60)
+    finally:
+        proxy.close()
+    assert not follower.is_alive()
+    assert proxy.cuts == 1
+    first, second = (dict(_headers(head)) for head in proxy.requests[:2])
+    assert "last-event-id" not in first and second["last-event-id"] == "0"
+    assert [d["state"] for kind, d in seen if kind == "state"] == ["queued", "aborted"]
+    assert seen[-1][0] == "end" and seen[-1][1]["state"] == "aborted"
+
+
+def _headers(head: bytes) -> list[tuple[str, str]]:
+    lines = head.decode().split("\r\n")[1:]
+    return [(k.strip().lower(), v.strip()) for k, _, v in (line.partition(":") for line in lines)]

@@ -100,6 +100,11 @@ def filename(doc: Mapping[str, Any], event: Event | None, fmt: str) -> str:
     return f"{_basename(doc, event)}{_entry(fmt)[2]}"
 
 
+def media_type(fmt: str) -> str:
+    """The media type a product is served with (what the OpenAPI document declares for it)."""
+    return _entry(fmt)[1]
+
+
 def render(doc: Mapping[str, Any], event: Event | None, fmt: str) -> Rendered:
     """Render a result document; ValueError (UnknownFormat for a bad name) when it cannot."""
     renderer, media_type, _ = _entry(fmt)
@@ -114,4 +119,4 @@ def write_product(doc: Mapping[str, Any], event: Event | None, fmt: str, out_dir
     return path
 
 
-__all__ = ["FORMATS", "Rendered", "UnknownFormat", "filename", "render", "write_product"]
+__all__ = ["FORMATS", "Rendered", "UnknownFormat", "filename", "media_type", "render", "write_product"]
