@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,11 +15,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from skydriver_api import metrics
+from skydriver_api.body_limit import BodyLimitMiddleware
 from skydriver_api.launchers import Launcher, make_launcher
 from skydriver_api.launchers.registry import launcher_class
+from skydriver_api.readiness import Readiness
 from skydriver_api.reconciler import Reconciler
 from skydriver_api.routers import alerts, backlog, catalogs, ops, scans, tokens
 from skydriver_api.services.errors import ServiceError
+from skydriver_api.services.policy import SubmissionPolicy, known_clusters
 from skydriver_api.settings import ApiSettings, get_settings
 from skyinfra.store import Database, DatabaseError, hash_token
 from skyscan.physics.event import format_validation_error
@@ -39,12 +45,20 @@ def create_app(
             await db.ensure_indexes(settings.idempotency_key_ttl_s)
         except DatabaseError as err:  # start anyway; /readyz reports it and requests get 503
             log.warning("could not ensure indexes (database unavailable?): %s", err)
-        app.state.reconciler = Reconciler(settings, db, launcher or make_launcher(settings))
+        chosen = launcher or make_launcher(settings)
+        app.state.policy = SubmissionPolicy(settings, known_clusters(settings, chosen.cluster_names()))
+        app.state.reconciler = Reconciler(settings, db, chosen)
+        app.state.readiness = Readiness(db, settings)
+        app.state.metrics = metrics.MetricsSnapshot(db, settings, settings.metrics_refresh_s)
+        refreshing = asyncio.create_task(app.state.metrics.run(), name="metrics")
         if reconcile:
             app.state.reconciler.start()
         try:
             yield
         finally:
+            refreshing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refreshing
             await app.state.reconciler.stop()
             await db.close()
 
@@ -55,6 +69,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.cursor_key = (
+        settings.cursor_secret.get_secret_value().encode()
+        if settings.cursor_secret
+        else secrets.token_bytes(32)
+    )
     app.state.admin_token_hash = (
         hash_token(settings.admin_token.get_secret_value()) if settings.admin_token else None
     )
@@ -83,21 +102,7 @@ def create_app(
         )
 
     @app.middleware("http")
-    async def limits_and_metrics(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        if length is not None:
-            try:
-                too_big = int(length) > settings.max_event_bytes
-            except ValueError:
-                return JSONResponse({"detail": "invalid Content-Length header"}, status_code=400)
-            if too_big:
-                return JSONResponse(
-                    {
-                        "detail": f"request body of {length} bytes exceeds the limit of "
-                        f"{settings.max_event_bytes}"
-                    },
-                    status_code=413,
-                )
+    async def request_metrics(request: Request, call_next):  # type: ignore[no-untyped-def]
         start = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
@@ -106,6 +111,8 @@ def create_app(
         metrics.LATENCY.labels(request.method, path).observe(time.perf_counter() - start)
         return response
 
+    # outermost: the limit holds for the bytes every route reads, whatever its headers say
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_event_bytes)
     app.include_router(ops.router)
     app.include_router(scans.router)
     for extra in (alerts, catalogs, backlog, tokens):

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from skyscan.physics.recos.registry import enabled_recos
 
 ENV = SettingsConfigDict(env_prefix="SKYDRIVER_", env_file=None, extra="ignore")
 
@@ -48,3 +50,30 @@ class ScanTokenSettings(BaseSettings):
         if self.scan_token_file is not None:
             return self.scan_token_file.read_text().strip()
         return None
+
+
+class RecoSettings(BaseSettings):
+    """Which recos this process runs (the API accepts, a worker fits): operator configuration."""
+
+    model_config = ENV
+
+    enabled_recos: list[str] = Field(
+        default_factory=list,
+        description="Recos scans may use, JSON list; empty: every reco that is not test-only.",
+    )
+    test_recos: bool = Field(
+        False,
+        description="Also enable the test-only recos (dummy, crash-dummy): CI and load tests only.",
+    )
+
+    @field_validator("enabled_recos")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        enabled_recos(names)  # an unknown name fails at start-up, naming the known ones
+        return names
+
+    def recos(self) -> frozenset[str]:
+        return enabled_recos(self.enabled_recos, self.test_recos)
+
+    def reco_enabled(self, name: str) -> bool:
+        return name in self.recos()

@@ -8,7 +8,6 @@ back to ``queued`` with a backoff, and fails the scan after ``SKYDRIVER_MAX_LAUN
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from typing import Any
 
@@ -21,6 +20,8 @@ async def run(ctx: Context) -> None:
     active = await ctx.db.scans.active({"workers": 1, "priority": 1, "owner": 1})
     n_active = len(active)
     workers_in_use = sum(d.get("workers", 0) for d in active)
+    budget = ctx.settings.max_total_workers
+    per_scan = min(budget, ctx.settings.max_workers_per_scan)
     queued = await ctx.db.scans.queued(QUEUE_FIELDS, due_by=utcnow())
     held_below: int | None = None
     for scan in admission_order(queued, active):
@@ -30,7 +31,14 @@ async def run(ctx: Context) -> None:
         if held_below is not None and priority < held_below:
             return
         want = scan.get("workers", 1)
-        if n_active and workers_in_use + want > ctx.settings.max_total_workers:
+        if want > per_scan:  # refused at submission; a limit lowered since then: it can never start
+            await ctx.fail(
+                scan,
+                f"needs {want} workers, more than a scan may have ({per_scan}: "
+                "SKYDRIVER_MAX_WORKERS_PER_SCAN, SKYDRIVER_MAX_TOTAL_WORKERS)",
+            )
+            continue
+        if workers_in_use + want > budget:
             held_below = priority  # does not fit now; a smaller scan of the same priority may
             continue
         if await launch(ctx, scan):
@@ -47,12 +55,12 @@ async def launch(ctx: Context, scan: dict[str, Any]) -> bool:
     spec = ctx.launch_spec(claimed, token)
     handles: dict[str, Any] = {}
     try:
-        handles.update(await asyncio.to_thread(ctx.launcher.launch_server, spec))
+        handles.update(await ctx.offload(ctx.launcher.launch_server, spec))
         for cluster in spec.clusters:
-            merge_handles(handles, await asyncio.to_thread(ctx.launcher.launch_workers, spec, cluster))
+            merge_handles(handles, await ctx.offload(ctx.launcher.launch_workers, spec, cluster))
     except Exception as err:
         try:
-            await asyncio.to_thread(ctx.launcher.abort, scan_id, handles)
+            await ctx.offload(ctx.launcher.abort, scan_id, handles)
         except Exception as abort_err:
             log.warning("clean-up after a failed launch of %s failed: %s", scan_id, abort_err)
         await launch_failed(ctx, claimed, f"{type(err).__name__}: {err}")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from skydriver_api.auth import new_token
 from skydriver_api.launchers.base import Launcher, LaunchSpec, Resources, WorkerCluster
@@ -15,6 +18,7 @@ from skyinfra.store import Database, hash_token
 from skyscan.records.scan import LIVE_STATES
 
 log = logging.getLogger("skydriver.reconciler")
+T = TypeVar("T")
 
 # launches and webhooks that failed wait 2, 4, 8 ... 60 s before their next attempt
 RETRY_BACKOFF = Backoff(initial_s=1.0, max_s=60.0)
@@ -26,6 +30,15 @@ class Context:
     db: Database
     launcher: Launcher
     wake: Callable[[], None]
+    # The reconciler's own threads for blocking launcher and broker calls: request handlers use the
+    # default executor, so however busy they keep it, launches and clean-ups are never queued behind.
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="reconciler")
+    )
+
+    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking call (launcher, broker) on the reconciler's threads."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
 
     async def new_scan_token(self, scan_id: str) -> str:
         """A fresh system token for the scan's processes; only its hash is stored."""
@@ -42,7 +55,7 @@ class Context:
             scan_id=scan["_id"],
             scan_token=token,
             clusters=clusters,
-            resources=Resources(**scan.get("resources", {})),
+            resources=Resources.from_doc(scan.get("resources")),
             priority=scan.get("priority", 0),
             api_url=self.settings.resolved_api_url,
         )

@@ -32,6 +32,7 @@ class Reconciler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self.context.executor.shutdown(wait=False, cancel_futures=True)
 
     async def run(self) -> None:
         while True:

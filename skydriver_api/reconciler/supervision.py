@@ -7,7 +7,6 @@ processes are still around are reaped after a grace period.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from skydriver_api.reconciler.context import Context, log, merge_handles
@@ -24,7 +23,7 @@ async def run(ctx: Context) -> None:
         if not handles:
             continue
         try:
-            status = await asyncio.to_thread(ctx.launcher.status, scan["_id"], handles)
+            status = await ctx.offload(ctx.launcher.status, scan["_id"], handles)
         except Exception as err:  # the infrastructure did not answer: no conclusions this pass
             log.warning("status of %s unavailable: %s", scan["_id"], err, extra={"scan_id": scan["_id"]})
             continue
@@ -44,9 +43,9 @@ async def reap(ctx: Context, scan: dict[str, Any], handles: dict[str, Any], aliv
     if alive and (utcnow() - ended).total_seconds() < REAP_GRACE_S:
         return  # workers notice the end of a scan by themselves; give them time
     if alive:
-        await asyncio.to_thread(ctx.launcher.abort, scan["_id"], handles)
-    ctx.launcher.forget(handles)
-    await ctx.db.scans.mark_reaped(scan["_id"])
+        await ctx.offload(ctx.launcher.abort, scan["_id"], handles)
+    await ctx.offload(ctx.launcher.forget, scan["_id"], handles)
+    await ctx.db.scans.mark_reaped(scan["_id"])  # and its tokens are gone for good
 
 
 async def server_gone(ctx: Context, scan: dict[str, Any], reason: str) -> None:
@@ -59,7 +58,7 @@ async def server_gone(ctx: Context, scan: dict[str, Any], reason: str) -> None:
         return
     token = await ctx.new_scan_token(scan["_id"])
     try:
-        new = await asyncio.to_thread(ctx.launcher.launch_server, ctx.launch_spec(fresh, token))
+        new = await ctx.offload(ctx.launcher.launch_server, ctx.launch_spec(fresh, token))
     except Exception as err:
         await ctx.fail(fresh, f"could not restart the scan server after '{reason}': {err}")
         return
@@ -74,17 +73,32 @@ async def server_gone(ctx: Context, scan: dict[str, Any], reason: str) -> None:
 
 
 async def workers_gone(ctx: Context, scan: dict[str, Any], reason: str) -> None:
-    relaunches = scan.get("worker_relaunches", 0)
-    if relaunches >= max(1, ctx.settings.server_restarts):
-        await ctx.fail(scan, f"workers keep exiting before the scan is done; last: {reason}")
+    """Relaunch the workers, unless they keep exiting with nothing done in between.
+
+    Relaunches are counted since the scan last made progress: a task that kills every worker
+    that takes it (a poison pixel, even with a single worker) is dead-lettered after the broker's
+    delivery limit, which takes that many dead workers in a row; the scan then goes on.
+    """
+    done = int((scan.get("progress") or {}).get("tasks_done") or 0)
+    relaunch = scan.get("worker_relaunch") or {}
+    idle = relaunch.get("without_progress", 0) if done <= relaunch.get("tasks_done", -1) else 0
+    if idle >= ctx.settings.worker_relaunches:
+        await ctx.fail(
+            scan, f"workers keep exiting with no progress ({idle} relaunches in a row); last: {reason}"
+        )
         return
     token = await ctx.new_scan_token(scan["_id"])
     spec = ctx.launch_spec(scan, token)
     handles = dict(scan["launch"]["handles"])
     try:
         for cluster in spec.clusters:
-            merge_handles(handles, await asyncio.to_thread(ctx.launcher.launch_workers, spec, cluster))
+            merge_handles(handles, await ctx.offload(ctx.launcher.launch_workers, spec, cluster))
     except Exception as err:
         await ctx.fail(scan, f"could not relaunch workers: {err}")
         return
-    await ctx.db.scans.set_handles(scan["_id"], handles, inc={"worker_relaunches": 1})
+    await ctx.db.scans.set_handles(
+        scan["_id"],
+        handles,
+        inc={"worker_relaunches": 1},
+        set_fields={"worker_relaunch": {"tasks_done": done, "without_progress": idle + 1}},
+    )

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from skydriver_api.auth import CurrentPrincipal, Principal, require
-from skydriver_api.dependencies import ScanServiceDep
+from skydriver_api.dependencies import CursorKeyDep, ScanServiceDep
 from skydriver_api.models import (
     INT64,
     AddWorkersRequest,
@@ -49,7 +49,7 @@ async def submit_scan(
 ) -> ScanCreated:
     """Submit a scan. With an ``Idempotency-Key`` header, a repeat of the same request by the same
     owner returns the same scan (200); the same key with another body is refused (409)."""
-    submitted = await idempotency.submit(scans, req, principal.name, idempotency_key)
+    submitted = await idempotency.submit(scans, req, principal, idempotency_key)
     if submitted.replayed:
         response.status_code = 200
     return ScanCreated(scan_id=submitted.scan_id, state=submitted.state, links=scan_links(submitted.scan_id))
@@ -111,6 +111,7 @@ async def abort_scan(scan_id: str, scans: ScanServiceDep, principal: CurrentPrin
 @router.get("/scans", response_model=ScanPage)
 async def list_scans(
     scans: ScanServiceDep,
+    cursor_key: CursorKeyDep,
     principal: Principal = require("reader"),
     state: Annotated[str | None, Query()] = None,
     run_id: Annotated[int | None, Query(ge=0, le=INT64)] = None,
@@ -140,7 +141,7 @@ async def list_scans(
         created_after=created_after,
         created_before=created_before,
     )
-    docs, next_cursor = await search.search(scans.db, filters, sort, limit, cursor)
+    docs, next_cursor = await search.search(scans.db, filters, sort, limit, cursor, cursor_key)
     return ScanPage(scans=[scan_status(d) for d in docs], next_cursor=next_cursor)
 
 
@@ -156,7 +157,7 @@ async def rescan(
     ``abort_original`` is set (which needs the right to manage it)."""
     o = overrides or RescanRequest()
     original = await scans.load(scan_id, principal, manage=o.abort_original)
-    doc = await scans.rescan(original, o, principal.name)
+    doc = await scans.rescan(original, o, principal)
     return ScanCreated(scan_id=doc["_id"], state="queued", links=scan_links(doc["_id"]))
 
 

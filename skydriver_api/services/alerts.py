@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from skydriver_api.auth import Principal
 from skydriver_api.models import AlertMeta, AlertRequest, ScanRequest
 from skydriver_api.services.errors import Conflict, Invalid
 from skydriver_api.services.scans import ScanService
@@ -128,7 +129,7 @@ async def existing(service: ScanService, meta: AlertMeta) -> AlertOutcome | None
     return AlertOutcome(found["scan_id"], duplicate=True, alert=public(found))
 
 
-async def submit(service: ScanService, body: dict[str, Any], owner: str) -> AlertOutcome:
+async def submit(service: ScanService, body: dict[str, Any], principal: Principal) -> AlertOutcome:
     """Scan a realtime alert at priority 100 with the configured reco, nsides and workers; the same
     (run_id, event_id, revision) again returns the scan of the first."""
     settings = service.settings
@@ -143,14 +144,14 @@ async def submit(service: ScanService, body: dict[str, Any], owner: str) -> Aler
         priority=REALTIME_PRIORITY,
         classifiers={"alert_stream": meta.stream or "unknown", "alert_revision": meta.revision},
     )
-    service.checked_spec(req)
+    service.checked(req, principal, realtime=True)
     scan_id = new_scan_id()
     now = utcnow()
     alert_doc = {
         **meta.model_dump(),
         "scan_id": scan_id,
         "received_at": now,
-        "owner": owner,
+        "owner": principal.name,
         "source": source,
     }
     try:
@@ -166,7 +167,7 @@ async def submit(service: ScanService, body: dict[str, Any], owner: str) -> Aler
         "webhook": {"attempts": 0, "next_attempt_at": now},
     }
     try:
-        await service.create(req, owner, extra, scan_id=scan_id)
+        await service.create(req, principal, extra, scan_id=scan_id, realtime=True)
     except BaseException:
         await service.db.alerts.delete_for_scan(scan_id)
         raise

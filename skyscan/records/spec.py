@@ -9,6 +9,7 @@ configuration the same way.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,6 +35,14 @@ class ScanSpecError(ValueError):
         self.field = field
 
 
+@dataclass(frozen=True)
+class TaskLimits:
+    """The most tasks (pixels x reco variations) one refinement step and one whole scan may plan."""
+
+    per_step: int
+    per_scan: int
+
+
 class ScanSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -55,7 +64,12 @@ class ScanSpec(BaseModel):
         return self.build_reco().n_variations()
 
     # -- checking ------------------------------------------------------------------------------------
-    def checked(self, event: Event | None = None, max_nside: int = UNBOUNDED_NSIDE) -> ScanSpec:
+    def checked(
+        self,
+        event: Event | None = None,
+        max_nside: int = UNBOUNDED_NSIDE,
+        limits: TaskLimits | None = None,
+    ) -> ScanSpec:
         """Check every part up front (a bad request changes nothing) and return the spec in canonical
         form (the nsides as the strategy reads them back). Raises ScanSpecError."""
         try:
@@ -68,6 +82,8 @@ class ScanSpec(BaseModel):
             strategy = self.build_strategy(max_nside)
         except (ValueError, TypeError) as err:
             raise ScanSpecError("nsides/strategy", str(err)) from None
+        if limits is not None:
+            check_task_counts(strategy, reco.n_variations(), limits)
         try:
             resolve_levels(self.level_set)
         except ValueError as err:
@@ -88,6 +104,26 @@ class ScanSpec(BaseModel):
             strategy_options=doc.get("strategy_options") or {},
             nsides=doc["nsides"],
             level_set=doc.get("level_set", DEFAULT_LEVEL_SET),
+        )
+
+
+def check_task_counts(strategy: Strategy, n_variations: int, limits: TaskLimits) -> None:
+    """Refuse a scan whose strategy expects more tasks than the limits allow (ScanSpecError)."""
+    total = 0
+    for nside, pixels in strategy.estimated_pixels():
+        tasks = pixels * n_variations
+        total += tasks
+        if tasks > limits.per_step:
+            raise ScanSpecError(
+                "nsides",
+                f"the step at nside {nside} would fit about {tasks:,} tasks ({pixels:,} pixels x "
+                f"{n_variations} variations), more than the limit of {limits.per_step:,} tasks per step",
+            )
+    if total > limits.per_scan:
+        raise ScanSpecError(
+            "nsides",
+            f"the scan would fit about {total:,} tasks, more than the limit of {limits.per_scan:,} "
+            "tasks per scan",
         )
 
 
