@@ -10,7 +10,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from skyinfra.settings import ENV, BrokerSettings, DatabaseSettings, RecoSettings
 
@@ -112,6 +112,15 @@ class ApiSettings(BrokerSettings, DatabaseSettings, RecoSettings):
     metrics_refresh_s: float = Field(
         15.0, gt=0, description="How often the /metrics snapshot is recomputed (in the background)."
     )
+
+    @model_validator(mode="after")
+    def _alert_reco_enabled(self) -> ApiSettings:
+        if self.alert_reco not in self.recos():  # found at start-up, not when the first alert arrives
+            raise ValueError(
+                f"SKYDRIVER_ALERT_RECO {self.alert_reco!r} is not an enabled reco; enabled: "
+                f"{', '.join(sorted(self.recos()))}"
+            )
+        return self
 
     @field_validator("worker_profiles")
     @classmethod
