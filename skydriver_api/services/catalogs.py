@@ -81,13 +81,19 @@ def parse_catalog(raw: bytes, content_type: str, params: dict[str, Any]) -> Cata
 
 def _parse_jsonl(raw: bytes, params: dict[str, Any]) -> CatalogRequest:
     events = []
-    for number, line in enumerate(raw.decode("utf-8", errors="strict").splitlines(), start=1):
+    try:
+        text = raw.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as err:
+        raise Invalid(f"JSON Lines must be UTF-8: {err}") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             events.append(parse_event(json.loads(line)))
         except json.JSONDecodeError as err:
             raise Invalid(f"line {number}: not JSON: {err}") from None
+        except RecursionError:
+            raise Invalid(f"line {number}: JSON nested too deeply") from None
         except EventFormatError as err:
             raise Invalid(f"line {number}: {err}") from None
     try:
