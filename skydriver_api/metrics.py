@@ -12,6 +12,7 @@ import logging
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from skydriver_api.queues import queue_depths
 from skyinfra.settings import BrokerSettings
@@ -132,3 +133,31 @@ class MetricsSnapshot:
             self._text = generate_latest(REGISTRY)
             self._rendered_at = now
         return self._text
+
+
+class RequestMetricsMiddleware:
+    """Counts requests and their latency by method, route template (never a path with an id in it)
+    and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counted)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")  # the router sets it on the scope
+            REQUESTS.labels(scope["method"], path, str(status)).inc()
+            LATENCY.labels(scope["method"], path).observe(time.perf_counter() - start)

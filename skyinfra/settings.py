@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from skyscan.physics.recos.registry import enabled_recos
+from skyscan.physics.recos.enabled import enabled_recos
 
 ENV = SettingsConfigDict(env_prefix="SKYDRIVER_", env_file=None, extra="ignore")
 

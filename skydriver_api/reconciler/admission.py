@@ -8,6 +8,7 @@ back to ``queued`` with a backoff, and fails the scan after ``SKYDRIVER_MAX_LAUN
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -55,12 +56,12 @@ async def launch(ctx: Context, scan: dict[str, Any]) -> bool:
     spec = ctx.launch_spec(claimed, token)
     handles: dict[str, Any] = {}
     try:
-        handles.update(await ctx.offload(ctx.launcher.launch_server, spec))
+        handles.update(await asyncio.to_thread(ctx.launcher.launch_server, spec))
         for cluster in spec.clusters:
-            merge_handles(handles, await ctx.offload(ctx.launcher.launch_workers, spec, cluster))
+            merge_handles(handles, await asyncio.to_thread(ctx.launcher.launch_workers, spec, cluster))
     except Exception as err:
         try:
-            await ctx.offload(ctx.launcher.abort, scan_id, handles)
+            await asyncio.to_thread(ctx.launcher.abort, scan_id, handles)
         except Exception as abort_err:
             log.warning("clean-up after a failed launch of %s failed: %s", scan_id, abort_err)
         await launch_failed(ctx, claimed, f"{type(err).__name__}: {err}")

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
 from skydriver_api.auth import new_token
 from skydriver_api.launchers.base import Launcher, LaunchSpec, Resources, WorkerCluster
@@ -18,7 +15,6 @@ from skyinfra.store import Database, hash_token
 from skyscan.records.scan import LIVE_STATES
 
 log = logging.getLogger("skydriver.reconciler")
-T = TypeVar("T")
 
 # launches and webhooks that failed wait 2, 4, 8 ... 60 s before their next attempt
 RETRY_BACKOFF = Backoff(initial_s=1.0, max_s=60.0)
@@ -30,15 +26,6 @@ class Context:
     db: Database
     launcher: Launcher
     wake: Callable[[], None]
-    # The reconciler's own threads for blocking launcher and broker calls: request handlers use the
-    # default executor, so however busy they keep it, launches and clean-ups are never queued behind.
-    executor: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="reconciler")
-    )
-
-    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking call (launcher, broker) on the reconciler's threads."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
 
     async def new_scan_token(self, scan_id: str) -> str:
         """A fresh system token for the scan's processes; only its hash is stored."""

@@ -7,6 +7,7 @@ processes are still around are reaped after a grace period.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from skydriver_api.reconciler.context import Context, log, merge_handles
@@ -23,7 +24,7 @@ async def run(ctx: Context) -> None:
         if not handles:
             continue
         try:
-            status = await ctx.offload(ctx.launcher.status, scan["_id"], handles)
+            status = await asyncio.to_thread(ctx.launcher.status, scan["_id"], handles)
         except Exception as err:  # the infrastructure did not answer: no conclusions this pass
             log.warning("status of %s unavailable: %s", scan["_id"], err, extra={"scan_id": scan["_id"]})
             continue
@@ -43,8 +44,8 @@ async def reap(ctx: Context, scan: dict[str, Any], handles: dict[str, Any], aliv
     if alive and (utcnow() - ended).total_seconds() < REAP_GRACE_S:
         return  # workers notice the end of a scan by themselves; give them time
     if alive:
-        await ctx.offload(ctx.launcher.abort, scan["_id"], handles)
-    await ctx.offload(ctx.launcher.forget, scan["_id"], handles)
+        await asyncio.to_thread(ctx.launcher.abort, scan["_id"], handles)
+    await asyncio.to_thread(ctx.launcher.forget, scan["_id"], handles)
     await ctx.db.scans.mark_reaped(scan["_id"])  # and its tokens are gone for good
 
 
@@ -58,7 +59,7 @@ async def server_gone(ctx: Context, scan: dict[str, Any], reason: str) -> None:
         return
     token = await ctx.new_scan_token(scan["_id"])
     try:
-        new = await ctx.offload(ctx.launcher.launch_server, ctx.launch_spec(fresh, token))
+        new = await asyncio.to_thread(ctx.launcher.launch_server, ctx.launch_spec(fresh, token))
     except Exception as err:
         await ctx.fail(fresh, f"could not restart the scan server after '{reason}': {err}")
         return
@@ -92,7 +93,7 @@ async def workers_gone(ctx: Context, scan: dict[str, Any], reason: str) -> None:
     handles = dict(scan["launch"]["handles"])
     try:
         for cluster in spec.clusters:
-            merge_handles(handles, await ctx.offload(ctx.launcher.launch_workers, spec, cluster))
+            merge_handles(handles, await asyncio.to_thread(ctx.launcher.launch_workers, spec, cluster))
     except Exception as err:
         await ctx.fail(scan, f"could not relaunch workers: {err}")
         return

@@ -3,6 +3,7 @@ backoff up to ``SKYDRIVER_ALERT_WEBHOOK_ATTEMPTS``; the outcome is recorded on t
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from typing import Any
@@ -36,7 +37,7 @@ async def payload_of(ctx: Context, scan: dict[str, Any]) -> dict[str, Any] | str
     if result is None or event_doc is None:
         return "skipped: no stored result"
     try:
-        gcn = await ctx.offload(_render_gcn, result, event_doc)
+        gcn = await asyncio.to_thread(_render_gcn, result, event_doc)
     except Exception as err:
         return f"skipped: cannot render the GCN summary: {err}"
     return {"scan_id": scan_id, "state": "completed", "alert": scan.get("alert"), "gcn": gcn}

@@ -8,6 +8,7 @@ higher priority waits for workers).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from skydriver_api.launchers.base import WorkerCluster
@@ -49,7 +50,7 @@ async def run(ctx: Context) -> None:
                 continue  # stays pending until the budget has room
             try:
                 token = await ctx.new_scan_token(scan_id)
-                new = await ctx.offload(
+                new = await asyncio.to_thread(
                     ctx.launcher.launch_workers,
                     ctx.launch_spec(scan, token),
                     WorkerCluster(req["cluster"], n),

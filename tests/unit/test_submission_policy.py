@@ -14,7 +14,8 @@ from skydriver_api.reconciler.context import Context
 from skydriver_api.services.errors import Forbidden, Invalid
 from skydriver_api.services.policy import SubmissionPolicy, known_clusters
 from skydriver_api.settings import ApiSettings
-from skyscan.physics.recos.registry import TEST_RECOS, UnknownReco, enabled_recos
+from skyscan.physics.recos.enabled import TEST_RECOS, enabled_recos
+from skyscan.physics.recos.registry import UnknownReco
 from skyscan.records.spec import ScanSpec, ScanSpecError, TaskLimits
 from skyscan.sky import pixels as px
 from worker.settings import WorkerSettings
@@ -89,7 +90,6 @@ def test_a_stored_image_never_reaches_a_job() -> None:
     ctx = Context(ApiSettings(), db=None, launcher=None, wake=lambda: None)  # type: ignore[arg-type]
     built = ctx.launch_spec({"_id": "s1", "clusters": [], "resources": legacy}, "token")
     assert built.resources == Resources(cpus=2.0, memory_mb=4096)
-    ctx.executor.shutdown()
 
 
 # -- budgets and priority ------------------------------------------------------------------------------

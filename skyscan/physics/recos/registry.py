@@ -3,15 +3,10 @@
 A new reco is one module with a class that follows :class:`skyscan.physics.recos.base.Reco`, plus
 one line in ``_CLASSES``. Imports are eager, so a misspelt entry fails at import, and a test checks
 that every reco class under this package is registered (none can be dropped silently).
-
-Registered is not runnable: a service runs only the recos its operator enabled
-(:func:`enabled_recos`). Recos marked ``test_only`` (``dummy``, ``crash-dummy``: one of them kills
-its worker on purpose) are never enabled unless asked for by name or with ``test_recos``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from skyscan.physics.recos.base import Reco
@@ -33,23 +28,10 @@ def _by_name(classes: tuple[type, ...]) -> dict[str, type]:
 
 
 RECOS: dict[str, type] = _by_name(_CLASSES)
-TEST_RECOS: frozenset[str] = frozenset(n for n, cls in RECOS.items() if cls.test_only)  # type: ignore[attr-defined]
 
 
 class UnknownReco(ValueError):
     pass
-
-
-def enabled_recos(names: Iterable[str] = (), test_recos: bool = False) -> frozenset[str]:
-    """The recos a service runs: ``names`` (empty: every reco that is not test-only), plus the
-    test-only ones when ``test_recos``. An unknown name raises UnknownReco."""
-    chosen = set(names)
-    unknown = sorted(chosen - set(RECOS))
-    if unknown:
-        raise UnknownReco(f"unknown recos {unknown}; known: {', '.join(sorted(RECOS))}")
-    if not chosen:
-        chosen = set(RECOS) - TEST_RECOS
-    return frozenset(chosen | (TEST_RECOS if test_recos else set()))
 
 
 def get_reco(name: str, options: dict[str, Any] | None = None) -> Reco:
