@@ -33,7 +33,8 @@ def submit(
     nsides: Annotated[str, typer.Option(help="nside:extension progression")] = "8:0,64:12,512:24",
     strategy: Annotated[str, typer.Option(help="progression or contour")] = "progression",
     workers: Annotated[int, typer.Option(min=1, help="Worker count")] = 2,
-    priority: Annotated[int, typer.Option(help="Higher runs first")] = 0,
+    profile: Annotated[str, typer.Option(help="Worker profile configured on the service")] = "default",
+    priority: Annotated[int, typer.Option(help="Higher runs first (100: alerts and admins only)")] = 0,
     follow: Annotated[bool, typer.Option(help="Follow progress until the scan ends")] = True,
     api: ApiOpt = None,
     token: TokenOpt = None,
@@ -51,6 +52,7 @@ def submit(
         "nsides": nsides,
         "strategy": strategy,
         "workers": workers,
+        "profile": profile,
         "priority": priority,
     }
     with _client(api, token) as client:
