@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from skyinfra.settings import ENV, BrokerSettings, DatabaseSettings, RecoSettings
+from skyscan.records.spec import ScanSpec, ScanSpecError, TaskLimits
 
 REALTIME_PRIORITY = 100  # realtime alerts; only alerts and admins may ask for it
 CATALOG_PRIORITY = -10
@@ -114,12 +115,24 @@ class ApiSettings(BrokerSettings, DatabaseSettings, RecoSettings):
     )
 
     @model_validator(mode="after")
-    def _alert_reco_enabled(self) -> ApiSettings:
-        if self.alert_reco not in self.recos():  # found at start-up, not when the first alert arrives
+    def _alert_scans_are_allowed(self) -> ApiSettings:
+        """An alert scan must pass the checks every scan passes: found at start-up, not when the
+        first alert arrives."""
+        if self.alert_reco not in self.recos():
             raise ValueError(
                 f"SKYDRIVER_ALERT_RECO {self.alert_reco!r} is not an enabled reco; enabled: "
                 f"{', '.join(sorted(self.recos()))}"
             )
+        per_scan = min(self.max_total_workers, self.max_workers_per_scan)
+        if self.alert_workers > per_scan:
+            raise ValueError(
+                f"SKYDRIVER_ALERT_WORKERS {self.alert_workers} is over the {per_scan} a scan may have"
+            )
+        limits = TaskLimits(per_step=self.max_tasks_per_step, per_scan=self.max_tasks_per_scan)
+        try:
+            ScanSpec(reco=self.alert_reco, nsides=self.alert_nsides).checked(None, self.max_nside, limits)
+        except ScanSpecError as err:
+            raise ValueError(f"SKYDRIVER_ALERT_NSIDES {self.alert_nsides!r}: {err}") from None
         return self
 
     @field_validator("worker_profiles")

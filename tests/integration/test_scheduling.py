@@ -58,7 +58,7 @@ def database(services: None) -> Iterator[str]:
 
 
 def settings_for(database: str, **kw: Any) -> Settings:
-    return Settings(mongodb_uri=MONGO_URI, mongodb_database=database, **kw)
+    return Settings(mongodb_uri=MONGO_URI, mongodb_database=database, **{"alert_workers": 1, **kw})
 
 
 _clock = [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)]

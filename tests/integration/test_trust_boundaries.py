@@ -38,6 +38,7 @@ def guarded(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         test_recos="false",
         enabled_recos='["dummy", "pandel-mpe"]',
         max_total_workers="2",
+        alert_workers="1",
         max_concurrent_scans="2",
         max_event_bytes=str(BODY_LIMIT),
     )

@@ -56,6 +56,10 @@ def test_misconfigured_recos_fail_at_start_up() -> None:
         ApiSettings(enabled_recos=["pandel-mpee"])
     with pytest.raises(ValueError, match="SKYDRIVER_ALERT_RECO 'dummy' is not an enabled reco"):
         ApiSettings(alert_reco="dummy")
+    with pytest.raises(ValueError, match="SKYDRIVER_ALERT_WORKERS 4 is over the 2 a scan may have"):
+        ApiSettings(max_total_workers=2)
+    with pytest.raises(ValueError, match="SKYDRIVER_ALERT_NSIDES '256:0'.*tasks per step"):
+        ApiSettings(alert_nsides="256:0")
 
 
 # -- profiles, clusters, images ----------------------------------------------------------------------
@@ -101,7 +105,7 @@ def test_worker_budgets_count_every_cluster_and_what_was_asked_before() -> None:
         p.check_workers(11)
     with pytest.raises(Invalid, match="3 more on top of 8"):
         p.check_workers(3, already=8)
-    assert policy(max_total_workers=2).workers_per_scan == 2  # never more than the whole budget
+    assert policy(max_total_workers=2, alert_workers=1).workers_per_scan == 2  # at most the whole budget
 
 
 def test_realtime_priority_is_reserved() -> None:
