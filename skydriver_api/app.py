@@ -101,10 +101,11 @@ def create_app(
             {"detail": message or "invalid request", "errors": _jsonable(errors[:50])}, status_code=422
         )
 
-    # pure ASGI middlewares (a fraction of the cost per request of Starlette's BaseHTTPMiddleware);
-    # the body limit outermost: it holds for the bytes every route reads, whatever its headers say
-    app.add_middleware(metrics.RequestMetricsMiddleware)
+    # pure ASGI middlewares (a fraction of the cost per request of Starlette's BaseHTTPMiddleware):
+    # the body limit wraps every route (it holds for the bytes they read, whatever the headers say),
+    # the request metrics wrap it (so they count its 413s too)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_event_bytes)
+    app.add_middleware(metrics.RequestMetricsMiddleware)
     app.include_router(ops.router)
     app.include_router(scans.router)
     for extra in (alerts, catalogs, backlog, tokens):

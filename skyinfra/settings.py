@@ -1,4 +1,5 @@
-"""Settings the processes share: how to reach the broker and the database, and the scan token.
+"""Settings the processes share: how to reach the broker and the database, the scan token, and
+which recos may run.
 
 Each process kind has its own settings class built from these parts: ``skydriver_api.settings.
 ApiSettings`` (the API and its reconciler), ``server.settings.ServerSettings`` and
