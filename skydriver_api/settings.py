@@ -123,10 +123,10 @@ class ApiSettings(BrokerSettings, DatabaseSettings, RecoSettings):
                 f"SKYDRIVER_ALERT_RECO {self.alert_reco!r} is not an enabled reco; enabled: "
                 f"{', '.join(sorted(self.recos()))}"
             )
-        per_scan = min(self.max_total_workers, self.max_workers_per_scan)
-        if self.alert_workers > per_scan:
+        if self.alert_workers > self.workers_per_scan:
             raise ValueError(
-                f"SKYDRIVER_ALERT_WORKERS {self.alert_workers} is over the {per_scan} a scan may have"
+                f"SKYDRIVER_ALERT_WORKERS {self.alert_workers} is over the {self.workers_per_scan} "
+                "a scan may have"
             )
         limits = TaskLimits(per_step=self.max_tasks_per_step, per_scan=self.max_tasks_per_scan)
         try:
@@ -146,6 +146,11 @@ class ApiSettings(BrokerSettings, DatabaseSettings, RecoSettings):
     @classmethod
     def _cluster_names(cls, clusters: list[str]) -> list[str]:
         return [_name(n, "worker cluster") for n in clusters]
+
+    @property
+    def workers_per_scan(self) -> int:
+        """Workers one scan may have in all: its own limit, and never more than the whole budget."""
+        return min(self.max_workers_per_scan, self.max_total_workers)
 
     @property
     def resolved_api_url(self) -> str:

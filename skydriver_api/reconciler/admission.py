@@ -22,7 +22,7 @@ async def run(ctx: Context) -> None:
     n_active = len(active)
     workers_in_use = sum(d.get("workers", 0) for d in active)
     budget = ctx.settings.max_total_workers
-    per_scan = min(budget, ctx.settings.max_workers_per_scan)
+    per_scan = ctx.settings.workers_per_scan
     queued = await ctx.db.scans.queued(QUEUE_FIELDS, due_by=utcnow())
     held_below: int | None = None
     for scan in admission_order(queued, active):

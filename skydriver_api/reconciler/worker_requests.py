@@ -23,7 +23,7 @@ async def run(ctx: Context) -> None:
     active = await ctx.db.scans.active({"workers": 1})
     in_use = sum(d.get("workers", 0) for d in active)
     budget = ctx.settings.max_total_workers
-    per_scan = min(budget, ctx.settings.max_workers_per_scan)
+    per_scan = ctx.settings.workers_per_scan
     waiting = await ctx.db.scans.queued({"priority": 1}, due_by=utcnow(), limit=1)
     # a queued scan of higher priority that could start but for workers goes first
     waiting_priority = (

@@ -41,11 +41,6 @@ class SubmissionPolicy:
     clusters: tuple[str, ...]
 
     @property
-    def workers_per_scan(self) -> int:
-        """Workers one scan may have: its own limit, and never more than the whole budget."""
-        return min(self.settings.max_workers_per_scan, self.settings.max_total_workers)
-
-    @property
     def task_limits(self) -> TaskLimits:
         return TaskLimits(
             per_step=self.settings.max_tasks_per_step, per_scan=self.settings.max_tasks_per_scan
@@ -79,7 +74,7 @@ class SubmissionPolicy:
 
     def check_workers(self, total: int, already: int = 0) -> None:
         """A scan's workers (``already`` requested plus ``total`` more) within the per-scan limit."""
-        limit = self.workers_per_scan
+        limit = self.settings.workers_per_scan
         if already + total > limit:
             asked = f"{total} more on top of {already}" if already else f"{total}"
             raise Invalid(

@@ -99,13 +99,13 @@ def test_a_stored_image_never_reaches_a_job() -> None:
 # -- budgets and priority ------------------------------------------------------------------------------
 def test_worker_budgets_count_every_cluster_and_what_was_asked_before() -> None:
     p = policy(max_total_workers=16, max_workers_per_scan=10)
-    assert p.workers_per_scan == 10
+    assert p.settings.workers_per_scan == 10
     p.check_workers(10)
     with pytest.raises(Invalid, match="a scan may have at most 10 workers"):
         p.check_workers(11)
     with pytest.raises(Invalid, match="3 more on top of 8"):
         p.check_workers(3, already=8)
-    assert policy(max_total_workers=2, alert_workers=1).workers_per_scan == 2  # at most the whole budget
+    assert ApiSettings(max_total_workers=2, alert_workers=1).workers_per_scan == 2  # within the budget
 
 
 def test_realtime_priority_is_reserved() -> None:
