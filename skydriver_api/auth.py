@@ -19,7 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from skyinfra.store import Database, hash_token
 from skyinfra.store.tokens import TokenRepository
-from skyscan.records.scan import utcnow
+from skyscan.records.scan import TERMINAL_STATES, utcnow
 
 Role = Literal["reader", "submitter", "admin"]
 ROLES: tuple[Role, ...] = ("reader", "submitter", "admin")
@@ -85,6 +85,8 @@ async def authenticate(
         return Principal(doc["owner"], doc["role"], token_id=doc["_id"])
     scan = await db.scans.by_token_hash(digest)
     if scan is not None:
+        if scan["state"] in TERMINAL_STATES:  # a scan's token ends with its scan
+            raise _unauthorized(f"this scan's token expired when the scan ended ({scan['state']})")
         return Principal(f"scan:{scan['_id']}", "scan", scan_id=scan["_id"])
     raise _unauthorized("unknown token")
 

@@ -19,11 +19,16 @@ def get_api_settings(request: Request) -> ApiSettings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
+def get_cursor_key(request: Request) -> bytes:
+    return request.app.state.cursor_key  # type: ignore[no-any-return]
+
+
 def get_scan_service(request: Request) -> ScanService:
     state = request.app.state
-    return ScanService(state.db, state.settings, state.reconciler.wake)
+    return ScanService(state.db, state.settings, state.policy, state.reconciler.wake)
 
 
 DatabaseDep = Annotated[Database, Depends(get_database)]
 SettingsDep = Annotated[ApiSettings, Depends(get_api_settings)]
 ScanServiceDep = Annotated[ScanService, Depends(get_scan_service)]
+CursorKeyDep = Annotated[bytes, Depends(get_cursor_key)]

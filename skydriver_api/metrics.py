@@ -1,4 +1,9 @@
-"""Prometheus metrics (no per-scan labels: cardinality stays bounded)."""
+"""Prometheus metrics (no per-scan labels: cardinality stays bounded).
+
+``/metrics`` is unauthenticated (Prometheus scrapes it), so it must cost the same whether one
+scraper or a thousand clients call it: the gauges that need the database and the broker are
+recomputed by one background task every ``SKYDRIVER_METRICS_REFRESH_S``, and a request only
+renders the registry, at most once a second (:class:`MetricsSnapshot`)."""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ import asyncio
 import logging
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from skydriver_api.queues import queue_depths
 from skyinfra.settings import BrokerSettings
@@ -49,7 +55,19 @@ WORKERS_IN_USE = Gauge(
     "skydriver_workers_in_use", "Workers of launching and running scans", registry=REGISTRY
 )
 
+REFRESHES = Counter(
+    "skydriver_metrics_refreshes",
+    "Background recomputations of the database and broker gauges",
+    registry=REGISTRY,
+)
+REFRESHED_AT = Gauge(
+    "skydriver_metrics_refreshed_timestamp_seconds",
+    "When the database and broker gauges were last recomputed (Unix time)",
+    registry=REGISTRY,
+)
+
 _last: dict[str, float] = {}
+RENDER_EVERY_S = 1.0
 
 
 def priority_class(priority: int) -> str:
@@ -86,3 +104,60 @@ async def refresh(db: Database, settings: BrokerSettings | None = None) -> None:
         QUEUE_UP.set(1)
         for kind, n in depths.items():
             QUEUE_MESSAGES.labels(kind).set(n)
+
+
+class MetricsSnapshot:
+    """The gauges, refreshed in the background; the rendered text, cached for a second."""
+
+    def __init__(self, db: Database, settings: BrokerSettings, interval_s: float) -> None:
+        self.db = db
+        self.settings = settings
+        self.interval_s = interval_s
+        self._text = b""
+        self._rendered_at = -RENDER_EVERY_S
+
+    async def run(self) -> None:
+        """Refresh forever, one refresh at a time; a failed one is logged and the next one tried."""
+        while True:
+            try:
+                await refresh(self.db, self.settings)
+                REFRESHES.inc()
+                REFRESHED_AT.set(time.time())
+            except Exception as err:  # the database is down: /readyz says so; keep the last values
+                log.warning("metrics refresh failed: %s", err)
+            await asyncio.sleep(self.interval_s)
+
+    def text(self) -> bytes:
+        now = time.monotonic()
+        if now - self._rendered_at >= RENDER_EVERY_S:
+            self._text = generate_latest(REGISTRY)
+            self._rendered_at = now
+        return self._text
+
+
+class RequestMetricsMiddleware:
+    """Counts requests and their latency by method, route template (never a path with an id in it)
+    and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counted)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")  # the router sets it on the scope
+            REQUESTS.labels(scope["method"], path, str(status)).inc()
+            LATENCY.labels(scope["method"], path).observe(time.perf_counter() - start)

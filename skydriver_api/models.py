@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from skydriver_api.settings import NAME_PATTERN
 from skyscan.physics.event import Event
 from skyscan.records.scan import ScanState
 from skyscan.refinement.progression import DEFAULT_PROGRESSION
@@ -27,19 +28,30 @@ ClassifierKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$
 Classifiers = dict[ClassifierKey, StoredScalar]
 
 
+ProfileName = Annotated[
+    str,
+    Field(
+        max_length=63,
+        pattern=NAME_PATTERN,
+        description="A worker profile the operator configured (SKYDRIVER_WORKER_PROFILES): the workers' "
+        "cpus, memory, disk and runtime. Images and credentials are never a request's choice.",
+    ),
+]
+ClusterName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=63,
+        pattern=NAME_PATTERN,
+        description="A worker cluster the operator configured",
+    ),
+]
+
+
 class ClusterRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field("default", min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    name: ClusterName = "default"
     workers: int = Field(ge=1, le=10000)
-
-
-class ResourceRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    cpus: float = Field(1.0, gt=0, le=64)
-    memory_mb: int = Field(2048, ge=128, le=512 * 1024)
-    disk_mb: int = Field(4096, ge=128, le=4 * 1024 * 1024)
-    max_worker_runtime_s: int = Field(4 * 3600, ge=60, le=14 * 24 * 3600)
-    image: str = Field("", max_length=300)
 
 
 class ScanRequest(BaseModel):
@@ -61,8 +73,10 @@ class ScanRequest(BaseModel):
     )
     workers: int = Field(2, ge=1, le=10000, description="Workers when no clusters are given")
     clusters: list[ClusterRequest] = Field(default_factory=list, max_length=16)
-    resources: ResourceRequest = Field(default_factory=ResourceRequest)
-    priority: int = Field(0, ge=-100, le=100, description="Higher runs first; realtime alerts use 100")
+    profile: ProfileName = "default"
+    priority: int = Field(
+        0, ge=-100, le=100, description="Higher runs first; 100 (realtime) is for alerts and admins"
+    )
     classifiers: Classifiers = Field(default_factory=dict, max_length=64)
 
 
@@ -137,6 +151,7 @@ class RescanRequest(BaseModel):
     strategy: Literal["progression", "contour"] | None = None
     strategy_options: dict[str, Any] | None = None
     workers: int | None = Field(None, ge=1, le=10000)
+    profile: ProfileName | None = None
     priority: int | None = Field(None, ge=-100, le=100)
     classifiers: Classifiers | None = Field(None, max_length=64)
     abort_original: bool = Field(False, description="Abort the original scan first (when it is still active)")
@@ -146,7 +161,7 @@ class AddWorkersRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     workers: int = Field(ge=1, le=10000)
-    cluster: str = Field("default", min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    cluster: ClusterName = "default"
 
 
 class WorkerRequestAccepted(BaseModel):
@@ -233,6 +248,7 @@ class CatalogRequest(BaseModel):
     strategy: Literal["progression", "contour"] = "progression"
     strategy_options: dict[str, Any] = Field(default_factory=dict)
     workers: int = Field(2, ge=1, le=10000)
+    profile: ProfileName = "default"
     priority: int = Field(-10, ge=-100, le=100)
     classifiers: Classifiers = Field(default_factory=dict, max_length=64)
 

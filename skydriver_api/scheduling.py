@@ -61,7 +61,7 @@ def waiting_reason(
         return f"backing off after {launch['attempts']} failed launch(es) until {next_at.isoformat()}"
     if n_active >= max_scans:
         return f"concurrent-scan budget full ({n_active}/{max_scans})"
-    if n_active and workers_in_use + scan.get("workers", 1) > max_workers:
-        free = max_workers - workers_in_use
+    if workers_in_use + scan.get("workers", 1) > max_workers:
+        free = max(0, max_workers - workers_in_use)
         return f"worker budget: needs {scan.get('workers', 1)}, {free} of {max_workers} free"
     return "next reconciler pass"

@@ -8,18 +8,32 @@ reconciler's notice publishing.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from skyinfra.settings import ENV, BrokerSettings, DatabaseSettings, KafkaSettings
+from skyinfra.settings import ENV, BrokerSettings, DatabaseSettings, KafkaSettings, RecoSettings
+from skyscan.records.spec import ScanSpec, ScanSpecError, TaskLimits
 
-REALTIME_PRIORITY = 100
+REALTIME_PRIORITY = 100  # realtime alerts; only alerts and admins may ask for it
 CATALOG_PRIORITY = -10
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"  # profile and cluster names (DNS labels)
 
 
-class ApiSettings(BrokerSettings, DatabaseSettings, KafkaSettings):
+class WorkerProfile(BaseModel):
+    """Resources of one worker, as the operator allows them; a scan request names a profile."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cpus: float = Field(1.0, gt=0, le=64)
+    memory_mb: int = Field(2048, ge=128, le=512 * 1024)
+    disk_mb: int = Field(4096, ge=128, le=4 * 1024 * 1024)
+    max_worker_runtime_s: int = Field(4 * 3600, ge=60, le=14 * 24 * 3600)
+
+
+class ApiSettings(BrokerSettings, DatabaseSettings, RecoSettings, KafkaSettings):
     model_config = ENV
 
     # --- API ------------------------------------------------------------------------------
@@ -41,11 +55,36 @@ class ApiSettings(BrokerSettings, DatabaseSettings, KafkaSettings):
     )
     reconcile_interval_s: float = Field(0.5, gt=0, description="How often the reconciler wakes up.")
     max_concurrent_scans: int = Field(4, ge=1)
-    max_total_workers: int = Field(16, ge=1)
-    max_workers_per_scan: int = Field(1000, ge=1)
-    max_event_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest accepted event body.")
+    max_total_workers: int = Field(16, ge=1, description="Workers of all launched scans together.")
+    max_workers_per_scan: int = Field(
+        1000, ge=1, description="Workers of one scan, summed over its clusters and added workers."
+    )
+    max_event_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest accepted request body (bytes actually read)."
+    )
     max_nside: int = Field(1024, ge=1)
+    max_tasks_per_step: int = Field(
+        100_000, ge=1, description="Tasks one refinement step of a scan may plan (the strategy's estimate)."
+    )
+    max_tasks_per_scan: int = Field(
+        250_000, ge=1, description="Tasks a whole scan may plan (the strategy's estimate)."
+    )
+    worker_profiles: dict[str, WorkerProfile] = Field(
+        default_factory=lambda: {"default": WorkerProfile()},
+        description="Named worker resources (JSON) a scan request may choose with 'profile'.",
+    )
+    worker_clusters: list[str] = Field(
+        default_factory=list,
+        description="Worker clusters scan requests may name (JSON list); empty: the launcher's own "
+        "(the HTCondor cluster map), else just 'default'.",
+    )
     server_restarts: int = Field(3, ge=0, description="Replacement servers started before a scan fails.")
+    worker_relaunches: int = Field(
+        8,
+        ge=1,
+        description="Relaunches of a scan's workers in a row with no progress in between before the scan "
+        "fails; above SKYDRIVER_DELIVERY_LIMIT, so a task that kills every worker is dead-lettered first.",
+    )
     max_launch_attempts: int = Field(5, ge=1, description="Failed launches of one scan before it fails.")
     runtime_dir: Path = Field(Path(".services/run"), description="Local launcher: logs and token files.")
 
@@ -74,10 +113,61 @@ class ApiSettings(BrokerSettings, DatabaseSettings, KafkaSettings):
         86400.0, gt=0, description="How long an Idempotency-Key keeps returning the same scan."
     )
     sse_poll_s: float = Field(0.5, gt=0, le=10, description="How often an event stream re-reads the scan.")
+    cursor_secret: SecretStr | None = Field(
+        None,
+        description="Key that signs list cursors; unset: a random key per process (cursors end with it).",
+    )
+    metrics_refresh_s: float = Field(
+        15.0, gt=0, description="How often the /metrics snapshot is recomputed (in the background)."
+    )
+
+    @model_validator(mode="after")
+    def _alert_scans_are_allowed(self) -> ApiSettings:
+        """An alert scan must pass the checks every scan passes: found at start-up, not when the
+        first alert arrives."""
+        if self.alert_reco not in self.recos():
+            raise ValueError(
+                f"SKYDRIVER_ALERT_RECO {self.alert_reco!r} is not an enabled reco; enabled: "
+                f"{', '.join(sorted(self.recos()))}"
+            )
+        if self.alert_workers > self.workers_per_scan:
+            raise ValueError(
+                f"SKYDRIVER_ALERT_WORKERS {self.alert_workers} is over the {self.workers_per_scan} "
+                "a scan may have"
+            )
+        limits = TaskLimits(per_step=self.max_tasks_per_step, per_scan=self.max_tasks_per_scan)
+        try:
+            ScanSpec(reco=self.alert_reco, nsides=self.alert_nsides).checked(None, self.max_nside, limits)
+        except ScanSpecError as err:
+            raise ValueError(f"SKYDRIVER_ALERT_NSIDES {self.alert_nsides!r}: {err}") from None
+        return self
+
+    @field_validator("worker_profiles")
+    @classmethod
+    def _profile_names(cls, profiles: dict[str, WorkerProfile]) -> dict[str, WorkerProfile]:
+        if not profiles:
+            raise ValueError("at least one worker profile is needed")
+        return {_name(n, "worker profile"): p for n, p in profiles.items()}
+
+    @field_validator("worker_clusters")
+    @classmethod
+    def _cluster_names(cls, clusters: list[str]) -> list[str]:
+        return [_name(n, "worker cluster") for n in clusters]
+
+    @property
+    def workers_per_scan(self) -> int:
+        """Workers one scan may have in all: its own limit, and never more than the whole budget."""
+        return min(self.max_workers_per_scan, self.max_total_workers)
 
     @property
     def resolved_api_url(self) -> str:
         return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+
+def _name(name: str, what: str) -> str:
+    if not (len(name) <= 63 and re.match(NAME_PATTERN, name)):
+        raise ValueError(f"{what} name {name!r}: lower-case letters, digits and '-' (at most 63)")
+    return name
 
 
 @lru_cache(maxsize=1)

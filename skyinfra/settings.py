@@ -1,4 +1,5 @@
-"""Settings the processes share: how to reach the broker and the database, and the scan token.
+"""Settings the processes share: how to reach the broker and the database, the scan token, and
+which recos may run.
 
 Each process kind has its own settings class built from these parts: ``skydriver_api.settings.
 ApiSettings`` (the API and its reconciler), ``server.settings.ServerSettings`` and
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from skyscan.physics.recos.enabled import enabled_recos
 
 ENV = SettingsConfigDict(env_prefix="SKYDRIVER_", env_file=None, extra="ignore")
 
@@ -96,3 +99,30 @@ class KafkaSettings(BaseSettings):
     kafka_notice_timeout_s: float = Field(
         30.0, gt=0, description="How long one notice publish may wait for the broker before it is retried."
     )
+
+
+class RecoSettings(BaseSettings):
+    """Which recos this process runs (the API accepts, a worker fits): operator configuration."""
+
+    model_config = ENV
+
+    enabled_recos: list[str] = Field(
+        default_factory=list,
+        description="Recos scans may use, JSON list; empty: every reco that is not test-only.",
+    )
+    test_recos: bool = Field(
+        False,
+        description="Also enable the test-only recos (dummy, crash-dummy): CI and load tests only.",
+    )
+
+    @field_validator("enabled_recos")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        enabled_recos(names)  # an unknown name fails at start-up, naming the known ones
+        return names
+
+    def recos(self) -> frozenset[str]:
+        return enabled_recos(self.enabled_recos, self.test_recos)
+
+    def reco_enabled(self, name: str) -> bool:
+        return name in self.recos()

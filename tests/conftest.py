@@ -127,6 +127,9 @@ def start_api(tmp: Path, **settings: str) -> LiveApi:
         SKYDRIVER_LOG_FORMAT="text",
         SKYDRIVER_RECONCILE_INTERVAL_S="0.2",
         SKYDRIVER_WORKER_IDLE_TIMEOUT_S="20",
+        # dummy and crash-dummy are off outside tests: these tests ask for them (the API and the
+        # workers it starts read the same variable)
+        SKYDRIVER_TEST_RECOS="true",
         PYTHONPATH=str(ROOT),
     )
     env.update({f"SKYDRIVER_{k.upper()}": str(v) for k, v in settings.items()})

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from skyinfra.processes import die_with_parent
 from skyscan.physics.event import parse_event
 from skyscan.physics.recos.base import FitResult
 from skyscan.physics.recos.registry import get_reco
@@ -23,6 +24,7 @@ from skyscan.wire import PixelTask
 
 
 def _child(conn: Connection, event_doc: dict[str, Any]) -> None:
+    die_with_parent()  # a fit never outlives its worker, however the worker ends
     signal.signal(
         signal.SIGTERM, signal.SIG_IGN
     )  # a SIGTERM to the group is for the parent: it hands the task back

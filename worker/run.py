@@ -180,6 +180,8 @@ class Worker:
             task = decode_task(body)
             if task.scan_id != self.scan_id:
                 raise MessageError(f"task of scan {task.scan_id!r}")
+            if not self.settings.reco_enabled(task.reco):  # dead-lettered: the server records it failed
+                raise MessageError(f"reco {task.reco!r} is not enabled on this worker")
         except MessageError as err:
             log.warning("rejecting a bad task message: %s", err)
             self.channel.basic_reject(tag, requeue=False)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from skyinfra.settings import ENV, BrokerSettings, ScanTokenSettings
+from skyinfra.settings import ENV, BrokerSettings, RecoSettings, ScanTokenSettings
 
 
-class WorkerSettings(BrokerSettings, ScanTokenSettings):
+class WorkerSettings(BrokerSettings, ScanTokenSettings, RecoSettings):
     model_config = ENV
 
     api_url: str = Field("http://127.0.0.1:8000", description="Where the worker fetches its scan's event.")

@@ -48,7 +48,10 @@ def submit(
     ] = DEFAULT_PROGRESSION,
     strategy: Annotated[str, typer.Option(help="progression or contour")] = "progression",
     workers: Annotated[int, typer.Option(min=1, max=10000, help="Worker count")] = 2,
-    priority: Annotated[int, typer.Option(min=-100, max=100, help="Higher runs first")] = 0,
+    profile: Annotated[str, typer.Option(help="Worker profile configured on the service")] = "default",
+    priority: Annotated[
+        int, typer.Option(min=-100, max=100, help="Higher runs first (100: alerts and admins only)")
+    ] = 0,
     follow: Annotated[bool, typer.Option(help="Follow progress until the scan ends")] = True,
     api: ApiOpt = None,
     token: TokenOpt = None,
@@ -67,6 +70,7 @@ def submit(
         "nsides": nsides,
         "strategy": strategy,
         "workers": workers,
+        "profile": profile,
         "priority": priority,
     }
     with _client(api, token) as client:

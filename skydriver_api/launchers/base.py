@@ -21,11 +21,18 @@ MAX_REASONS = 20  # distinct reasons a status reports; a scan with thousands of 
 
 @dataclass(frozen=True)
 class Resources:
+    """One worker's resources, from the operator's worker profile the scan named. What runs (the
+    image) and with which identity is the launcher's own configuration, never the scan's."""
+
     cpus: float = 1.0
     memory_mb: int = 2048
     disk_mb: int = 4096
     max_worker_runtime_s: int = 4 * 3600
-    image: str = ""
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any] | None) -> Resources:
+        """From a scan's stored resources; anything else stored there (an old 'image') is ignored."""
+        return cls(**{k: v for k, v in (doc or {}).items() if k in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -102,9 +109,14 @@ class Launcher(ABC):
     def abort(self, scan_id: str, handles: dict[str, Any]) -> None:
         """Stop the server and every worker of the scan (idempotent)."""
 
-    def forget(self, handles: dict[str, Any]) -> None:
+    def forget(self, scan_id: str, handles: dict[str, Any]) -> None:
         """Release what the launcher still holds for a reaped scan (child processes, credential files).
 
         Nothing by default: what a cluster keeps (finished Jobs) it cleans up by itself.
         """
         return None  # a deliberate no-op default, not a forgotten abstract method
+
+    def cluster_names(self) -> tuple[str, ...] | None:
+        """The worker clusters this launcher is configured to reach, or None when every cluster name
+        reaches the same place (then the API's SKYDRIVER_WORKER_CLUSTERS, default 'default', decides)."""
+        return None

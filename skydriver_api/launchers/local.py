@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,7 +21,9 @@ from skydriver_api.launchers.base import Launcher, LaunchError, LaunchSpec, Work
 from skydriver_api.settings import ApiSettings
 
 # Variables a child must not inherit from the API (secrets of the API itself).
-_PRIVATE_ENV = ("SKYDRIVER_ADMIN_TOKEN", "SKYDRIVER_SCAN_TOKEN")
+_PRIVATE_ENV = ("SKYDRIVER_ADMIN_TOKEN", "SKYDRIVER_SCAN_TOKEN", "SKYDRIVER_CURSOR_SECRET")
+TOKEN_FILE = "scan-token"
+_SAFE_SCAN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # a path component, never '..'
 
 
 class LocalLauncher(Launcher):
@@ -42,7 +45,7 @@ class LocalLauncher(Launcher):
         return path
 
     def _token_file(self, spec: LaunchSpec) -> Path:
-        path = self._scan_dir(spec.scan_id) / "scan-token"
+        path = self._scan_dir(spec.scan_id) / TOKEN_FILE
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(spec.scan_token)
@@ -115,27 +118,37 @@ class LocalLauncher(Launcher):
         return status
 
     def abort(self, scan_id: str, handles: dict[str, Any], grace_s: float = 5.0) -> None:
-        pids = [p for p in [handles.get("server_pid"), *handles.get("worker_pids", [])] if p]
+        pids = _pids(handles)
         for pid in pids:
             _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline and any(self._state(p)[0] == "running" for p in pids):
             time.sleep(0.05)
         for pid in pids:
-            if self._state(pid)[0] == "running":
-                _signal_group(pid, signal.SIGKILL)
+            # the whole group, even when its leader is gone: a fit process must not outlive the scan
+            _signal_group(pid, signal.SIGKILL)
         for pid in pids:
             proc = self._procs.pop(pid, None)
             if proc is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=5)
 
-    def forget(self, handles: dict[str, Any]) -> None:
-        """Reap finished children so they do not linger as zombies."""
-        for pid in [handles.get("server_pid"), *handles.get("worker_pids", [])]:
-            proc = self._procs.get(pid) if pid else None
-            if proc is not None and proc.poll() is not None:
-                del self._procs[pid]
+    def forget(self, scan_id: str, handles: dict[str, Any]) -> None:
+        """The scan is over: nothing of its process groups may remain, its token file goes, and
+        finished children are reaped so they do not linger as zombies."""
+        for pid in _pids(handles):
+            _signal_group(pid, signal.SIGKILL)  # each group's leader exited: only leftovers are hit
+            proc = self._procs.pop(pid, None)
+            if proc is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=5)
+        if _SAFE_SCAN_ID.match(scan_id):
+            with contextlib.suppress(FileNotFoundError):
+                (self.runtime_dir / scan_id / TOKEN_FILE).unlink()
+
+
+def _pids(handles: dict[str, Any]) -> list[int]:
+    return [p for p in [handles.get("server_pid"), *handles.get("worker_pids", [])] if p]
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -21,6 +21,8 @@ async def run(ctx: Context) -> None:
     active = await ctx.db.scans.active({"workers": 1, "priority": 1, "owner": 1})
     n_active = len(active)
     workers_in_use = sum(d.get("workers", 0) for d in active)
+    budget = ctx.settings.max_total_workers
+    per_scan = ctx.settings.workers_per_scan
     queued = await ctx.db.scans.queued(QUEUE_FIELDS, due_by=utcnow())
     held_below: int | None = None
     for scan in admission_order(queued, active):
@@ -30,7 +32,14 @@ async def run(ctx: Context) -> None:
         if held_below is not None and priority < held_below:
             return
         want = scan.get("workers", 1)
-        if n_active and workers_in_use + want > ctx.settings.max_total_workers:
+        if want > per_scan:  # refused at submission; a limit lowered since then: it can never start
+            await ctx.fail(
+                scan,
+                f"needs {want} workers, more than a scan may have ({per_scan}: "
+                "SKYDRIVER_MAX_WORKERS_PER_SCAN, SKYDRIVER_MAX_TOTAL_WORKERS)",
+            )
+            continue
+        if workers_in_use + want > budget:
             held_below = priority  # does not fit now; a smaller scan of the same priority may
             continue
         if await launch(ctx, scan):

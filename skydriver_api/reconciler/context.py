@@ -46,7 +46,7 @@ class Context:
             scan_id=scan["_id"],
             scan_token=token,
             clusters=clusters,
-            resources=Resources(**scan.get("resources", {})),
+            resources=Resources.from_doc(scan.get("resources")),
             priority=scan.get("priority", 0),
             api_url=self.settings.resolved_api_url,
         )

@@ -20,4 +20,5 @@ async def run(ctx: Context) -> None:
                 "could not delete queues of %s yet: %s", scan["_id"], err, extra={"scan_id": scan["_id"]}
             )
             continue
-        await ctx.db.scans.cleanup_done(scan["_id"])
+        await asyncio.to_thread(ctx.launcher.forget, scan["_id"], handles)
+        await ctx.db.scans.cleanup_done(scan["_id"])  # and its tokens are gone for good

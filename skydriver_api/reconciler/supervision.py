@@ -45,8 +45,8 @@ async def reap(ctx: Context, scan: dict[str, Any], handles: dict[str, Any], aliv
         return  # workers notice the end of a scan by themselves; give them time
     if alive:
         await asyncio.to_thread(ctx.launcher.abort, scan["_id"], handles)
-    ctx.launcher.forget(handles)
-    await ctx.db.scans.mark_reaped(scan["_id"])
+    await asyncio.to_thread(ctx.launcher.forget, scan["_id"], handles)
+    await ctx.db.scans.mark_reaped(scan["_id"])  # and its tokens are gone for good
 
 
 async def server_gone(ctx: Context, scan: dict[str, Any], reason: str) -> None:
@@ -74,9 +74,19 @@ async def server_gone(ctx: Context, scan: dict[str, Any], reason: str) -> None:
 
 
 async def workers_gone(ctx: Context, scan: dict[str, Any], reason: str) -> None:
-    relaunches = scan.get("worker_relaunches", 0)
-    if relaunches >= max(1, ctx.settings.server_restarts):
-        await ctx.fail(scan, f"workers keep exiting before the scan is done; last: {reason}")
+    """Relaunch the workers, unless they keep exiting with nothing done in between.
+
+    Relaunches are counted since the scan last made progress: a task that kills every worker
+    that takes it (a poison pixel, even with a single worker) is dead-lettered after the broker's
+    delivery limit, which takes that many dead workers in a row; the scan then goes on.
+    """
+    done = int((scan.get("progress") or {}).get("tasks_done") or 0)
+    relaunch = scan.get("worker_relaunch") or {}
+    idle = relaunch.get("without_progress", 0) if done <= relaunch.get("tasks_done", -1) else 0
+    if idle >= ctx.settings.worker_relaunches:
+        await ctx.fail(
+            scan, f"workers keep exiting with no progress ({idle} relaunches in a row); last: {reason}"
+        )
         return
     token = await ctx.new_scan_token(scan["_id"])
     spec = ctx.launch_spec(scan, token)
@@ -87,4 +97,9 @@ async def workers_gone(ctx: Context, scan: dict[str, Any], reason: str) -> None:
     except Exception as err:
         await ctx.fail(scan, f"could not relaunch workers: {err}")
         return
-    await ctx.db.scans.set_handles(scan["_id"], handles, inc={"worker_relaunches": 1})
+    await ctx.db.scans.set_handles(
+        scan["_id"],
+        handles,
+        inc={"worker_relaunches": 1},
+        set_fields={"worker_relaunch": {"tasks_done": done, "without_progress": idle + 1}},
+    )

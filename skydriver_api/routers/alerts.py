@@ -33,7 +33,7 @@ async def submit_alert(
 ) -> AlertAccepted:
     """Scan a realtime alert at priority 100 with the configured reco, nsides and workers. The same
     (run_id, event_id, revision) again returns the scan of the first (200, ``duplicate: true``)."""
-    outcome = await alerts.submit(scans, body, principal.name)
+    outcome = await alerts.submit(scans, body, principal)
     if outcome.duplicate:
         response.status_code = 200
     return AlertAccepted(

@@ -43,6 +43,7 @@ async def submit_catalog(
     reco: Annotated[str, Query(max_length=64, description="JSON Lines uploads only")] = "pandel-mpe",
     nsides: Annotated[str | None, Query(max_length=200, description="JSON Lines uploads only")] = None,
     workers: Annotated[int, Query(ge=1, le=10000, description="JSON Lines uploads only")] = 2,
+    profile: Annotated[str, Query(max_length=63, description="JSON Lines uploads only")] = "default",
     priority: Annotated[
         int, Query(ge=-100, le=100, description="JSON Lines uploads only")
     ] = CATALOG_PRIORITY,
@@ -50,11 +51,17 @@ async def submit_catalog(
     """Create one child scan per event (priority -10 unless given); 201 with the catalog id."""
     raw = await request.body()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    params: dict[str, Any] = {"name": name, "reco": reco, "workers": workers, "priority": priority}
+    params: dict[str, Any] = {
+        "name": name,
+        "reco": reco,
+        "workers": workers,
+        "profile": profile,
+        "priority": priority,
+    }
     if nsides is not None:
         params["nsides"] = nsides
     cat = catalogs.parse_catalog(raw, content_type, params)
-    return await catalogs.create_catalog(scans, cat, principal.name)
+    return await catalogs.create_catalog(scans, cat, principal)
 
 
 @router.get("/catalogs/{catalog_id}", response_model=CatalogStatus, responses=error_responses(404, 422))

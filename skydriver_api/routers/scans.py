@@ -14,7 +14,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from skydriver_api.api_docs import AUTH, error_responses, product_content
 from skydriver_api.auth import CurrentPrincipal, Principal, require
-from skydriver_api.dependencies import ScanServiceDep
+from skydriver_api.dependencies import CursorKeyDep, ScanServiceDep
 from skydriver_api.models import (
     INT64,
     AddWorkersRequest,
@@ -53,7 +53,7 @@ async def submit_scan(
 ) -> ScanCreated:
     """Submit a scan. With an ``Idempotency-Key`` header, a repeat of the same request by the same
     owner returns the same scan (200); the same key with another body is refused (409)."""
-    submitted = await idempotency.submit(scans, req, principal.name, idempotency_key)
+    submitted = await idempotency.submit(scans, req, principal, idempotency_key)
     if submitted.replayed:
         response.status_code = 200
     return ScanCreated(scan_id=submitted.scan_id, state=submitted.state, links=scan_links(submitted.scan_id))
@@ -113,6 +113,7 @@ async def abort_scan(scan_id: str, scans: ScanServiceDep, principal: CurrentPrin
 @router.get("/scans", response_model=ScanPage, responses=error_responses(422))
 async def list_scans(
     scans: ScanServiceDep,
+    cursor_key: CursorKeyDep,
     principal: Principal = require("reader"),
     state: Annotated[str | None, Query(description=f"comma-separated, of {', '.join(SCAN_STATES)}")] = None,
     run_id: Annotated[int | None, Query(ge=0, le=INT64)] = None,
@@ -142,7 +143,7 @@ async def list_scans(
         created_after=created_after,
         created_before=created_before,
     )
-    docs, next_cursor = await search.search(scans.db, filters, sort, limit, cursor)
+    docs, next_cursor = await search.search(scans.db, filters, sort, limit, cursor, cursor_key)
     return ScanPage(scans=[scan_status(d) for d in docs], next_cursor=next_cursor)
 
 
@@ -163,7 +164,7 @@ async def rescan(
     ``abort_original`` is set (which needs the right to manage it)."""
     o = overrides or RescanRequest()
     original = await scans.load(scan_id, principal, manage=o.abort_original)
-    doc = await scans.rescan(original, o, principal.name)
+    doc = await scans.rescan(original, o, principal)
     return ScanCreated(scan_id=doc["_id"], state="queued", links=scan_links(doc["_id"]))
 
 

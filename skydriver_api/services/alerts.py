@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from skydriver_api.auth import Principal
 from skydriver_api.models import AlertMeta, AlertRequest, ScanRequest
 from skydriver_api.services.errors import Conflict, Invalid
 from skydriver_api.services.scans import ScanService
@@ -162,7 +163,7 @@ def public(alert_doc: dict[str, Any]) -> dict[str, Any]:
 
 
 async def submit(
-    service: ScanService, body: dict[str, Any], owner: str, origin: dict[str, Any] | None = None
+    service: ScanService, body: dict[str, Any], principal: Principal, origin: dict[str, Any] | None = None
 ) -> AlertOutcome:
     """Scan a realtime alert at priority 100 with the configured reco, nsides and workers; the same
     (run_id, event_id, revision) again returns the scan of the first. ``origin``: where the alert
@@ -178,15 +179,15 @@ async def submit(
         classifiers={"alert_stream": meta.stream or "unknown", "alert_revision": meta.revision},
     )
     if (found := await service.db.alerts.find(meta.run_id, meta.event_id, meta.revision)) is not None:
-        return await _duplicate(service, req, found)
-    service.checked_spec(req)
+        return await _duplicate(service, req, found, principal)
+    service.checked(req, principal, realtime=True)
     alert_doc = {
         **meta.model_dump(),
         "event_name": await event_name(service, event, meta),
         "event_day": event_day(event.mjd),
         "scan_id": new_scan_id(),
         "received_at": utcnow(),
-        "owner": owner,
+        "owner": principal.name,
         "source": source,
         **({"origin": origin} if origin else {}),
     }
@@ -196,16 +197,18 @@ async def submit(
         found = await service.db.alerts.find(meta.run_id, meta.event_id, meta.revision)
         if found is None:
             raise Conflict("a concurrent copy of this alert failed; retry") from None
-        return await _duplicate(service, req, found)
+        return await _duplicate(service, req, found, principal)
     try:
-        await _create_scan(service, req, alert_doc)
+        await _create_scan(service, req, alert_doc, principal)
     except BaseException:
         await service.db.alerts.delete_for_scan(alert_doc["scan_id"])
         raise
     return AlertOutcome(alert_doc["scan_id"], duplicate=False, alert=public(alert_doc))
 
 
-async def _create_scan(service: ScanService, req: ScanRequest, alert_doc: dict[str, Any]) -> None:
+async def _create_scan(
+    service: ScanService, req: ScanRequest, alert_doc: dict[str, Any], principal: Principal
+) -> None:
     settings = service.settings
     now = utcnow()
     extra = {
@@ -216,14 +219,16 @@ async def _create_scan(service: ScanService, req: ScanRequest, alert_doc: dict[s
         "notice": {"attempts": 0, "next_attempt_at": now},
     }
     with contextlib.suppress(Duplicate):  # the scan id is the alert's: a concurrent copy wrote it
-        await service.create(req, alert_doc["owner"], extra, scan_id=alert_doc["scan_id"])
+        await service.create(req, principal, extra, scan_id=alert_doc["scan_id"], realtime=True)
 
 
-async def _duplicate(service: ScanService, req: ScanRequest, found: dict[str, Any]) -> AlertOutcome:
+async def _duplicate(
+    service: ScanService, req: ScanRequest, found: dict[str, Any], principal: Principal
+) -> AlertOutcome:
     """The scan of an alert stored before. A process that died between storing the alert and its
     scan (a listener killed, an API restarted) left the alert alone: its scan is written now, under
     the alert's scan id, so the copy that comes again completes it instead of finding nothing."""
     if await service.db.scans.get(found["scan_id"], {"_id": 1}) is None:
-        service.checked_spec(req)
-        await _create_scan(service, req, found)
+        service.checked(req, principal, realtime=True)
+        await _create_scan(service, req, found, principal)
     return AlertOutcome(found["scan_id"], duplicate=True, alert=public(found))

@@ -16,9 +16,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from skydriver_api.auth import Principal
 from skydriver_api.models import CatalogRequest, CatalogStatus, ScanRequest
 from skydriver_api.services.errors import Invalid, NotFound, TooLarge
-from skydriver_api.services.scans import ScanService, checked_spec, ensure_storable, new_scan_document
+from skydriver_api.services.scans import ScanService, ensure_storable, new_scan_document
 from skyinfra.store import Database
 from skyscan.physics.event import EventFormatError, parse_event
 from skyscan.records.scan import SCAN_STATES, TERMINAL_STATES, utcnow
@@ -80,13 +81,19 @@ def parse_catalog(raw: bytes, content_type: str, params: dict[str, Any]) -> Cata
 
 def _parse_jsonl(raw: bytes, params: dict[str, Any]) -> CatalogRequest:
     events = []
-    for number, line in enumerate(raw.decode("utf-8", errors="strict").splitlines(), start=1):
+    try:
+        text = raw.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as err:
+        raise Invalid(f"JSON Lines must be UTF-8: {err}") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             events.append(parse_event(json.loads(line)))
         except json.JSONDecodeError as err:
             raise Invalid(f"line {number}: not JSON: {err}") from None
+        except RecursionError:
+            raise Invalid(f"line {number}: JSON nested too deeply") from None
         except EventFormatError as err:
             raise Invalid(f"line {number}: {err}") from None
     try:
@@ -95,7 +102,9 @@ def _parse_jsonl(raw: bytes, params: dict[str, Any]) -> CatalogRequest:
         raise Invalid(_errors(err)) from None
 
 
-async def create_catalog(service: ScanService, cat: CatalogRequest, owner: str) -> dict[str, Any]:
+async def create_catalog(service: ScanService, cat: CatalogRequest, principal: Principal) -> dict[str, Any]:
+    """Check every event and the configuration, then store the catalog, its events and its child
+    scans all together or not at all."""
     limit = service.settings.catalog_max_events
     if len(cat.events) > limit:
         raise TooLarge(
@@ -103,6 +112,7 @@ async def create_catalog(service: ScanService, cat: CatalogRequest, owner: str) 
             "(SKYDRIVER_CATALOG_MAX_EVENTS): split it"
         )
     catalog_id = "cat" + uuid.uuid4().hex[:20]
+    resources = service.policy.resources(cat.profile)
     scans, events = [], {}
     for index, event in enumerate(cat.events):
         req = ScanRequest(
@@ -113,31 +123,32 @@ async def create_catalog(service: ScanService, cat: CatalogRequest, owner: str) 
             strategy=cat.strategy,
             strategy_options=cat.strategy_options,
             workers=cat.workers,
+            profile=cat.profile,
             priority=cat.priority,
             classifiers=cat.classifiers,
         )
         try:
-            spec = checked_spec(req, event, service.settings.max_nside)
+            spec = service.checked(req, principal)
         except Invalid as err:
             raise Invalid(f"events[{index}]: {err.detail}") from None
-        doc = new_scan_document(req, owner, spec, catalog_id=catalog_id, catalog_index=index)
+        doc = new_scan_document(
+            req, principal.name, spec, resources, catalog_id=catalog_id, catalog_index=index
+        )
         scans.append(doc)
         events[doc["_id"]] = event.to_json_dict()
-    ensure_storable(*scans, *({"_id": k, "event": v} for k, v in events.items()))
-    db = service.db
-    await db.catalogs.insert(
-        {
-            "_id": catalog_id,
-            "name": cat.name,
-            "owner": owner,
-            "created_at": utcnow(),
-            "n_events": len(scans),
-            "scan_ids": [d["_id"] for d in scans],
-            "config": cat.model_dump(mode="json", exclude={"events"}),
-        }
-    )
-    await db.events.put_many(events)  # events first: no scan without its event
-    await db.scans.insert_many(scans)
+        ensure_storable(doc, what=f"events[{index}]: the scan")
+        ensure_storable({"_id": doc["_id"], "event": events[doc["_id"]]}, what=f"events[{index}]: the event")
+    catalog = {
+        "_id": catalog_id,
+        "name": cat.name,
+        "owner": principal.name,
+        "created_at": utcnow(),
+        "n_events": len(scans),
+        "scan_ids": [d["_id"] for d in scans],
+        "config": cat.model_dump(mode="json", exclude={"events"}),
+    }
+    ensure_storable(catalog, what="the catalog")
+    await service.db.create_catalog(catalog, events, scans)
     service.wake()
     return {
         "catalog_id": catalog_id,

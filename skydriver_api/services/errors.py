@@ -30,3 +30,9 @@ class Conflict(ServiceError):
 
 class TooLarge(ServiceError):
     status_code = 413
+
+
+class Forbidden(ServiceError):
+    """The caller may not ask for this (e.g. realtime priority without being an alert or an admin)."""
+
+    status_code = 403

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from skydriver_api.auth import Principal
 from skydriver_api.models import ScanRequest
 from skydriver_api.services.errors import Conflict
 from skydriver_api.services.scans import ScanService
@@ -27,10 +28,11 @@ def request_hash(req: Any) -> str:
     return hashlib.sha256(json.dumps(req.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
-async def submit(service: ScanService, req: ScanRequest, owner: str, key: str | None) -> Submitted:
+async def submit(service: ScanService, req: ScanRequest, principal: Principal, key: str | None) -> Submitted:
     keys = service.db.idempotency_keys
+    owner = principal.name
     if not key:
-        doc = await service.create(req, owner)
+        doc = await service.create(req, principal)
         return Submitted(doc["_id"], "queued", replayed=False)
     key_id = hashlib.sha256(f"{owner}\n{key}".encode()).hexdigest()
     body_hash = request_hash(req)
@@ -42,7 +44,7 @@ async def submit(service: ScanService, req: ScanRequest, owner: str, key: str | 
         existing = None
     if existing is not None:
         return await _replay(service, existing, body_hash)
-    service.checked_spec(req)  # a bad request must not reserve the key
+    service.checked(req, principal)  # a bad request must not reserve the key
     scan_id = new_scan_id()
     try:
         await keys.reserve(
@@ -61,7 +63,7 @@ async def submit(service: ScanService, req: ScanRequest, owner: str, key: str | 
             raise Conflict("a concurrent request with this Idempotency-Key failed; retry") from None
         return await _replay(service, existing, body_hash)
     try:
-        doc = await service.create(req, owner, {"idempotency_key": key}, scan_id=scan_id)
+        doc = await service.create(req, principal, {"idempotency_key": key}, scan_id=scan_id)
     except BaseException:
         await keys.release(key_id, scan_id=scan_id)
         raise

@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import hashlib
+import hmac
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,24 +37,45 @@ class ScanFilters:
     created_before: dt.datetime | None = None
 
 
-def encode_cursor(doc: dict[str, Any], sort: str) -> str:
+# What each sort field of a cursor may hold; anything else is not a cursor this API wrote.
+_CURSOR_VALUE = {
+    "created_at": lambda v: isinstance(v, str) and dt.datetime.fromisoformat(v).tzinfo is not None,
+    "_id": lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", v) is not None,
+    "priority": lambda v: type(v) is int and -(2**31) <= v < 2**31,
+}
+
+
+def encode_cursor(doc: dict[str, Any], sort: str, key: bytes) -> str:
+    """An opaque cursor: the sort values of the last document, signed with the server's key."""
     values = [doc[f].isoformat() if isinstance(doc[f], dt.datetime) else doc[f] for f, _ in SORTS[sort]]
-    raw = json.dumps([sort, values]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
+    payload = base64.urlsafe_b64encode(json.dumps([sort, values]).encode()).decode()
+    return f"{payload}.{_signature(payload, key)}"
 
 
-def decode_cursor(cursor: str, sort: str) -> list[Any]:
+def decode_cursor(cursor: str, sort: str, key: bytes) -> list[Any]:
+    """The sort values of a cursor this API signed for this sort, checked field by field: nothing
+    a client wrote (such as a '$gt' operator) reaches the database query."""
     try:
-        cursor_sort, values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        payload, _, signature = cursor.partition(".")
+        if not hmac.compare_digest(signature, _signature(payload, key)):
+            raise ValueError("bad signature")
+        cursor_sort, values = json.loads(base64.urlsafe_b64decode(payload.encode()))
         fields = SORTS[sort]
-        if cursor_sort != sort or len(values) != len(fields):
+        if cursor_sort != sort or not isinstance(values, list) or len(values) != len(fields):
             raise ValueError("another sort")
+        if not all(_CURSOR_VALUE[f](v) for (f, _), v in zip(fields, values, strict=True)):
+            raise ValueError("a value of the wrong kind")
         return [
-            dt.datetime.fromisoformat(v) if f in ("created_at",) else v
+            dt.datetime.fromisoformat(v) if f == "created_at" else v
             for (f, _), v in zip(fields, values, strict=True)
         ]
     except Exception:
         raise Invalid("cursor: not a cursor this API returned for this sort") from None
+
+
+def _signature(payload: str, key: bytes) -> str:
+    digest = hmac.new(key, payload.encode(), hashlib.sha256).digest()[:18]
+    return base64.urlsafe_b64encode(digest).decode()
 
 
 def _after(fields: list[tuple[str, int]], values: list[Any]) -> dict[str, Any]:
@@ -77,7 +101,7 @@ def _classifier_filter(spec: str) -> dict[str, Any]:
     return {f"classifiers.{key}": {"$in": values}}
 
 
-def build_query(filters: ScanFilters, sort: str, cursor: str | None) -> dict[str, Any]:
+def build_query(filters: ScanFilters, sort: str, cursor: str | None, cursor_key: bytes) -> dict[str, Any]:
     if sort not in SORTS:
         raise Invalid(f"sort: must be one of {', '.join(SORTS)}")
     conditions: list[dict[str, Any]] = []
@@ -103,16 +127,16 @@ def build_query(filters: ScanFilters, sort: str, cursor: str | None) -> dict[str
                 op, bound = "$gt", bound - dt.timedelta(milliseconds=1)
             conditions.append({"created_at": {op: bound}})
     if cursor:
-        conditions.append(_after(SORTS[sort], decode_cursor(cursor, sort)))
+        conditions.append(_after(SORTS[sort], decode_cursor(cursor, sort, cursor_key)))
     return {"$and": conditions} if conditions else {}
 
 
 async def search(
-    db: Database, filters: ScanFilters, sort: str, limit: int, cursor: str | None
+    db: Database, filters: ScanFilters, sort: str, limit: int, cursor: str | None, key: bytes
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of scans and the cursor of the next page (None on the last)."""
-    query = build_query(filters, sort, cursor)
+    query = build_query(filters, sort, cursor, key)
     docs = await db.scans.search(query, SORTS[sort], limit + 1)
     more = len(docs) > limit
     docs = docs[:limit]
-    return docs, encode_cursor(docs[-1], sort) if more else None
+    return docs, encode_cursor(docs[-1], sort, key) if more else None

@@ -25,8 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from skydriver_api.auth import Principal
 from skydriver_api.services import alerts
 from skydriver_api.services.errors import Conflict, ServiceError
+from skydriver_api.services.policy import SubmissionPolicy, known_clusters
 from skydriver_api.services.scans import ScanService
 from skydriver_api.settings import ApiSettings
 from skyinfra.backoff import Backoff, retry_async
@@ -46,7 +48,8 @@ from skyinfra.store import Database, DatabaseError
 
 log = logging.getLogger("skydriver.listener")
 
-OWNER = "kafka-listener"
+# alerts off a topic are submitted as this principal (realtime priority is what alerts get)
+PRINCIPAL = Principal("kafka-listener", "submitter")
 STORE_BACKOFF = Backoff(initial_s=0.5, max_s=10.0)
 UNEXPECTED_ERROR_ATTEMPTS = 3
 # Kafka's default largest message is 1 MB: a dead letter never exceeds half of it
@@ -168,7 +171,7 @@ class Listener:
             return
         for attempt, delay in enumerate(STORE_BACKOFF.waits(), 1):
             try:
-                outcome = await alerts.submit(self.service, body, OWNER, origin=origin_of(msg))
+                outcome = await alerts.submit(self.service, body, PRINCIPAL, origin=origin_of(msg))
             except Conflict as err:  # a concurrent copy of the alert is being stored: look again
                 log.info("alert at %s: %s", where, err.detail)
             except ServiceError as err:
@@ -256,7 +259,8 @@ async def listen(settings: ApiSettings, stop: asyncio.Event, observe: Observer |
             on_revoke=lambda _, parts: log.info("revoked %s", _partitions(parts)),
         )
         # the reconciler polls for queued scans on its own: nothing to wake in this process
-        listener = Listener(ScanService(db, settings, lambda: None), consumer, dead_letters, observe)
+        policy = SubmissionPolicy(settings, known_clusters(settings, None))
+        listener = Listener(ScanService(db, settings, policy, lambda: None), consumer, dead_letters, observe)
         await listener.run(stop)
     finally:
         await asyncio.to_thread(consumer.close)  # leaves the group: its partitions move at once

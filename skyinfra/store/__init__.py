@@ -18,6 +18,7 @@ directly. ``Database`` opens the client and holds the repositories:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pymongo import AsyncMongoClient
@@ -30,9 +31,11 @@ from skyinfra.store.catalogs import CatalogRepository
 from skyinfra.store.events import EventRepository
 from skyinfra.store.idempotency import IdempotencyKeyRepository
 from skyinfra.store.pixel_results import PixelResultRepository
-from skyinfra.store.scans import ScanRepository
+from skyinfra.store.scans import HELD, ScanRepository
 from skyinfra.store.skymaps import SkymapRepository
 from skyinfra.store.tokens import TokenRepository, hash_token
+
+log = logging.getLogger("skydriver.store")
 
 # What callers catch, without importing the driver themselves.
 DatabaseError = PyMongoError
@@ -66,9 +69,44 @@ class Database:
         await self.idempotency_keys.ensure_indexes(idempotency_key_ttl_s)
 
     async def create_scan(self, scan: dict[str, Any], event: dict[str, Any]) -> None:
-        """Event first, then scan: a scan document never exists without its event."""
-        await self.events.put(scan["_id"], event)
-        await self.scans.insert(scan)
+        """Event first, then scan: a scan document never exists without its event. All or nothing:
+        when the scan cannot be written, its event is taken back."""
+        try:
+            await self.events.put(scan["_id"], event)
+            await self.scans.insert(scan)
+        except BaseException:
+            await self._undo([scan["_id"]])
+            raise
+
+    async def create_catalog(
+        self, catalog: dict[str, Any], events: dict[str, dict[str, Any]], scans: list[dict[str, Any]]
+    ) -> None:
+        """A catalog, its events and its child scans, all or nothing (no multi-document transactions
+        on a standalone MongoDB: what was written is deleted again when a later write fails).
+
+        The scans are written *held* (not due for launch) and released only once everything is
+        stored, so the reconciler never starts a scan that the undo would then delete.
+        """
+        ids = [s["_id"] for s in scans]
+        held = [{**s, "launch": {**s["launch"], "next_attempt_at": HELD}} for s in scans]
+        try:
+            await self.catalogs.insert(catalog)
+            await self.events.put_many(events)  # events first: no scan without its event
+            await self.scans.insert_many(held)
+            await self.scans.release(ids)
+        except BaseException:
+            await self._undo(ids, catalog["_id"])
+            raise
+
+    async def _undo(self, scan_ids: list[str], catalog_id: str | None = None) -> None:
+        """Delete what a failed multi-document write stored (missing documents are fine)."""
+        try:
+            await self.scans.delete_many(scan_ids)
+            await self.events.delete_many(scan_ids)
+            if catalog_id is not None:
+                await self.catalogs.delete(catalog_id)
+        except PyMongoError as err:  # the database went away: the caller's error is what matters
+            log.error("could not undo a failed write of scans %s: %s", scan_ids[:3], err)
 
     async def ping(self) -> None:
         await self.db.command("ping")

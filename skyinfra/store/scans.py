@@ -17,6 +17,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from skyscan.records.scan import ACTIVE_STATES, TERMINAL_STATES, ScanState, sources_of, utcnow
 
 _OWNED_BY_TRANSITION = ("state", "state_reason", "history")
+# launch.next_attempt_at of scans written but not released yet (a catalog being stored): never due
+HELD = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 
 
 class ScanRepository:
@@ -40,6 +42,14 @@ class ScanRepository:
         if docs:
             await self._c.insert_many(docs, ordered=False)
 
+    async def release(self, scan_ids: list[str]) -> None:
+        """Held scans become due for launch now."""
+        if scan_ids:
+            await self._c.update_many(
+                {"_id": {"$in": scan_ids}, "launch.next_attempt_at": HELD},
+                {"$set": {"launch.next_attempt_at": utcnow()}},
+            )
+
     async def delete_many(self, scan_ids: list[str]) -> None:
         if scan_ids:
             await self._c.delete_many({"_id": {"$in": scan_ids}})
@@ -48,7 +58,7 @@ class ScanRepository:
         return await self._c.find_one({"_id": scan_id}, fields)
 
     async def by_token_hash(self, digest: str) -> dict[str, Any] | None:
-        return await self._c.find_one({"token_hashes": digest}, {"_id": 1})
+        return await self._c.find_one({"token_hashes": digest}, {"_id": 1, "state": 1})
 
     # -- the state machine -----------------------------------------------------------------------
     async def transition(
@@ -210,18 +220,25 @@ class ScanRepository:
         )
 
     async def set_handles(
-        self, scan_id: str, handles: dict[str, Any], inc: dict[str, int] | None = None
+        self,
+        scan_id: str,
+        handles: dict[str, Any],
+        inc: dict[str, int] | None = None,
+        set_fields: dict[str, Any] | None = None,
     ) -> None:
-        await self._update(scan_id, set_fields={"launch.handles": handles}, inc=inc)
+        await self._update(scan_id, set_fields={"launch.handles": handles, **(set_fields or {})}, inc=inc)
 
     async def set_workforce(self, scan_id: str, workforce: dict[str, Any]) -> None:
         await self._update(scan_id, set_fields={"workforce": workforce})
 
     async def mark_reaped(self, scan_id: str) -> None:
-        await self._update(scan_id, set_fields={"launch.reaped": True})
+        """The scan's processes are gone: so are its system tokens."""
+        await self._update(scan_id, set_fields={"launch.reaped": True, "token_hashes": []})
 
     async def cleanup_done(self, scan_id: str) -> None:
-        await self._update(scan_id, set_fields={"cleanup_pending": False, "launch.reaped": True})
+        await self._update(
+            scan_id, set_fields={"cleanup_pending": False, "launch.reaped": True, "token_hashes": []}
+        )
 
     async def request_workers(self, scan_id: str, entry: dict[str, Any]) -> bool:
         """Queue an add-workers request; False when the scan ended meanwhile."""
@@ -301,9 +318,6 @@ class ScanRepository:
 
     async def notice_skipped(self, scan_id: str, outcome: str) -> None:
         await self._update(scan_id, set_fields={"notice_pending": False, "notice.outcome": outcome})
-
-    async def add_rescan(self, original_id: str, rescan_id: str) -> None:
-        await self._update(original_id, push={"rescans": rescan_id})
 
     # -- written by the scan's server --------------------------------------------------------------
     async def set_server(self, scan_id: str, server: dict[str, Any]) -> bool:

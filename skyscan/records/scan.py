@@ -104,7 +104,8 @@ class ScanRecord(BaseModel):
     n_variations: int = 1
     clusters: list[WorkerShare] = Field(default_factory=list)
     workers: int = 0
-    resources: dict[str, Any] = Field(default_factory=dict)
+    profile: str = "default"  # the operator's worker profile the scan named
+    resources: dict[str, Any] = Field(default_factory=dict)  # that profile's resources, at submission
     classifiers: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
@@ -119,6 +120,7 @@ class ScanRecord(BaseModel):
         resources: dict[str, Any],
         classifiers: dict[str, Any],
         scan_id: str | None = None,
+        profile: str = "default",
         **extra: Any,
     ) -> ScanRecord:
         """A queued scan, its history starting with ``queued``."""
@@ -137,6 +139,7 @@ class ScanRecord(BaseModel):
             n_variations=spec.n_variations(),
             clusters=clusters,
             workers=sum(c.workers for c in clusters),
+            profile=profile,
             resources=resources,
             classifiers=classifiers,
             **{

@@ -9,6 +9,7 @@ configuration the same way.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,6 +34,14 @@ class ScanSpecError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+@dataclass(frozen=True)
+class TaskLimits:
+    """The most tasks (pixels x reco variations) one refinement step and one whole scan may plan."""
+
+    per_step: int
+    per_scan: int
 
 
 class ScanSpec(BaseModel):
@@ -63,7 +72,12 @@ class ScanSpec(BaseModel):
         return self.build_reco().n_variations()
 
     # -- checking ------------------------------------------------------------------------------------
-    def checked(self, event: Event | None = None, max_nside: int = UNBOUNDED_NSIDE) -> ScanSpec:
+    def checked(
+        self,
+        event: Event | None = None,
+        max_nside: int = UNBOUNDED_NSIDE,
+        limits: TaskLimits | None = None,
+    ) -> ScanSpec:
         """Check every part up front (a bad request changes nothing) and return the spec in canonical
         form (the nsides as the strategy reads them back). Raises ScanSpecError."""
         try:
@@ -73,14 +87,16 @@ class ScanSpec(BaseModel):
         except (ValueError, OverflowError, RecoUnsuitable) as err:  # OverflowError: ints beyond 64 bits
             raise ScanSpecError("reco", str(err)) from None
         try:
-            strategy = self.build_strategy(max_nside, event)
-        except (ValueError, TypeError) as err:
-            raise ScanSpecError("nsides/strategy", str(err)) from None
-        try:
             if self.level_set is not None:
                 resolve_levels(self.level_set)
         except ValueError as err:
             raise ScanSpecError("level_set", str(err)) from None
+        try:
+            strategy = self.build_strategy(max_nside, event)
+        except (ValueError, TypeError) as err:
+            raise ScanSpecError("nsides/strategy", str(err)) from None
+        if limits is not None:
+            check_task_counts(strategy, reco.n_variations(), limits)
         return self.model_copy(update={"nsides": strategy.nsides_spec()})
 
     # -- stored form ---------------------------------------------------------------------------------
@@ -97,6 +113,26 @@ class ScanSpec(BaseModel):
             strategy_options=doc.get("strategy_options") or {},
             nsides=doc["nsides"],
             level_set=doc.get("level_set"),
+        )
+
+
+def check_task_counts(strategy: Strategy, n_variations: int, limits: TaskLimits) -> None:
+    """Refuse a scan whose strategy expects more tasks than the limits allow (ScanSpecError)."""
+    total = 0
+    for nside, pixels in strategy.estimated_pixels():
+        tasks = pixels * n_variations
+        total += tasks
+        if tasks > limits.per_step:
+            raise ScanSpecError(
+                "nsides",
+                f"the step at nside {nside} would fit about {tasks:,} tasks ({pixels:,} pixels x "
+                f"{n_variations} variations), more than the limit of {limits.per_step:,} tasks per step",
+            )
+    if total > limits.per_scan:
+        raise ScanSpecError(
+            "nsides",
+            f"the scan would fit about {total:,} tasks, more than the limit of {limits.per_scan:,} "
+            "tasks per scan",
         )
 
 

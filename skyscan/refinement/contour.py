@@ -148,6 +148,11 @@ class ContourStrategy:
             f"dilate={self.dilate}"
         )
 
+    def estimated_pixels(self) -> list[tuple[int, int]]:
+        """The whole sky at the first nside, at most ``max_pixels_per_step`` at each finer one."""
+        first, *finer = self._nsides
+        return [(first, px.npix(first))] + [(n, min(px.npix(n), self.max_pixels_per_step)) for n in finer]
+
     # -- planning ------------------------------------------------------------------------------
     def plan(self, view: RefinementView) -> list[PixelKey]:
         complete, pending = view.complete, view.pending

@@ -92,6 +92,17 @@ class ProgressionStrategy:
     def nsides_spec(self) -> str:
         return format_progression(self.steps)
 
+    def estimated_pixels(self) -> list[tuple[int, int]]:
+        """The whole sky at the first step; at each later one the children of the ``extension``
+        coarse pixels around the best fit, and of its own (at most the whole sky). A best fit that
+        moves refines another disc: the estimate is of one pass."""
+        first = self.steps[0].nside
+        out = [(first, px.npix(first))]
+        for coarse, fine in zip(self.steps, self.steps[1:], strict=False):
+            parents = min(px.npix(coarse.nside), fine.extension + 1)
+            out.append((fine.nside, min(px.npix(fine.nside), parents * (fine.nside // coarse.nside) ** 2)))
+        return out
+
     def refine_pairs(self, best: PixelBest, scanned_nsides: set[int]) -> list[PixelKey]:
         """Children of the discs around ``best`` for every pair whose coarse nside has results."""
         ra, dec = best.radec

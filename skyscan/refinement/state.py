@@ -48,6 +48,11 @@ class Strategy(Protocol):
         """The nsides in the form ``from_spec`` reads back (what a scan record stores)."""
         ...
 
+    def estimated_pixels(self) -> list[tuple[int, int]]:
+        """(nside, pixels) per step: what the strategy expects to fit, before any result (the API
+        refuses a scan whose estimate is over its task limits)."""
+        ...
+
 
 # --------------------------------------------------------------------------------------------
 # Driver-facing state machine

@@ -153,6 +153,8 @@ def quiet_api(services: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
         alert_reco="pandel-mpe",
         alert_nsides="8:0,64:12",
         alert_workers="3",
+        worker_clusters='["default", "osg", "k8s"]',
+        metrics_refresh_s="0.3",
     )
     try:
         hold_the_only_slot(api)

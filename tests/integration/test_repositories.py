@@ -157,3 +157,62 @@ def test_idempotency_keys_and_alert_identities_are_unique(database: str) -> None
 
     kept, alert = run(database, body)
     assert kept["scan_id"] == "s1" and alert["scan_id"] == "s1"
+
+
+# -- multi-document writes: all or nothing -------------------------------------------------------------
+TOO_LARGE_FOR_THE_DATABASE = "x" * (17 * 1024 * 1024)  # over MongoDB's 16 MiB per document
+
+
+def _stored(name: str) -> dict[str, int]:
+    db = MongoClient(MONGO_URI)[name]
+    return {c: db[c].count_documents({}) for c in ("catalogs", "events", "scans")}
+
+
+def _catalog(n: int) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    scans = [new_scan() for _ in range(n)]
+    events = {s["_id"]: make_event(event_id=i) for i, s in enumerate(scans)}
+    catalog = {"_id": "cat" + uuid.uuid4().hex[:20], "n_events": n, "scan_ids": [s["_id"] for s in scans]}
+    return catalog, events, scans
+
+
+@pytest.mark.parametrize("fails", ["events", "scans"])
+def test_a_catalog_whose_later_write_fails_leaves_nothing(database: str, fails: str) -> None:
+    """The database really refuses the second write (an event over its document limit) or the third
+    (a scan over it): the catalog, the events and the scans written before are all taken back."""
+    catalog, events, scans = _catalog(3)
+    if fails == "events":
+        events[scans[1]["_id"]]["pad"] = TOO_LARGE_FOR_THE_DATABASE
+    else:
+        scans[1]["classifiers"] = {"pad": TOO_LARGE_FOR_THE_DATABASE}
+
+    async def body(db: Database) -> None:
+        with pytest.raises(Exception) as refused:
+            await db.create_catalog(catalog, events, scans)
+        assert "too large" in str(refused.value)
+
+    run(database, body)
+    assert _stored(database) == {"catalogs": 0, "events": 0, "scans": 0}
+
+
+def test_a_stored_catalog_is_released_for_launch_only_once_whole(database: str) -> None:
+    catalog, events, scans = _catalog(2)
+
+    async def body(db: Database) -> list[dict[str, Any]]:
+        await db.create_catalog(catalog, events, scans)
+        return await db.scans.queued(due_by=dt.datetime.now(dt.UTC))
+
+    due = run(database, body)
+    assert sorted(d["_id"] for d in due) == sorted(s["_id"] for s in scans)
+    assert _stored(database) == {"catalogs": 1, "events": 2, "scans": 2}
+
+
+def test_a_scan_that_cannot_be_written_takes_its_event_back(database: str) -> None:
+    scan = new_scan()
+    scan["classifiers"] = {"pad": TOO_LARGE_FOR_THE_DATABASE}
+
+    async def body(db: Database) -> None:
+        with pytest.raises(Exception, match="too large"):
+            await db.create_scan(scan, make_event())
+
+    run(database, body)
+    assert _stored(database) == {"catalogs": 0, "events": 0, "scans": 0}

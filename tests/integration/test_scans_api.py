@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.conftest import make_event
+from tests.conftest import make_event, wait_until
 from tests.integration.conftest import OpsApi
 
 
@@ -93,7 +94,9 @@ def test_pagination_is_stable_while_scans_are_added(quiet_api: OpsApi) -> None:
         try:
             while True:
                 params = {"classifier": "batch:paging", "limit": 5, **({"cursor": cursor} if cursor else {})}
-                page = http.get("/api/v1/scans", params=params).json()
+                resp = http.get("/api/v1/scans", params=params)
+                assert resp.status_code == 200, resp.text
+                page = resp.json()
                 seen.extend(s["scan_id"] for s in page["scans"])
                 created = [s["created_at"] for s in page["scans"]]
                 assert created == sorted(created, reverse=True)
@@ -195,7 +198,7 @@ def test_rescan_with_overrides_links_to_the_origin(quiet_api: OpsApi) -> None:
     db = quiet_api.db()
     copied, source = (db.events.find_one({"_id": i})["event"] for i in (new["scan_id"], original))
     assert all(copied[k] == source[k] for k in ("run_id", "event_id", "mjd", "pulses", "truth"))
-    assert db.scans.find_one({"_id": original})["rescans"] == [new["scan_id"]]
+    assert [d["_id"] for d in db.scans.find({"rescan_of": original})] == [new["scan_id"]]
     second = db.scans.find_one({"_id": again["scan_id"]})
     assert second["rescan_of"] == new["scan_id"] and second["rescan_root"] == original
     assert second["nsides"] == "8:0,64:12"  # copied from its origin
@@ -273,12 +276,19 @@ def test_metrics_show_backlog_and_queue_depths_without_per_scan_labels(quiet_api
     }
     assert expected["realtime"] >= 2 and expected["catalog"] >= 1
     with quiet_api.http(None) as http:
-        text = http.get("/metrics").text
-    values = {
-        line.split(" ")[0]: float(line.split(" ")[1])
-        for line in text.splitlines()
-        if line.startswith("skydriver_") and " " in line
-    }
+        # the gauges come from a background snapshot: wait for one computed after the inserts
+        inserted_at = time.time()
+        text = wait_until(
+            lambda: (
+                (t := http.get("/metrics").text)
+                and metric_values(t)["skydriver_metrics_refreshed_timestamp_seconds"] > inserted_at + 0.1
+                and t
+            ),
+            20,
+            "a metrics refresh after the inserts",
+            poll_s=0.2,
+        )
+    values = metric_values(text)
     for cls, n in expected.items():
         assert values[f'skydriver_backlog_scans{{priority_class="{cls}"}}'] == n, (cls, values)
     assert values["skydriver_queue_depths_up"] == 1.0
@@ -312,3 +322,11 @@ def test_an_expired_idempotency_key_is_free_again(quiet_api: OpsApi) -> None:
     assert first.status_code == 201 and again.status_code == 201
     assert again.json()["scan_id"] != first.json()["scan_id"]
     assert third.status_code == 200 and third.json()["scan_id"] == again.json()["scan_id"]
+
+
+def metric_values(text: str) -> dict[str, float]:
+    return {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith("skydriver_") and " " in line
+    }

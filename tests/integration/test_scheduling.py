@@ -58,7 +58,7 @@ def database(services: None) -> Iterator[str]:
 
 
 def settings_for(database: str, **kw: Any) -> Settings:
-    return Settings(mongodb_uri=MONGO_URI, mongodb_database=database, **kw)
+    return Settings(mongodb_uri=MONGO_URI, mongodb_database=database, **{"alert_workers": 1, **kw})
 
 
 _clock = [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)]
@@ -267,3 +267,65 @@ def test_a_failing_worker_request_is_recorded_and_the_scan_goes_on(database: str
     doc = db.scans.find_one({"_id": scan})
     assert doc["state"] == "running" and doc["worker_requests"] == [] and doc["workers"] == 1
     assert doc["worker_requests_done"][0]["error"] == "LaunchError: no cluster named nowhere"
+
+
+# -- budgets hold whatever reaches the database ------------------------------------------------------
+def _request(database: str, scan_id: str, request_id: str, workers: int) -> None:
+    MongoClient(MONGO_URI, tz_aware=True)[database].scans.update_one(
+        {"_id": scan_id},
+        {
+            "$set": {"launch.launched_at": dt.datetime.now(dt.UTC), "launch.handles": {"server": "s"}},
+            "$push": {
+                "worker_requests": {"request_id": request_id, "workers": workers, "cluster": "default"}
+            },
+        },
+    )
+
+
+def test_worker_requests_never_exceed_the_budgets(database: str) -> None:
+    """Requests written straight to the database (past the API's checks): one over the scan's limit
+    is refused with the limit; one over the free budget waits; nothing starts beyond either."""
+    full = insert(database, scan_doc("alice", workers=2, state="running"))[0]
+    _request(database, full, "too-many", 13)
+    _request(database, full, "one-more", 1)
+    launcher = FakeLauncher()
+    run(database, launcher, once, max_total_workers=3, max_workers_per_scan=3)
+    db = MongoClient(MONGO_URI, tz_aware=True)[database]
+    doc = db.scans.find_one({"_id": full})
+    assert [(r["request_id"], r["state"]) for r in doc["worker_requests_done"]] == [
+        ("too-many", "refused"),
+        ("one-more", "served"),
+    ]
+    assert "at most 3" in doc["worker_requests_done"][0]["error"]
+    assert launcher.workers == [(full, "default", 1)] and doc["workers"] == 3  # within the budget of 3
+    other = insert(database, scan_doc("bob", workers=1, state="running"))[0]
+    _request(database, other, "waits", 1)
+    run(database, launcher, once, max_total_workers=3, max_workers_per_scan=3)
+    assert launcher.workers == [(full, "default", 1)]  # the budget is full: nothing more started
+    assert [r["request_id"] for r in db.scans.find_one({"_id": other})["worker_requests"]] == ["waits"]
+
+
+def test_a_realtime_scan_waiting_for_workers_is_told_how_many_are_free(database: str) -> None:
+    """The backlog once said "needs 1, -9998 of 2 free": in use never passes the budget, and the
+    free count is never negative even for scans launched under an older, larger budget."""
+    from skydriver_api.scheduling import waiting_reason
+
+    insert(database, scan_doc("bob", workers=10000, state="running"))  # from before the budget held
+    realtime = insert(database, scan_doc("icecube-realtime", priority=100, workers=1))[0]
+    launcher = FakeLauncher()
+    run(database, launcher, once, max_total_workers=2, max_concurrent_scans=10)
+    assert launcher.servers == []  # the budget is spent: the realtime scan waits, nothing overshoots
+    scan = MongoClient(MONGO_URI, tz_aware=True)[database].scans.find_one({"_id": realtime})
+    reason = waiting_reason(
+        scan, dt.datetime.now(dt.UTC), n_active=1, workers_in_use=10000, max_scans=10, max_workers=2
+    )
+    assert reason == "worker budget: needs 1, 0 of 2 free"
+
+
+def test_a_scan_larger_than_the_budget_fails_instead_of_waiting_forever(database: str) -> None:
+    big = insert(database, scan_doc("alice", workers=5))[0]
+    launcher = FakeLauncher()
+    run(database, launcher, once, max_total_workers=4)
+    doc = MongoClient(MONGO_URI, tz_aware=True)[database].scans.find_one({"_id": big})
+    assert launcher.servers == [] and doc["state"] == "failed"
+    assert "needs 5 workers, more than a scan may have (4" in doc["state_reason"]

@@ -274,6 +274,41 @@ def test_ci_values_external_services_ingress_and_htcondor(
     assert k8s.priority_class == "skydriver-scans"
 
 
+def test_requests_choose_only_what_the_chart_configures(chart: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Images come from image.*, worker resources from scans.workerProfiles, recos from
+    scans.enabledRecos; the test-only recos cannot be turned on through the chart."""
+    from skydriver_api.settings import ApiSettings
+    from worker.settings import WorkerSettings
+
+    values = {
+        "scans": {"workerProfiles": {"default": {}, "large": {"cpus": 8}}, "enabledRecos": ["pandel-mpe"]}
+    }
+    objects, _ = render(chart, values)
+    for key, value in one(objects, "ConfigMap")["data"].items():
+        monkeypatch.setenv(key, value)
+    api, worker = ApiSettings(), WorkerSettings()  # what the API and (envFrom) the scan pods read
+    assert sorted(api.worker_profiles) == ["default", "large"] and api.worker_profiles["large"].cpus == 8
+    assert api.recos() == worker.recos() == {"pandel-mpe"}
+    assert KubernetesSettings().image == f"ghcr.io/skydriver/skydriver:{chart.metadata['appVersion']}"
+    objects, _ = render(chart, None)
+    for key, value in one(objects, "ConfigMap")["data"].items():
+        monkeypatch.setenv(key, value)
+    assert ApiSettings().recos() == {
+        "pandel-spe",
+        "pandel-mpe",
+        "pandel-layered",
+        "table-mpe",
+    }  # no test recos
+    for bad in (
+        {"config": {"SKYDRIVER_TEST_RECOS": "true"}},
+        {"config": {"SKYDRIVER_ENABLED_RECOS": '["crash-dummy"]'}},
+        {"scans": {"enabledRecos": ["crash-dummy"]}},
+        {"scans": {"workerProfiles": {"default": {"image": "evil:1"}}}},
+    ):
+        with pytest.raises(helm.HelmError):
+            chart.validate_schema(bad)
+
+
 def test_local_launcher_gets_no_kubernetes_permissions(chart: Any) -> None:
     objects, notes = render(chart, {"launcher": "local"})
     for obj in objects:

@@ -27,6 +27,7 @@ from skydriver_api.launchers.htcondor.status import job_state
 from skydriver_api.launchers.htcondor.submit import ATTR_SCAN_ID, BROKER_FILE, TOKEN_FILE
 
 TOKEN = "per-scan-token-0123456789"
+SIF = "/cvmfs/icecube.opensciencegrid.org/containers/skydriver/skydriver_1.2.3.sif"
 BROKER = "amqps://worker:broker-password@rabbitmq.example.org:5671/%2F"
 SPEC = LaunchSpec(
     scan_id="5f1c0a9e2b7d4c3a8e6f1d2c3b4a5968",
@@ -37,7 +38,6 @@ SPEC = LaunchSpec(
         memory_mb=3000,
         disk_mb=5000,
         max_worker_runtime_s=7200,
-        image="/cvmfs/icecube.opensciencegrid.org/containers/skydriver/skydriver_1.2.3.sif",
     ),
     priority=10,
     api_url="https://skydriver.example.org",
@@ -122,7 +122,12 @@ def make(tmp_path: Path, **overrides: Any) -> Made:
     def factory(name: str | None) -> RecordingSchedd:
         return schedds.setdefault(name, RecordingSchedd(name, first_cluster=100 * (len(schedds) + 1)))
 
-    values: dict[str, Any] = {"submit_dir": tmp_path / "condor", "broker_url": BROKER, **overrides}
+    values: dict[str, Any] = {
+        "submit_dir": tmp_path / "condor",
+        "broker_url": BROKER,
+        "image": SIF,
+        **overrides,
+    }
     server = StubServerLauncher()
     launcher = HTCondorLauncher(HTCondorSettings(**values), server_launcher=server, schedd_factory=factory)
     return launcher, schedds, server
@@ -141,7 +146,7 @@ def test_submit_description_parsed_by_htcondor(tmp_path: Path) -> None:
     launcher, _, _ = make(tmp_path, requirements="has_avx2", accounting_group="group_icecube.realtime")
     sub = parsed(launcher, SPEC.clusters[0])
     assert sub["universe"] == "container"
-    assert sub["container_image"] == SPEC.resources.image
+    assert sub["container_image"] == SIF  # the operator's setting
     assert sub["transfer_container"] == "false"  # on CVMFS already
     assert sub["executable"] == "/usr/local/bin/skydriver-condor-worker"
     assert sub["transfer_executable"] == "false"
@@ -170,13 +175,8 @@ def test_each_cluster_gets_its_own_count(tmp_path: Path) -> None:
 
 
 def test_docker_image_and_defaults(tmp_path: Path) -> None:
-    launcher, _, _ = make(tmp_path, keep_worker_output=False)
-    spec = LaunchSpec(
-        scan_id="s1",
-        scan_token=TOKEN,
-        clusters=(WorkerCluster("osg", 1),),
-        resources=Resources(image="ghcr.io/skydriver/skydriver:1.2.3"),
-    )
+    launcher, _, _ = make(tmp_path, keep_worker_output=False, image="ghcr.io/skydriver/skydriver:1.2.3")
+    spec = LaunchSpec(scan_id="s1", scan_token=TOKEN, clusters=(WorkerCluster("osg", 1),))
     sub = parsed(launcher, spec.clusters[0], spec)
     assert sub["container_image"] == "docker://ghcr.io/skydriver/skydriver:1.2.3"
     assert "transfer_container" not in sub and "output" not in sub and "requirements" not in sub
@@ -358,10 +358,10 @@ def test_abort_removes_by_scan_attribute(tmp_path: Path) -> None:
 def test_forget_deletes_the_credentials_of_a_reaped_scan(tmp_path: Path) -> None:
     launcher, _, _ = make(tmp_path)
     handles = launcher.launch_workers(SPEC, SPEC.clusters[0])
-    launcher.forget(handles)
+    launcher.forget(SPEC.scan_id, handles)
     scan_dir = launcher.scan_dir(SPEC.scan_id)
     assert not (scan_dir / TOKEN_FILE).exists() and not (scan_dir / BROKER_FILE).exists()
-    launcher.forget({"condor_scan_id": "../../etc"})  # never outside the submit dir
+    launcher.forget("../../etc", {})  # never outside the submit dir
 
 
 def test_abort_failure_keeps_credentials_and_reports(tmp_path: Path) -> None:
@@ -406,13 +406,12 @@ def _real_schedd() -> Any:
 
 def test_against_a_real_schedd(tmp_path: Path) -> None:
     schedd = _real_schedd()
-    launcher, _, _ = make(tmp_path)
+    launcher, _, _ = make(tmp_path, image="docker://busybox:1")
     launcher._schedd_factory = lambda name: schedd
     spec = LaunchSpec(
         scan_id=f"skydriver-test-{int(time.time())}",
         scan_token=TOKEN,
         clusters=(WorkerCluster("local", 2),),
-        resources=Resources(image="docker://busybox:1"),
     )
     try:
         handles = launcher.launch_workers(spec, spec.clusters[0])
@@ -512,22 +511,19 @@ def test_unreachable_collector_through_the_real_bindings(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize(
-    "resources, api_url",
+    "image, api_url",
     [
-        (Resources(image='docker://evil:1\n+Owner = "root"'), ""),
-        (Resources(image="/cvmfs/x.sif extra"), ""),
-        (Resources(image="/cvmfs/x.sif"), 'https://api" SKYDRIVER_X=1'),
+        ('docker://evil:1\n+Owner = "root"', ""),
+        ("/cvmfs/x.sif extra", ""),
+        ("/cvmfs/x.sif", 'https://api" SKYDRIVER_X=1'),
     ],
 )
-def test_user_values_cannot_inject_submit_commands(
-    tmp_path: Path, resources: Resources, api_url: str
-) -> None:
-    launcher, schedds, _ = make(tmp_path)
+def test_values_cannot_inject_submit_commands(tmp_path: Path, image: str, api_url: str) -> None:
+    launcher, schedds, _ = make(tmp_path, image=image)
     spec = LaunchSpec(
         scan_id="s1",
         scan_token=TOKEN,
         clusters=(WorkerCluster("osg", 1),),
-        resources=resources,
         api_url=api_url,
     )
     with pytest.raises(LaunchError):

@@ -41,7 +41,6 @@ SPEC = LaunchSpec(
         memory_mb=3000,
         disk_mb=5000,
         max_worker_runtime_s=7200,
-        image="registry.example.org/skydriver:1.2.3",
     ),
     priority=10,
     api_url="http://sky-skydriver.science.svc:80",
@@ -55,6 +54,7 @@ def settings(**overrides: Any) -> KubernetesSettings:
         "config_map": "sky-skydriver",
         "service_account": "sky-skydriver-scan",
         "instance": "sky",
+        "image": "registry.example.org/skydriver:1.2.3",
     }
     return KubernetesSettings(**{**base, **overrides})
 
@@ -126,7 +126,7 @@ def test_server_job_manifest() -> None:
     assert pod["serviceAccountName"] == "sky-skydriver-scan"
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
     (c,) = pod["containers"]
-    assert c["image"] == SPEC.resources.image
+    assert c["image"] == "registry.example.org/skydriver:1.2.3"  # the operator's setting
     assert [c["command"][0], *c["args"]] == ["skydriver", "server", "--scan-id", SPEC.scan_id]
     assert c["resources"] == {
         "requests": {"cpu": "1", "memory": "1024Mi", "ephemeral-storage": "1024Mi"},
@@ -162,6 +162,7 @@ def test_worker_job_manifest_honours_the_request() -> None:
     assert pod["activeDeadlineSeconds"] == 7200  # max_worker_runtime_s bounds every worker pod
     (c,) = pod["containers"]
     assert c["args"] == ["worker", "--scan-id", SPEC.scan_id]
+    assert c["image"] == "registry.example.org/skydriver:1.2.3"
     assert c["resources"]["requests"] == {"cpu": "1500m", "memory": "3000Mi", "ephemeral-storage": "5000Mi"}
     assert c["resources"]["limits"] == c["resources"]["requests"]
     env = {e["name"] for e in c["env"]}

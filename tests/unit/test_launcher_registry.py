@@ -92,7 +92,9 @@ def test_kubernetes_from_the_registry_runs_a_scan_on_the_api_server(api: FakeKub
     launcher.abort(SPEC.scan_id, handles)
     assert api.names("Job", NS) == [] and api.names("Secret", NS) == []
     calls = len(api.requests)
-    launcher.forget(handles)  # the interface's default: finished Jobs are the cluster's to clean up
+    launcher.forget(
+        SPEC.scan_id, handles
+    )  # the interface's default: finished Jobs are the cluster's to clean up
     assert len(api.requests) == calls
 
 
@@ -111,7 +113,7 @@ def test_htcondor_from_the_registry_sends_its_server_to_the_registered_kubernete
     with pytest.raises(LaunchError, match="submit to schedd ap.example.org failed"):
         launcher.launch_workers(SPEC, SPEC.clusters[0])  # the real collector lookup, refused
     assert (scan_dir / TOKEN_FILE).exists() and (scan_dir / BROKER_FILE).exists()
-    launcher.forget({**handles, "condor_scan_id": SPEC.scan_id})
+    launcher.forget(SPEC.scan_id, handles)
     assert not (scan_dir / TOKEN_FILE).exists() and not (scan_dir / BROKER_FILE).exists()
 
 

@@ -164,13 +164,15 @@ class HTCondorLauncher(Launcher):
         # the credentials are no longer needed once nothing can start any more
         submit_files.delete_credentials(self.settings, scan_id)
 
-    def forget(self, handles: dict[str, Any]) -> None:
-        """Called by the reconciler once a finished scan is reaped: delete its credential files."""
-        scan_id = handles.get("condor_scan_id")
+    def forget(self, scan_id: str, handles: dict[str, Any]) -> None:
+        """Called by the reconciler once an ended scan is reaped: delete its credential files."""
         if submit_files.is_safe_scan_id(scan_id):
             submit_files.delete_credentials(self.settings, scan_id)
         if self._server_launcher is not None:  # none built yet: it has nothing to release
-            self._server_launcher.forget(handles)
+            self._server_launcher.forget(scan_id, handles)
+
+    def cluster_names(self) -> tuple[str, ...] | None:
+        return tuple(self.settings.cluster_schedds) or None
 
     def purge(self, scan_id: str) -> None:
         """Delete the scan's submit directory (credentials and worker logs)."""

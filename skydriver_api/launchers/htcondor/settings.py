@@ -28,7 +28,7 @@ class HTCondorSettings(BaseSettings):
     )
     image: str = Field(
         "docker://ghcr.io/skydriver/skydriver:0.1.0",
-        description="Worker image when the scan request names none: a SIF path (e.g. on CVMFS) or docker://.",
+        description="Worker image (operator configuration only): a SIF path (e.g. on CVMFS) or docker://.",
     )
     executable: str = Field(
         "/usr/local/bin/skydriver-condor-worker",

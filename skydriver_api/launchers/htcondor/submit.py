@@ -64,7 +64,7 @@ def submit_description(
         raise LaunchError(f"cluster name {cluster.name!r} is not safe in a submit description")
     if cluster.workers < 1:
         raise LaunchError(f"cluster {cluster.name!r}: at least one worker is needed")
-    image = _container_image(r.image or s.image)
+    image = _container_image(s.image)  # the operator's, never the scan's
     # values that reach the submit language: one token each, no line breaks, no quotes
     if not _SAFE_IMAGE.match(image):
         raise LaunchError(f"image {image!r} is not a valid image reference or path")

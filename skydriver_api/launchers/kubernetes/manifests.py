@@ -127,7 +127,7 @@ class ScanManifests:
         cpu_q = _cpu_quantity(cpu)
         container: dict[str, Any] = {
             "name": role,
-            "image": spec.resources.image or s.image,
+            "image": s.image,  # the operator's, never the scan's
             "imagePullPolicy": s.image_pull_policy,
             "command": ["skydriver"],
             "args": [role, "--scan-id", spec.scan_id],

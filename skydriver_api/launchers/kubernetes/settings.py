@@ -22,7 +22,7 @@ class KubernetesSettings(BaseSettings):
     context: str | None = Field(None, description="Kubeconfig context (with a kubeconfig).")
     image: str = Field(
         "ghcr.io/skydriver/skydriver:0.1.0",
-        description="Image of scan servers and workers when the scan request names none.",
+        description="Image of scan servers and workers (operator configuration only).",
     )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     image_pull_secrets: list[str] = Field(default_factory=list, description="Names of pull Secrets.")

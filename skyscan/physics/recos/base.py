@@ -31,6 +31,8 @@ class RecoUnsuitable(ValueError):
 class Reco(Protocol):
     name: ClassVar[str]
     description: ClassVar[str]
+    # True for stand-ins (dummy, crash-dummy) that a production service must not run
+    test_only: ClassVar[bool]
 
     def n_variations(self) -> int:
         """Number of vertex-seed variations fitted per pixel (tasks per pixel)."""

@@ -35,6 +35,7 @@ class DummyPrepared:
 class DummyReco:
     name: ClassVar[str] = "dummy"
     description: ClassVar[str] = "Smooth -lnL around the event's stated (truth) direction; CI and load tests."
+    test_only: ClassVar[bool] = True  # not physics: enabled only where the operator asks for test recos
 
     def __init__(self, delay_s: float = 0.0) -> None:
         if not 0.0 <= delay_s <= 3600.0:

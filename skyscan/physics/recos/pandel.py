@@ -85,6 +85,7 @@ class PandelTrackReco:
 
     name: ClassVar[str] = "pandel"
     description: ClassVar[str] = "Pandel track likelihood"
+    test_only: ClassVar[bool] = False
     use_charge: ClassVar[bool] = False
     _START_STEP: ClassVar[float] = 48.0  # m and ns
     _POLISH_STEP: ClassVar[float] = 4.0
