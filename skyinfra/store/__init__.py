@@ -70,10 +70,13 @@ class Database:
 
     async def create_scan(self, scan: dict[str, Any], event: dict[str, Any]) -> None:
         """Event first, then scan: a scan document never exists without its event. All or nothing:
-        when the scan cannot be written, its event is taken back."""
+        when the scan cannot be written, its event is taken back. A scan id that is taken (a
+        concurrent copy of the same alert wrote it) belongs to that writer: nothing is undone."""
         try:
             await self.events.put(scan["_id"], event)
             await self.scans.insert(scan)
+        except DuplicateKeyError:
+            raise
         except BaseException:
             await self._undo([scan["_id"]])
             raise

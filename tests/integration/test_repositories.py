@@ -216,3 +216,19 @@ def test_a_scan_that_cannot_be_written_takes_its_event_back(database: str) -> No
 
     run(database, body)
     assert _stored(database) == {"catalogs": 0, "events": 0, "scans": 0}
+
+
+def test_a_second_writer_of_the_same_scan_id_leaves_the_first_scan_alone(database: str) -> None:
+    """Concurrent copies of one alert write one scan id; the copy that loses must not undo the
+    scan the winner stored (a burst of one alert once ended with no scan at all)."""
+    scan = new_scan()
+
+    async def body(db: Database) -> dict[str, Any] | None:
+        await db.create_scan(scan, make_event())
+        with pytest.raises(Duplicate):
+            await db.create_scan({**scan, "owner": "mallory"}, make_event())
+        return await db.scans.get(scan["_id"])
+
+    kept = run(database, body)
+    assert kept is not None and kept["owner"] == "alice"
+    assert _stored(database) == {"catalogs": 0, "events": 1, "scans": 1}
