@@ -104,6 +104,11 @@ class Refinement:
     def best(self) -> PixelBest | None:
         return self._best
 
+    def is_open(self, nside: int, pixel: int, variation: int) -> bool:
+        """Whether a result for this task is still expected (planned and not answered yet)."""
+        key = (nside, pixel)
+        return key in self._pending and variation not in self._known.get(key, {})
+
     # -- inputs --------------------------------------------------------------------------------
     def restore(self, results: Iterable[VariationResult]) -> None:
         """Load results stored by an earlier run (resume); call :meth:`next_tasks` afterwards."""
