@@ -1,4 +1,8 @@
-"""``python -m server --scan-id ID``: run the scan server of one scan (started by a launcher)."""
+"""``python -m server --scan-id ID``: run the scan server of one scan (started by a launcher).
+
+``python -m server --warm``: start and warm up (imports, the astrometry tables) without a scan,
+then take one from a claim on standard input (``skyinfra.warm``) and serve it.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +14,28 @@ import sys
 from server.scan import ScanServer
 from server.settings import ServerSettings
 from skyinfra.logs import setup_logging
+from skyinfra.warm import wait_for_claim
+from skyscan.sky.coordinates import astrometry_context
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="skydriver server", description=__doc__)
-    parser.add_argument("--scan-id", required=True)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--scan-id")
+    group.add_argument("--warm", action="store_true", help="warm up, then serve the scan of one claim")
     args = parser.parse_args(argv)
-    setup_logging("server", args.scan_id)
+    scan_id = args.scan_id
+    if args.warm:
+        astrometry_context(51544.5)  # the tables the first directions would otherwise wait for
+        claim = wait_for_claim()
+        if claim is None:
+            return 0
+        claim.apply()
+        scan_id = claim.scan_id
+    setup_logging("server", scan_id)
 
     async def run() -> int:
-        server = ScanServer(ServerSettings(), args.scan_id)
+        server = ScanServer(ServerSettings(), scan_id)
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,6 +1,7 @@
 """Run fits in a child process so that a per-pixel timeout really stops them.
 
-The child prepares the event once per (reco, options) and fits task messages: the parent hands it
+The child gets the event first (it may have been started before there was one: a warm worker),
+prepares it once per (reco, options) and fits task messages: the parent hands it
 a whole message (its raw bytes, decoded once there) with the index to start at, and the child
 answers pixel by pixel. The parent waits on the pipe; while it waits it calls ``tick()`` (which
 keeps the AMQP heartbeats flowing) and kills the child when a pixel's time is up: each pixel's
@@ -22,15 +23,25 @@ from typing import Any
 from skyscan.physics.event import parse_event
 from skyscan.physics.recos.base import FitResult
 from skyscan.physics.recos.registry import get_reco
+from skyscan.sky.coordinates import astrometry_context
 from skyscan.wire import decode_tasks
 
 
-def _child(conn: Connection, event_doc: dict[str, Any]) -> None:
+def warm_up() -> None:
+    """Load what the first fit or direction would otherwise wait for (the astrometry tables)."""
+    astrometry_context(51544.5)
+
+
+def _child(conn: Connection) -> None:
     signal.signal(
         signal.SIGTERM, signal.SIG_IGN
     )  # a SIGTERM to the group is for the parent: it hands the task back
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    event = parse_event(event_doc)
+    warm_up()
+    try:
+        event = parse_event(json.loads(conn.recv_bytes()))
+    except EOFError:
+        return
     cache: dict[str, tuple[Any, Any]] = {}
     while True:
         try:
@@ -72,22 +83,31 @@ class FitInterrupted(Exception):
 
 
 class Fitter:
-    def __init__(self, event_doc: dict[str, Any]) -> None:
-        self.event_doc = event_doc
+    def __init__(self, event_doc: dict[str, Any] | None = None) -> None:
+        self.event_doc = event_doc  # set before the first fit (a warm worker learns it late)
         # spawn, not fork: a forked child of a process holding BLAS thread pools, an AMQP socket and
         # import locks can deadlock; a fresh interpreter costs ~1 s once per worker (and per kill).
         self._ctx = mp.get_context("spawn")
         self._proc: Any = None
         self._conn: Connection | None = None
+        self._event_sent = False
 
-    def _ensure(self) -> Connection:
+    def start(self) -> None:
+        """Start the fit process now (it warms up while the worker waits for its scan)."""
         if self._proc is None or not self._proc.is_alive():
             parent, child = self._ctx.Pipe()
-            self._proc = self._ctx.Process(target=_child, args=(child, self.event_doc), daemon=True)
+            self._proc = self._ctx.Process(target=_child, args=(child,), daemon=True)
             self._proc.start()
             child.close()
             self._conn = parent
-        assert self._conn is not None
+            self._event_sent = False
+
+    def _ensure(self) -> Connection:
+        self.start()
+        assert self._conn is not None and self.event_doc is not None
+        if not self._event_sent:
+            self._conn.send_bytes(json.dumps(self.event_doc).encode())
+            self._event_sent = True
         return self._conn
 
     def fit_batch(

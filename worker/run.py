@@ -126,7 +126,7 @@ class Worker:
                 self.channel = self.conn.channel()  # type: ignore[union-attr]
                 self.channel.basic_qos(prefetch_count=self.settings.worker_prefetch)
                 self.channel.confirm_delivery()
-                self.conn.sleep(0.5)  # type: ignore[union-attr]
+                self.conn.sleep(0.1)  # type: ignore[union-attr]
         return False
 
     def close(self) -> None:
@@ -137,15 +137,18 @@ class Worker:
             pass
 
     # -- main loop -----------------------------------------------------------------------------------
-    def run(self) -> int:
+    def run(self, fitter: Fitter | None = None) -> int:
+        """Serve the scan; ``fitter`` may have been started already (a warm worker)."""
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        fitter = fitter or Fitter()
         try:
             event_doc = fetch_event(self.settings, self.scan_id)
         except EventUnavailable as err:
             log.error("%s", err)
+            fitter.close()
             return EXIT_ERROR
-        fitter = Fitter(event_doc["event"])
+        fitter.event_doc = event_doc["event"]
         idle_since = time.monotonic()
         waits = RECONNECT_BACKOFF.waits()
         try:

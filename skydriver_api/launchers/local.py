@@ -3,6 +3,11 @@
 Each process gets its own session (so abort can signal the whole group), logs under
 ``runtime_dir/<scan>/``, and the per-scan token in a 0600 file named by
 ``SKYDRIVER_SCAN_TOKEN_FILE``; nothing secret goes on a command line.
+
+Warm pool (``SKYDRIVER_WARM_SERVERS``, ``SKYDRIVER_WARM_WORKERS``): processes started ahead of
+any scan with ``--warm``. Launching takes one and writes it a claim (``skyinfra.warm``) naming its
+scan, log file and token file; it serves that one scan and exits, and a fresh one is started in
+its place. Only when the pool is empty is a process started cold.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any, Self
 
 from skydriver_api.launchers.base import Launcher, LaunchError, LaunchSpec, WorkerCluster, WorkforceStatus
 from skydriver_api.settings import ApiSettings
+from skyinfra.warm import Claim
 
 # Variables a child must not inherit from the API (secrets of the API itself).
 _PRIVATE_ENV = ("SKYDRIVER_ADMIN_TOKEN", "SKYDRIVER_SCAN_TOKEN")
@@ -30,6 +36,10 @@ class LocalLauncher(Launcher):
         self.settings = settings
         self.runtime_dir = settings.runtime_dir.resolve()
         self._procs: dict[int, subprocess.Popen] = {}
+        self._pool_size = {"server": settings.warm_servers, "worker": settings.warm_workers}
+        self._warm: dict[str, list[subprocess.Popen]] = {"server": [], "worker": []}
+        self._warm_started = 0
+        self._refill()
 
     @classmethod
     def from_settings(cls, settings: ApiSettings) -> Self:
@@ -58,20 +68,69 @@ class LocalLauncher(Launcher):
     def _spawn(self, spec: LaunchSpec, module: str, log_name: str) -> int:
         token_file = self._token_file(spec)
         log_path = self._scan_dir(spec.scan_id) / f"{log_name}.log"
-        try:
-            with open(log_path, "ab") as log:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", module, "--scan-id", spec.scan_id],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=self._env(spec, token_file),
-                    start_new_session=True,
-                )
-        except OSError as err:
-            raise LaunchError(f"could not start {module}: {err}") from err
+        proc = self._claim_warm(module, spec, token_file, log_path)
+        if proc is None:
+            try:
+                with open(log_path, "ab") as log:
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", module, "--scan-id", spec.scan_id],
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env=self._env(spec, token_file),
+                        start_new_session=True,
+                    )
+            except OSError as err:
+                raise LaunchError(f"could not start {module}: {err}") from err
         self._procs[proc.pid] = proc
         return proc.pid
+
+    # -- warm pool -----------------------------------------------------------------------------
+    def _refill(self) -> None:
+        """Start warm processes until each pool has its size (dead idle ones are replaced)."""
+        base = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
+        base.setdefault("PYTHONUNBUFFERED", "1")
+        warm_dir = self.runtime_dir / "warm"
+        for module, pool in self._warm.items():
+            pool[:] = [p for p in pool if p.poll() is None]
+            while len(pool) < self._pool_size[module]:
+                warm_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                self._warm_started += 1
+                try:
+                    with open(warm_dir / f"{module}-{self._warm_started}.log", "ab") as log:
+                        proc = subprocess.Popen(
+                            [sys.executable, "-m", module, "--warm"],
+                            stdin=subprocess.PIPE,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            env=base,
+                            start_new_session=True,
+                        )
+                except OSError:
+                    return  # cold starts still work; the next launch tries again
+                pool.append(proc)
+
+    def _claim_warm(
+        self, module: str, spec: LaunchSpec, token_file: Path, log_path: Path
+    ) -> subprocess.Popen | None:
+        """Bind an idle warm process to the scan; None when the pool has none alive."""
+        pool = self._warm[module]
+        claim = Claim(
+            spec.scan_id, str(log_path), str(token_file), spec.api_url or self.settings.resolved_api_url
+        )
+        while pool:
+            proc = pool.pop(0)
+            if proc.poll() is not None or proc.stdin is None:
+                continue
+            try:
+                proc.stdin.write(claim.encode())
+                proc.stdin.close()  # one claim per process
+            except OSError:
+                continue
+            self._refill()
+            return proc
+        self._refill()
+        return None
 
     def _state(self, pid: int) -> tuple[str, int | None]:
         """('running' | 'succeeded' | 'failed' | 'unknown', exit code)."""
