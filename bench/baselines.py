@@ -151,10 +151,12 @@ def celery_rate(url: str, n_tasks: int, n_workers: int, log_dir: Path) -> float:
         for r in [celery_app.noop.apply_async((TASK_PAYLOAD,), queue=queue) for _ in range(2 * n_workers)]:
             r.get(timeout=60)  # warm: both workers connected and answering
         payloads = [{**TASK_PAYLOAD, "task_id": f"celery:16:{i}:0"} for i in range(n_tasks)]
+        from celery.result import ResultSet
+
         start = time.perf_counter()
-        pending = [celery_app.noop.apply_async((p,), queue=queue) for p in payloads]
-        for r in pending:
-            r.get(timeout=300)
+        pending = ResultSet([celery_app.noop.apply_async((p,), queue=queue) for p in payloads])
+        # the rpc:// backend streams every result to this client: collect them as they come
+        pending.join_native(timeout=300) if pending.supports_native_join else pending.join(timeout=300)
         elapsed = time.perf_counter() - start
         return n_tasks / elapsed
     finally:

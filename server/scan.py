@@ -33,7 +33,7 @@ from skyscan.records.pixel_result import PixelResultRecord
 from skyscan.records.scan import TERMINAL_STATES, utcnow
 from skyscan.records.spec import ScanSpec
 from skyscan.refinement.drive import llh_at_truth
-from skyscan.refinement.state import Refinement, TaskSpec
+from skyscan.refinement.state import Refinement, TaskPlan, TaskSpec
 from skyscan.skymap.assembly import best_fit_summary, build_result
 from skyscan.wire import (
     Direction,
@@ -78,7 +78,7 @@ class ScanServer:
         )
         # published and unanswered: task id -> (the task, when it was last published)
         self.outstanding: dict[str, tuple[PixelTask, float]] = {}
-        self.backlog: deque[TaskSpec] = deque()  # planned, not yet published (published lazily)
+        self.plans: deque[TaskPlan] = deque()  # planned, not yet published (published lazily)
         self.resend: list[PixelTask] = []  # outstanding for too long: publish again, same ids
         self.singles: list[PixelTask] = []  # from dead-lettered batches: one message each
         self.unconfirmed: list[tuple[str, bytes, list[PixelTask]]] = []  # built, not yet confirmed
@@ -122,9 +122,9 @@ class ScanServer:
         stored = await self.db_retry("load results", self._stored_results)
         self.ref.restore(stored)
         self.sizer = BatchSizer(self.batch_policy(), int(scan.get("workers") or 1))
-        self.backlog.extend(self.ref.next_tasks())
+        self.plans.append(self.ref.next_plan())
         if stored:
-            log.info("resuming: %d stored results, %d tasks to publish", len(stored), len(self.backlog))
+            log.info("resuming: %d stored results, %d tasks to publish", len(stored), self.unpublished)
         await self.set_running(len(stored))
         try:
             await self.drive()
@@ -227,23 +227,31 @@ class ScanServer:
         )
         return batch.message_id, encode(batch), tasks
 
+    @property
+    def unpublished(self) -> int:
+        return sum(len(plan) for plan in self.plans)
+
+    def _take(self, n: int) -> list[TaskSpec]:
+        while self.plans and not self.plans[0]:
+            self.plans.popleft()
+        return self.plans[0].take(n) if self.plans else []
+
     def _build_messages(self) -> None:
         """Fill the outstanding window: dead batches' pixels one by one, stale tasks, then the plan."""
         built = self.unconfirmed
         built.extend(self._message([t]) for t in self.singles)
         self.singles = []
-        size = self.sizer.batch_size(len(self.backlog) + len(self.resend))
+        size = self.sizer.batch_size(self.unpublished + len(self.resend))
         while self.resend:
             chunk, self.resend = self.resend[:size], self.resend[size:]
             built.append(self._message(chunk))
         in_flight = len(self.outstanding) + sum(len(m[2]) for m in built)
-        while self.backlog:
-            size = self.sizer.batch_size(len(self.backlog))
+        while unpublished := self.unpublished:
+            size = self.sizer.batch_size(unpublished)
             if in_flight + size > self.sizer.window(size):
                 break
             chunk: list[PixelTask] = []
-            while self.backlog and len(chunk) < size:
-                spec = self.backlog.popleft()
+            for spec in self._take(size):
                 if self.ref.is_open(spec.nside, spec.pixel, spec.variation):
                     chunk.append(self._wire_task(spec))
                 else:  # answered already, by a task a previous server published (resume)
@@ -399,7 +407,7 @@ class ScanServer:
         for record in records:
             self.ref.record(record.to_variation_result())
             self.outstanding.pop(record.task_id, None)
-        self.backlog.extend(self.ref.next_tasks())
+        self.plans.append(self.ref.next_plan())
         await self.publish_pending()
         for delivery in _last_per_queue(batch):
             self.broker.ack(delivery, multiple=True)
@@ -458,7 +466,7 @@ class ScanServer:
             update["best_fit"] = best_fit_summary(best, self.event.mjd)
         update["server.published"] = self.published
         update["server.messages_published"] = self.messages_published
-        update["server.batch_size"] = self.sizer.batch_size(len(self.backlog))
+        update["server.batch_size"] = self.sizer.batch_size(self.unpublished)
         update["server.fit_ms"] = None if self.sizer.fit_s is None else 1000 * self.sizer.fit_s
         await self.db_retry("save progress", lambda: self.db.scans.save_progress(self.scan_id, update))
 
