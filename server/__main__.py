@@ -1,7 +1,8 @@
 """``python -m server --scan-id ID``: run the scan server of one scan (started by a launcher).
 
-``python -m server --warm``: start and warm up (imports, the astrometry tables) without a scan,
-then take one from a claim on standard input (``skyinfra.warm``) and serve it.
+``python -m server --warm --status-fd N``: start and warm up (imports, the astrometry tables)
+without a scan, then serve the scans of the claims on standard input one at a time
+(``skyinfra.warm``).
 """
 
 from __future__ import annotations
@@ -14,24 +15,11 @@ import sys
 from server.scan import ScanServer
 from server.settings import ServerSettings
 from skyinfra.logs import setup_logging
-from skyinfra.warm import wait_for_claim
+from skyinfra.warm import serve_claims
 from skyscan.sky.coordinates import astrometry_context
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="skydriver server", description=__doc__)
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--scan-id")
-    group.add_argument("--warm", action="store_true", help="warm up, then serve the scan of one claim")
-    args = parser.parse_args(argv)
-    scan_id = args.scan_id
-    if args.warm:
-        astrometry_context(51544.5)  # the tables the first directions would otherwise wait for
-        claim = wait_for_claim()
-        if claim is None:
-            return 0
-        claim.apply()
-        scan_id = claim.scan_id
+def serve(scan_id: str) -> int:
     setup_logging("server", scan_id)
 
     async def run() -> int:
@@ -48,6 +36,21 @@ def main(argv: list[str] | None = None) -> int:
             await server.close()
 
     return asyncio.run(run())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="skydriver server", description=__doc__)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--scan-id")
+    group.add_argument("--warm", action="store_true", help="warm up, then serve claimed scans in turn")
+    parser.add_argument("--status-fd", type=int, help="with --warm: where to report each scan's end")
+    args = parser.parse_args(argv)
+    if not args.warm:
+        return serve(args.scan_id)
+    if args.status_fd is None:
+        parser.error("--warm needs --status-fd")
+    astrometry_context(51544.5)  # the tables the first directions would otherwise wait for
+    return serve_claims(serve, args.status_fd)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
-"""Warm processes: a scan server or worker started ahead of any scan, which then takes exactly one.
+"""Warm processes: scan servers and workers started ahead of any scan, bound to one scan at a time.
 
-Process start-up (imports, the astrometry tables, a worker's fit process) takes seconds; a
-realtime alert cannot wait for it. A launcher may therefore keep warm processes: started with
-``--warm``, they do everything that does not depend on a scan, then block reading one *claim*
-from their standard input (a pipe only the launcher holds). The claim binds the process to one
-scan and hands it that scan's credentials: the scan id, where its logs go, and the files holding
-its secrets (the scan token today; the scan's broker identity and signing key are more files of
-the same claim). Nothing secret is in the claim itself, on a command line or in the environment.
-A process serves the one scan it claimed and exits: no state of one scan can reach another.
+Process start-up (imports, the astrometry tables, a worker's fit process) takes seconds of CPU; a
+realtime alert cannot wait for it, and a catalog of short scans would spend as much on start-ups
+as on fits. A launcher may therefore keep warm processes: started with ``--warm``, they do
+everything that does not depend on a scan, then block reading a *claim* from their standard input
+(a pipe only the launcher holds). A claim binds the process to one scan and hands it that scan's
+credentials: the scan id, where its logs go, and the files holding its secrets (the scan token
+today; the scan's broker identity and signing key are more files of the same claim). Nothing
+secret is in the claim itself, on a command line or in the environment.
+
+When the scan is over the process writes ``<scan id> <exit code>`` to its status pipe, drops what
+it held for that scan (settings, connections, the event and its preparation) and waits for the
+next claim: one scan at a time, never two. Closing the claim pipe stops it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -55,3 +60,28 @@ def wait_for_claim() -> Claim | None:
     if not Path(claim.token_file).is_file():
         raise RuntimeError(f"claim for scan {claim.scan_id} names a missing token file")
     return claim
+
+
+def serve_claims(serve: Callable[[str], int], status_fd: int) -> int:
+    """Serve claimed scans one after another until the claim pipe closes."""
+    while (claim := wait_for_claim()) is not None:
+        claim.apply()
+        try:
+            code = serve(claim.scan_id)
+        except Exception:  # a crash in one scan ends this process; the launcher starts another
+            code = 1
+            raise
+        finally:
+            os.environ.pop("SKYDRIVER_SCAN_TOKEN_FILE", None)
+            os.write(status_fd, f"{claim.scan_id} {code}\n".encode())
+    return 0
+
+
+def parse_status(lines: bytes) -> list[tuple[str, int]]:
+    """``(scan id, exit code)`` for each complete line a warm process wrote to its status pipe."""
+    out = []
+    for line in lines.decode(errors="replace").splitlines():
+        scan_id, _, code = line.strip().partition(" ")
+        if scan_id and code.lstrip("-").isdigit():
+            out.append((scan_id, int(code)))
+    return out

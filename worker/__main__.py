@@ -1,7 +1,7 @@
 """``python -m worker --scan-id ID``: fit pixel tasks of one scan (started by a launcher).
 
-``python -m worker --warm``: start and warm up (imports, the fit process) without a scan, then take
-one from a claim on standard input (``skyinfra.warm``) and serve it.
+``python -m worker --warm --status-fd N``: start and warm up (imports, the fit process) without a
+scan, then serve the scans of the claims on standard input one at a time (``skyinfra.warm``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from skyinfra.logs import setup_logging
-from skyinfra.warm import wait_for_claim
+from skyinfra.warm import serve_claims
 from worker.fitter import Fitter
 from worker.run import Worker
 from worker.settings import WorkerSettings
@@ -20,21 +20,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="skydriver worker", description=__doc__)
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--scan-id")
-    group.add_argument("--warm", action="store_true", help="warm up, then serve the scan of one claim")
+    group.add_argument("--warm", action="store_true", help="warm up, then serve claimed scans in turn")
+    parser.add_argument("--status-fd", type=int, help="with --warm: where to report each scan's end")
     args = parser.parse_args(argv)
-    fitter = None
-    scan_id = args.scan_id
-    if args.warm:
-        fitter = Fitter()
-        fitter.start()
-        claim = wait_for_claim()
-        if claim is None:
-            fitter.close()
-            return 0
-        claim.apply()
-        scan_id = claim.scan_id
-    setup_logging("worker", scan_id)
-    return Worker(WorkerSettings(), scan_id).run(fitter)
+    if not args.warm:
+        setup_logging("worker", args.scan_id)
+        return Worker(WorkerSettings(), args.scan_id).run()
+    if args.status_fd is None:
+        parser.error("--warm needs --status-fd")
+    fitter = Fitter()
+    fitter.start()
+
+    def serve(scan_id: str) -> int:
+        setup_logging("worker", scan_id)
+        return Worker(WorkerSettings(), scan_id).run(fitter)
+
+    try:
+        return serve_claims(serve, args.status_fd)
+    finally:
+        fitter.close()
 
 
 if __name__ == "__main__":

@@ -38,17 +38,18 @@ def _child(conn: Connection) -> None:
     )  # a SIGTERM to the group is for the parent: it hands the task back
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     warm_up()
-    try:
-        event = parse_event(json.loads(conn.recv_bytes()))
-    except EOFError:
-        return
+    event = None
     cache: dict[str, tuple[Any, Any]] = {}
     while True:
         try:
-            start_at = int(conn.recv())
+            kind, start_at = conn.recv()
             raw = conn.recv_bytes()
         except EOFError:
             return
+        if kind == "event":  # a (new) scan: nothing prepared for an earlier event is kept
+            event = parse_event(json.loads(raw))
+            cache.clear()
+            continue
         batch = decode_tasks(raw)
         try:
             key = json.dumps([batch.reco, batch.options], sort_keys=True)
@@ -102,10 +103,16 @@ class Fitter:
             self._conn = parent
             self._event_sent = False
 
+    def use_event(self, event_doc: dict[str, Any]) -> None:
+        """Fit for this event from now on (a warm worker's next scan)."""
+        self.event_doc = event_doc
+        self._event_sent = False
+
     def _ensure(self) -> Connection:
         self.start()
         assert self._conn is not None and self.event_doc is not None
         if not self._event_sent:
+            self._conn.send(("event", None))
             self._conn.send_bytes(json.dumps(self.event_doc).encode())
             self._event_sent = True
         return self._conn
@@ -128,7 +135,7 @@ class Fitter:
         try:
             while index < n_tasks:
                 conn = self._ensure()
-                conn.send(index)
+                conn.send(("fit", index))
                 conn.send_bytes(body)
                 deadline = time.monotonic() + PREPARE_TIMEOUT_S
                 fitting = False

@@ -141,14 +141,16 @@ class Worker:
         """Serve the scan; ``fitter`` may have been started already (a warm worker)."""
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        own_fitter = fitter is None
         fitter = fitter or Fitter()
         try:
             event_doc = fetch_event(self.settings, self.scan_id)
         except EventUnavailable as err:
             log.error("%s", err)
-            fitter.close()
+            if own_fitter:
+                fitter.close()
             return EXIT_ERROR
-        fitter.event_doc = event_doc["event"]
+        fitter.use_event(event_doc["event"])
         idle_since = time.monotonic()
         waits = RECONNECT_BACKOFF.waits()
         try:
@@ -175,7 +177,8 @@ class Worker:
                     time.sleep(delay)
             return EXIT_OK
         finally:
-            fitter.close()
+            if own_fitter:
+                fitter.close()
             self.close()
             log.info("worker done: %d fits", self.fitted)
 

@@ -5,9 +5,11 @@ Each process gets its own session (so abort can signal the whole group), logs un
 ``SKYDRIVER_SCAN_TOKEN_FILE``; nothing secret goes on a command line.
 
 Warm pool (``SKYDRIVER_WARM_SERVERS``, ``SKYDRIVER_WARM_WORKERS``): processes started ahead of
-any scan with ``--warm``. Launching takes one and writes it a claim (``skyinfra.warm``) naming its
-scan, log file and token file; it serves that one scan and exits, and a fresh one is started in
-its place. Only when the pool is empty is a process started cold.
+any scan with ``--warm``. Launching takes an idle one and writes it a claim (``skyinfra.warm``)
+naming its scan, log file and token file; it serves that scan, reports the end on its status pipe
+and is idle again, bound to one scan at a time. A pooled process that dies is replaced; when none is
+idle, a process is started cold as without a pool. Status and abort of a scan look only at what a
+pooled process does for that scan: it may be serving another one by then.
 """
 
 from __future__ import annotations
@@ -18,15 +20,25 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
 from skydriver_api.launchers.base import Launcher, LaunchError, LaunchSpec, WorkerCluster, WorkforceStatus
 from skydriver_api.settings import ApiSettings
-from skyinfra.warm import Claim
+from skyinfra.warm import Claim, parse_status
 
 # Variables a child must not inherit from the API (secrets of the API itself).
 _PRIVATE_ENV = ("SKYDRIVER_ADMIN_TOKEN", "SKYDRIVER_SCAN_TOKEN")
+
+
+@dataclass
+class _Warm:
+    """A pooled process: its claim pipe (stdin), its status pipe, and the scan it serves now."""
+
+    proc: subprocess.Popen
+    status_fd: int
+    scan_id: str | None = None  # None: idle
 
 
 class LocalLauncher(Launcher):
@@ -37,7 +49,9 @@ class LocalLauncher(Launcher):
         self.runtime_dir = settings.runtime_dir.resolve()
         self._procs: dict[int, subprocess.Popen] = {}
         self._pool_size = {"server": settings.warm_servers, "worker": settings.warm_workers}
-        self._warm: dict[str, list[subprocess.Popen]] = {"server": [], "worker": []}
+        self._warm: dict[str, list[_Warm]] = {"server": [], "worker": []}
+        self._warm_by_pid: dict[int, _Warm] = {}
+        self._ended: dict[tuple[int, str], int] = {}  # (pooled pid, scan) -> exit code of that scan
         self._warm_started = 0
         self._refill()
 
@@ -68,72 +82,109 @@ class LocalLauncher(Launcher):
     def _spawn(self, spec: LaunchSpec, module: str, log_name: str) -> int:
         token_file = self._token_file(spec)
         log_path = self._scan_dir(spec.scan_id) / f"{log_name}.log"
-        proc = self._claim_warm(module, spec, token_file, log_path)
-        if proc is None:
-            try:
-                with open(log_path, "ab") as log:
-                    proc = subprocess.Popen(
-                        [sys.executable, "-m", module, "--scan-id", spec.scan_id],
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        env=self._env(spec, token_file),
-                        start_new_session=True,
-                    )
-            except OSError as err:
-                raise LaunchError(f"could not start {module}: {err}") from err
+        warm = self._claim_warm(module, spec, token_file, log_path)
+        if warm is not None:
+            return warm.pid
+        try:
+            with open(log_path, "ab") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", module, "--scan-id", spec.scan_id],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=self._env(spec, token_file),
+                    start_new_session=True,
+                )
+        except OSError as err:
+            raise LaunchError(f"could not start {module}: {err}") from err
         self._procs[proc.pid] = proc
         return proc.pid
 
     # -- warm pool -----------------------------------------------------------------------------
     def _refill(self) -> None:
-        """Start warm processes until each pool has its size (dead idle ones are replaced)."""
+        """Start warm processes until each pool has its size (dead ones are replaced)."""
+        self._poll_warm()
         base = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
         base.setdefault("PYTHONUNBUFFERED", "1")
         warm_dir = self.runtime_dir / "warm"
         for module, pool in self._warm.items():
-            pool[:] = [p for p in pool if p.poll() is None]
             while len(pool) < self._pool_size[module]:
                 warm_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
                 self._warm_started += 1
+                read_fd, write_fd = os.pipe()
+                os.set_blocking(read_fd, False)
                 try:
                     with open(warm_dir / f"{module}-{self._warm_started}.log", "ab") as log:
                         proc = subprocess.Popen(
-                            [sys.executable, "-m", module, "--warm"],
+                            [sys.executable, "-m", module, "--warm", "--status-fd", str(write_fd)],
                             stdin=subprocess.PIPE,
                             stdout=log,
                             stderr=subprocess.STDOUT,
                             env=base,
                             start_new_session=True,
+                            pass_fds=(write_fd,),
                         )
                 except OSError:
+                    os.close(read_fd)
                     return  # cold starts still work; the next launch tries again
-                pool.append(proc)
+                finally:
+                    os.close(write_fd)
+                warm = _Warm(proc, read_fd)
+                pool.append(warm)
+                self._warm_by_pid[proc.pid] = warm
+
+    def _poll_warm(self) -> None:
+        """Read what pooled processes reported: scans they finished (idle again), or their death."""
+        for pool in self._warm.values():
+            for warm in list(pool):
+                try:
+                    data = os.read(warm.status_fd, 65536)
+                except BlockingIOError:
+                    data = b""
+                for scan_id, code in parse_status(data):
+                    self._ended[(warm.proc.pid, scan_id)] = code
+                    if warm.scan_id == scan_id:
+                        warm.scan_id = None
+                if warm.proc.poll() is not None:
+                    if warm.scan_id is not None:
+                        self._ended.setdefault((warm.proc.pid, warm.scan_id), warm.proc.returncode)
+                    os.close(warm.status_fd)
+                    pool.remove(warm)
 
     def _claim_warm(
         self, module: str, spec: LaunchSpec, token_file: Path, log_path: Path
     ) -> subprocess.Popen | None:
-        """Bind an idle warm process to the scan; None when the pool has none alive."""
-        pool = self._warm[module]
-        claim = Claim(
-            spec.scan_id, str(log_path), str(token_file), spec.api_url or self.settings.resolved_api_url
-        )
-        while pool:
-            proc = pool.pop(0)
-            if proc.poll() is not None or proc.stdin is None:
+        """Bind an idle warm process to the scan; None when the pool has none idle."""
+        self._refill()
+        api_url = spec.api_url or self.settings.resolved_api_url
+        claim = Claim(spec.scan_id, str(log_path), str(token_file), api_url)
+        for warm in self._warm[module]:
+            if warm.scan_id is not None or warm.proc.stdin is None:
                 continue
             try:
-                proc.stdin.write(claim.encode())
-                proc.stdin.close()  # one claim per process
+                warm.proc.stdin.write(claim.encode())
+                warm.proc.stdin.flush()
             except OSError:
-                continue
-            self._refill()
-            return proc
-        self._refill()
+                continue  # it died; the next refill replaces it
+            warm.scan_id = spec.scan_id
+            return warm.proc
         return None
 
-    def _state(self, pid: int) -> tuple[str, int | None]:
-        """('running' | 'succeeded' | 'failed' | 'unknown', exit code)."""
+    def _warm_state(self, warm: _Warm, scan_id: str) -> tuple[str, int | None]:
+        self._poll_warm()
+        pid = warm.proc.pid
+        if (pid, scan_id) in self._ended:
+            code = self._ended[(pid, scan_id)]
+            return ("succeeded" if code == 0 else "failed"), code
+        if warm.scan_id == scan_id and warm.proc.poll() is None:
+            return "running", None
+        return "succeeded", 0  # it never served this scan's end here: it moved on without one
+
+    def _state(self, pid: int, scan_id: str) -> tuple[str, int | None]:
+        """('running' | 'succeeded' | 'failed' | 'unknown', exit code) of the process for this scan."""
+        warm = self._warm_by_pid.get(pid)
+        if warm is not None:
+            return self._warm_state(warm, scan_id)
         proc = self._procs.get(pid)
         if proc is not None:
             code = proc.poll()
@@ -162,12 +213,12 @@ class LocalLauncher(Launcher):
         status = WorkforceStatus()
         pid = handles.get("server_pid")
         if pid is not None:
-            state, code = self._state(pid)
+            state, code = self._state(pid, scan_id)
             status.server = state  # type: ignore[assignment]
             if state == "failed":
                 status.server_reason = f"server process {pid} exited with code {code}"
         for wpid in handles.get("worker_pids", []):
-            state, code = self._state(wpid)
+            state, code = self._state(wpid, scan_id)
             status.workers[state] = status.workers.get(state, 0) + 1
             if state == "failed":
                 status.reasons.append(f"worker {wpid} exited with code {code}")
@@ -175,13 +226,15 @@ class LocalLauncher(Launcher):
 
     def abort(self, scan_id: str, handles: dict[str, Any], grace_s: float = 5.0) -> None:
         pids = [p for p in [handles.get("server_pid"), *handles.get("worker_pids", [])] if p]
+        # a pooled process that moved on to another scan is not this scan's to stop
+        pids = [p for p in pids if p not in self._warm_by_pid or self._state(p, scan_id)[0] == "running"]
         for pid in pids:
             _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and any(self._state(p)[0] == "running" for p in pids):
+        while time.monotonic() < deadline and any(self._state(p, scan_id)[0] == "running" for p in pids):
             time.sleep(0.05)
         for pid in pids:
-            if self._state(pid)[0] == "running":
+            if self._state(pid, scan_id)[0] == "running":
                 _signal_group(pid, signal.SIGKILL)
         for pid in pids:
             proc = self._procs.pop(pid, None)
