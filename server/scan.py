@@ -1,15 +1,16 @@
 """The per-scan server: drives the refinement state machine over RabbitMQ and MongoDB.
 
 Resumable: on start it reloads every stored pixel result of the scan id and publishes only what is
-missing. Idempotent: each result is upserted under its unique task id, so a redelivered result
-changes nothing. Robust: broker and database outages are retried with backoff; malformed or
-foreign messages are rejected to the dead-letter queue and counted; tasks that exceed the delivery
-limit come back through the dead-letter queue: a batch is split into single-pixel messages (so a
-poison pixel is isolated), a single pixel is recorded as failed.
+missing. Idempotent: each result is stored under its task id as the document key, so a
+redelivered result changes nothing (and one the server knows is answered is not even written).
+Robust: broker and database outages are retried with backoff; malformed or foreign messages are
+rejected to the dead-letter queue and counted; task messages that exceed the delivery limit come
+back through the dead-letter queue: a batch is split into single-pixel messages (so a poison pixel
+is isolated), a single pixel is recorded as failed.
 
 Batched and lazy: a task message carries several pixels (``server.batching``: the size follows the
 measured fit time) and only a window of pixels is outstanding at once; the rest of a step waits in
-the server as plan entries and is published as results come back.
+the server as a plan and is published as results come back.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ class ScanServer:
         stored = await self.db_retry("load results", self._stored_results)
         self.ref.restore(stored)
         self.sizer = BatchSizer(self.batch_policy(), int(scan.get("workers") or 1))
-        self.plans.append(self.ref.next_plan())
+        self.add_plan()
         if stored:
             log.info("resuming: %d stored results, %d tasks to publish", len(stored), self.unpublished)
         await self.set_running(len(stored))
@@ -226,6 +227,11 @@ class ScanServer:
             scan_id=self.scan_id, reco=self.spec.reco, options=self.spec.reco_options, tasks=tasks
         )
         return batch.message_id, encode(batch), tasks
+
+    def add_plan(self) -> None:
+        plan = self.ref.next_plan()
+        if plan:
+            self.plans.append(plan)
 
     @property
     def unpublished(self) -> int:
@@ -407,7 +413,7 @@ class ScanServer:
         for record in records:
             self.ref.record(record.to_variation_result())
             self.outstanding.pop(record.task_id, None)
-        self.plans.append(self.ref.next_plan())
+        self.add_plan()
         await self.publish_pending()
         for delivery in _last_per_queue(batch):
             self.broker.ack(delivery, multiple=True)

@@ -143,6 +143,7 @@ class Worker:
         signal.signal(signal.SIGINT, self.request_stop)
         own_fitter = fitter is None
         fitter = fitter or Fitter()
+        fitter.start()  # its start-up overlaps with fetching the event and connecting
         try:
             event_doc = fetch_event(self.settings, self.scan_id)
         except EventUnavailable as err:
