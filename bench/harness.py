@@ -88,7 +88,7 @@ def private_api(tmp: Path, **settings: str) -> Iterator[BenchApi]:
         SKYDRIVER_RUNTIME_DIR=str(tmp / "run"),
         SKYDRIVER_LOG_FORMAT="text",
         SKYDRIVER_RECONCILE_INTERVAL_S="0.2",
-        SKYDRIVER_WORKER_IDLE_TIMEOUT_S="10",
+        SKYDRIVER_WORKER_IDLE_TIMEOUT_S="60",
         PYTHONPATH=str(ROOT),
     )
     env.update({f"SKYDRIVER_{k.upper()}": str(v) for k, v in settings.items()})
@@ -134,6 +134,21 @@ def private_api(tmp: Path, **settings: str) -> Iterator[BenchApi]:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(pid, signal.SIGKILL)
         db.client.drop_database(database)
+
+
+def wait_for_warm_pool(api: BenchApi, processes: int, timeout_s: float = 300.0) -> float:
+    """Wait until ``processes`` pooled processes said they are warm (their own logs); seconds waited."""
+    from skyinfra.warm import READY_LOG_LINE
+
+    t0 = time.monotonic()
+    while True:
+        logs = list((api.tmp / "run" / "warm").glob("*.log"))
+        ready = sum(READY_LOG_LINE in p.read_text(errors="replace") for p in logs)
+        if ready >= processes:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout_s:
+            raise RuntimeError(f"only {ready} of {processes} warm processes ready after {timeout_s:.0f} s")
+        time.sleep(0.2)
 
 
 def history_times(status: dict[str, Any]) -> dict[str, dt.datetime]:

@@ -9,9 +9,10 @@ credentials: the scan id, where its logs go, and the files holding its secrets (
 today; the scan's broker identity and signing key are more files of the same claim). Nothing
 secret is in the claim itself, on a command line or in the environment.
 
-When the scan is over the process writes ``<scan id> <exit code>`` to its status pipe, drops what
-it held for that scan (settings, connections, the event and its preparation) and waits for the
-next claim: one scan at a time, never two. Closing the claim pipe stops it.
+A process writes ``ready`` to its status pipe once warmed up (and says so in its own log), so a
+launcher can prefer one that is. When a scan is over it writes ``<scan id> <exit code>``, drops
+what it held for that scan (settings, connections, the event and its preparation) and waits for
+the next claim: one scan at a time, never two. Closing the claim pipe stops it.
 """
 
 from __future__ import annotations
@@ -62,8 +63,14 @@ def wait_for_claim() -> Claim | None:
     return claim
 
 
+READY = "ready"
+READY_LOG_LINE = "warm: ready for a claim"
+
+
 def serve_claims(serve: Callable[[str], int], status_fd: int) -> int:
-    """Serve claimed scans one after another until the claim pipe closes."""
+    """Serve claimed scans one after another until the claim pipe closes (call once warmed up)."""
+    print(READY_LOG_LINE, flush=True)
+    os.write(status_fd, f"{READY}\n".encode())
     while (claim := wait_for_claim()) is not None:
         claim.apply()
         try:
@@ -77,11 +84,14 @@ def serve_claims(serve: Callable[[str], int], status_fd: int) -> int:
     return 0
 
 
-def parse_status(lines: bytes) -> list[tuple[str, int]]:
-    """``(scan id, exit code)`` for each complete line a warm process wrote to its status pipe."""
-    out = []
+def parse_status(lines: bytes) -> tuple[bool, list[tuple[str, int]]]:
+    """What a warm process wrote to its status pipe: whether it said it is ready, and
+    ``(scan id, exit code)`` for each scan it finished."""
+    ready, ended = False, []
     for line in lines.decode(errors="replace").splitlines():
         scan_id, _, code = line.strip().partition(" ")
-        if scan_id and code.lstrip("-").isdigit():
-            out.append((scan_id, int(code)))
-    return out
+        if scan_id == READY and not code:
+            ready = True
+        elif scan_id and code.lstrip("-").isdigit():
+            ended.append((scan_id, int(code)))
+    return ready, ended

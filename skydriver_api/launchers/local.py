@@ -39,6 +39,7 @@ class _Warm:
     proc: subprocess.Popen
     status_fd: int
     scan_id: str | None = None  # None: idle
+    ready: bool = False  # warmed up (a claim before that waits for the warm-up to end)
 
 
 class LocalLauncher(Launcher):
@@ -141,7 +142,9 @@ class LocalLauncher(Launcher):
                     data = os.read(warm.status_fd, 65536)
                 except BlockingIOError:
                     data = b""
-                for scan_id, code in parse_status(data):
+                ready, ended = parse_status(data)
+                warm.ready = warm.ready or ready
+                for scan_id, code in ended:
                     self._ended[(warm.proc.pid, scan_id)] = code
                     if warm.scan_id == scan_id:
                         warm.scan_id = None
@@ -158,7 +161,8 @@ class LocalLauncher(Launcher):
         self._refill()
         api_url = spec.api_url or self.settings.resolved_api_url
         claim = Claim(spec.scan_id, str(log_path), str(token_file), api_url)
-        for warm in self._warm[module]:
+        # one that has warmed up first; one still warming up has a head start over a cold start
+        for warm in sorted(self._warm[module], key=lambda w: not w.ready):
             if warm.scan_id is not None or warm.proc.stdin is None:
                 continue
             try:

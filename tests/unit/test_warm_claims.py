@@ -20,7 +20,8 @@ def test_a_claim_is_one_json_line_naming_files_not_secrets() -> None:
     assert Claim.decode(line) == claim
 
 
-def test_status_lines_give_each_finished_scan_and_its_exit_code() -> None:
-    assert parse_status(b"scan1 0\nscan2 3\n") == [("scan1", 0), ("scan2", 3)]
-    assert parse_status(b"scan3 -9\n\ngarbage\nscan4 x\n") == [("scan3", -9)]
-    assert parse_status(b"") == []
+def test_status_lines_say_ready_and_give_each_finished_scan_with_its_exit_code() -> None:
+    assert parse_status(b"ready\n") == (True, [])
+    assert parse_status(b"scan1 0\nscan2 3\n") == (False, [("scan1", 0), ("scan2", 3)])
+    assert parse_status(b"ready\nscan3 -9\n\ngarbage\nscan4 x\n") == (True, [("scan3", -9)])
+    assert parse_status(b"") == (False, [])
