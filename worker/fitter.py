@@ -163,8 +163,8 @@ class Fitter:
                         yield index, FitResult(llh, params, status, error), runtime, error
                         index += 1
                     deadline = time.monotonic() + timeout_s
-        except GeneratorExit:
-            if index < n_tasks:
+        except GeneratorExit:  # thrown at a yield, where ``index`` is the pixel just handed out
+            if index + 1 < n_tasks:
                 self.kill()  # stopped early: the child would go on fitting the rest
             raise
 

@@ -214,6 +214,7 @@ class LocalLauncher(Launcher):
         return {"worker_pids": pids}
 
     def status(self, scan_id: str, handles: dict[str, Any]) -> WorkforceStatus:
+        self._refill()  # replace pooled processes that died, ahead of the next launch
         status = WorkforceStatus()
         pid = handles.get("server_pid")
         if pid is not None:
