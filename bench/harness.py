@@ -136,13 +136,14 @@ def private_api(tmp: Path, **settings: str) -> Iterator[BenchApi]:
         db.client.drop_database(database)
 
 
-def wait_for_warm_pool(api: BenchApi, processes: int, timeout_s: float = 300.0) -> float:
-    """Wait until ``processes`` pooled processes said they are warm (their own logs); seconds waited."""
+def wait_for_warm_pool(runtime_dir: Path, processes: int, timeout_s: float = 300.0) -> float:
+    """Wait until ``processes`` pooled processes under ``runtime_dir`` said they are warm (in their
+    own logs); seconds waited."""
     from skyinfra.warm import READY_LOG_LINE
 
     t0 = time.monotonic()
     while True:
-        logs = list((api.tmp / "run" / "warm").glob("*.log"))
+        logs = list((runtime_dir / "warm").glob("*.log"))
         ready = sum(READY_LOG_LINE in p.read_text(errors="replace") for p in logs)
         if ready >= processes:
             return time.monotonic() - t0
