@@ -28,7 +28,11 @@ from skyscan.wire import decode_tasks
 
 
 def warm_up() -> None:
-    """Load what the first fit or direction would otherwise wait for (the astrometry tables)."""
+    """Load what the first fit would otherwise wait for: healpy, which recos import when they first
+    need a pixel (its import is seconds on a busy machine and must not count against the per-pixel
+    timeout), and the astrometry tables."""
+    import healpy  # noqa: F401
+
     astrometry_context(51544.5)
 
 

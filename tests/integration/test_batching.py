@@ -112,19 +112,22 @@ def test_partly_answered_and_redelivered_batches_change_nothing(database) -> Non
 def poison_api(services: None, tmp_path) -> LiveApi:  # type: ignore[no-untyped-def]
     # prefetch 1: a message buffered behind the poison one would die with its worker and be counted
     # too (docs/reliability.md, known limits; the same with or without batches)
-    api = start_api(tmp_path, delivery_limit="2", server_restarts="6", worker_prefetch="1")
+    api = start_api(
+        tmp_path, delivery_limit="2", server_restarts="6", worker_prefetch="1", worker_pixel_timeout_s="2"
+    )
     yield api
     stop_api(api)
 
 
 def test_a_poison_pixel_in_a_batch_is_dead_lettered_alone(poison_api: LiveApi) -> None:
+    """Pixel 700 kills its worker, pixel 100 hangs past the per-pixel timeout; both sit in batches."""
     api = poison_api
     with api.client() as client:
         scan_id = client.submit(
             {
                 "event": make_event(event_id=41),
                 "reco": "crash-dummy",
-                "reco_options": {"kill_worker_pixels": [700]},
+                "reco_options": {"kill_worker_pixels": [700], "hang_pixels": [100]},
                 "nsides": "8:0",
                 "workers": 2,
             }
@@ -132,9 +135,10 @@ def test_a_poison_pixel_in_a_batch_is_dead_lettered_alone(poison_api: LiveApi) -
         status = client.wait(scan_id, timeout_s=300)
         assert status["state"] == "completed", (status, api.scan_logs(scan_id))
         result = client.result(scan_id).json()
-    failed = [p for p in result["pixels"] if p["status"] == "failed"]
-    assert [p["pixel"] for p in failed] == [700]
-    assert "poison" in failed[0]["error"]
+    failed = {p["pixel"]: p["error"] for p in result["pixels"] if p["status"] == "failed"}
+    assert sorted(failed) == [100, 700]
+    assert "poison" in failed[700]
+    assert "per-pixel timeout of 2 s" in failed[100]  # killed, and the rest of its batch fitted
     assert status["counters"]["dead_lettered"] == 1
     assert sorted(p["pixel"] for p in result["pixels"]) == list(range(768))
     # the poison pixel travelled in a batch, which came back and was split, not dead-lettered whole
