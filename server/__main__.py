@@ -1,4 +1,9 @@
-"""``python -m server --scan-id ID``: run the scan server of one scan (started by a launcher)."""
+"""``python -m server --scan-id ID``: run the scan server of one scan (started by a launcher).
+
+``python -m server --warm --status-fd N``: start and warm up (imports, the astrometry tables)
+without a scan, then serve the scans of the claims on standard input one at a time
+(``skyinfra.warm``).
+"""
 
 from __future__ import annotations
 
@@ -10,16 +15,15 @@ import sys
 from server.scan import ScanServer
 from server.settings import ServerSettings
 from skyinfra.logs import setup_logging
+from skyinfra.warm import serve_claims
+from skyscan.sky.coordinates import astrometry_context
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="skydriver server", description=__doc__)
-    parser.add_argument("--scan-id", required=True)
-    args = parser.parse_args(argv)
-    setup_logging("server", args.scan_id)
+def serve(scan_id: str) -> int:
+    setup_logging("server", scan_id)
 
     async def run() -> int:
-        server = ScanServer(ServerSettings(), args.scan_id)
+        server = ScanServer(ServerSettings(), scan_id)
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -32,6 +36,21 @@ def main(argv: list[str] | None = None) -> int:
             await server.close()
 
     return asyncio.run(run())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="skydriver server", description=__doc__)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--scan-id")
+    group.add_argument("--warm", action="store_true", help="warm up, then serve claimed scans in turn")
+    parser.add_argument("--status-fd", type=int, help="with --warm: where to report each scan's end")
+    args = parser.parse_args(argv)
+    if not args.warm:
+        return serve(args.scan_id)
+    if args.status_fd is None:
+        parser.error("--warm needs --status-fd")
+    astrometry_context(51544.5)  # the tables the first directions would otherwise wait for
+    return serve_claims(serve, args.status_fd)
 
 
 if __name__ == "__main__":

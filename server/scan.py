@@ -1,10 +1,16 @@
 """The per-scan server: drives the refinement state machine over RabbitMQ and MongoDB.
 
 Resumable: on start it reloads every stored pixel result of the scan id and publishes only what is
-missing. Idempotent: each result is upserted under its unique task id, so a redelivered result
-changes nothing. Robust: broker and database outages are retried with backoff; malformed or
-foreign messages are rejected to the dead-letter queue and counted; tasks that exceed the delivery
-limit come back through the dead-letter queue and their pixels are recorded as failed.
+missing. Idempotent: each result is stored under its task id as the document key, so a
+redelivered result changes nothing (and one the server knows is answered is not even written).
+Robust: broker and database outages are retried with backoff; malformed or foreign messages are
+rejected to the dead-letter queue and counted; task messages that exceed the delivery limit come
+back through the dead-letter queue: a batch is split into single-pixel messages (so a poison pixel
+is isolated), a single pixel is recorded as failed.
+
+Batched and lazy: a task message carries several pixels (``server.batching``: the size follows the
+measured fit time) and only a window of pixels is outstanding at once; the rest of a step waits in
+the server as a plan and is published as results come back.
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from server.amqp import AsyncBroker, BrokerLost, Delivery
+from server.batching import BatchPolicy, BatchSizer
 from server.settings import ServerSettings
 from skyinfra.backoff import Backoff, retry_async
 from skyinfra.store import Database, DatabaseError
@@ -26,16 +34,17 @@ from skyscan.records.pixel_result import PixelResultRecord
 from skyscan.records.scan import TERMINAL_STATES, utcnow
 from skyscan.records.spec import ScanSpec
 from skyscan.refinement.drive import llh_at_truth
-from skyscan.refinement.state import Refinement, TaskSpec
+from skyscan.refinement.state import Refinement, TaskPlan, TaskSpec
 from skyscan.skymap.assembly import best_fit_summary, build_result
 from skyscan.wire import (
     Direction,
     MessageError,
     PixelResult,
     PixelTask,
+    TaskBatch,
     Vertex,
-    decode_result,
-    decode_task,
+    decode_results,
+    decode_tasks,
     encode,
     queue_names,
     task_id,
@@ -48,6 +57,7 @@ RECONNECT_BACKOFF = Backoff(initial_s=0.5, max_s=10.0)
 QUEUE_DELETE_BACKOFF = Backoff(initial_s=1.0, max_s=10.0)
 
 T = TypeVar("T")
+RESULT_PREFETCH = 128  # result messages (each of up to a batch of results) delivered unacked
 
 
 class ScanEnded(Exception):
@@ -67,16 +77,24 @@ class ScanServer:
         self.broker = AsyncBroker(
             settings.rabbitmq_url.get_secret_value(), settings.rabbitmq_heartbeat_s, settings.publish_window
         )
-        self.outstanding: dict[str, tuple[bytes, float]] = {}  # task id -> (body, last published)
-        self.unpublished: list[tuple[str, bytes]] = []
+        # published and unanswered: task id -> (the task, when it was last published)
+        self.outstanding: dict[str, tuple[PixelTask, float]] = {}
+        self.plans: deque[TaskPlan] = deque()  # planned, not yet published (published lazily)
+        self.resend: list[PixelTask] = []  # outstanding for too long: publish again, same ids
+        self.singles: list[PixelTask] = []  # from dead-lettered batches: one message each
+        self.unconfirmed: list[tuple[str, bytes, list[PixelTask]]] = []  # built, not yet confirmed
+        self.workers_seen: set[str] = set()
         self.counters: dict[str, int] = {
             "malformed": 0,
             "foreign": 0,
             "unexpected": 0,
             "duplicates": 0,
             "dead_lettered": 0,
+            "split": 0,
             "republished": 0,
+            "answered_unpublished": 0,
         }
+        self.messages_published = 0
         self.published = 0
         self._rate: float | None = None
         self._rate_mark = (time.monotonic(), 0)
@@ -104,9 +122,10 @@ class ScanServer:
         self.ref = Refinement(self.strategy, scan["n_variations"], self.event.mjd)
         stored = await self.db_retry("load results", self._stored_results)
         self.ref.restore(stored)
-        self._queue_tasks(self.ref.next_tasks())
+        self.sizer = BatchSizer(self.batch_policy(), int(scan.get("workers") or 1))
+        self.add_plan()
         if stored:
-            log.info("resuming: %d stored results, %d tasks to publish", len(stored), len(self.unpublished))
+            log.info("resuming: %d stored results, %d tasks to publish", len(stored), self.unpublished)
         await self.set_running(len(stored))
         try:
             await self.drive()
@@ -117,6 +136,15 @@ class ScanServer:
             await self.broker.close()
         await self.finish()
         return 0
+
+    def batch_policy(self) -> BatchPolicy:
+        s = self.settings
+        return BatchPolicy(
+            target_message_s=s.batch_target_s,
+            max_batch=s.batch_max_pixels,
+            messages_per_worker=s.batch_messages_per_worker,
+            max_outstanding=s.max_outstanding_tasks,
+        )
 
     async def ensure_indexes(self) -> None:
         """Unique indexes that make writes idempotent (the API creates them too; no-ops if present)."""
@@ -180,44 +208,85 @@ class ScanServer:
         )
         while not self.broker.deliveries.empty():  # tags of a dead connection mean nothing now
             self.broker.deliveries.get_nowait()
-        await self.broker.set_prefetch(max(2 * self.settings.result_batch, 100))
+        await self.broker.set_prefetch(RESULT_PREFETCH)
         await self.broker.consume(self.queues["results"])
         await self.broker.consume(self.queues["dead"])
 
-    def _queue_tasks(self, specs: list[TaskSpec]) -> None:
-        reco, options = self.spec.reco, self.spec.reco_options
-        for spec in specs:
-            tid = task_id(self.scan_id, spec.nside, spec.pixel, spec.variation)
-            task = PixelTask(
-                task_id=tid,
-                scan_id=self.scan_id,
-                reco=reco,
-                nside=spec.nside,
-                pixel=spec.pixel,
-                variation=spec.variation,
-                options=options,
-                direction=Direction(ra=spec.ra, dec=spec.dec, zenith=spec.zenith, azimuth=spec.azimuth),
-                seed=Vertex(**spec.seed) if spec.seed else None,
-            )
-            self.unpublished.append((tid, encode(task)))
+    def _wire_task(self, spec: TaskSpec) -> PixelTask:
+        return PixelTask(
+            task_id=task_id(self.scan_id, spec.nside, spec.pixel, spec.variation),
+            nside=spec.nside,
+            pixel=spec.pixel,
+            variation=spec.variation,
+            direction=Direction(ra=spec.ra, dec=spec.dec, zenith=spec.zenith, azimuth=spec.azimuth),
+            seed=Vertex(**spec.seed) if spec.seed else None,
+        )
+
+    def _message(self, tasks: list[PixelTask]) -> tuple[str, bytes, list[PixelTask]]:
+        batch = TaskBatch(
+            scan_id=self.scan_id, reco=self.spec.reco, options=self.spec.reco_options, tasks=tasks
+        )
+        return batch.message_id, encode(batch), tasks
+
+    def add_plan(self) -> None:
+        plan = self.ref.next_plan()
+        if plan:
+            self.plans.append(plan)
+
+    @property
+    def unpublished(self) -> int:
+        return sum(len(plan) for plan in self.plans)
+
+    def _take(self, n: int) -> list[TaskSpec]:
+        while self.plans and not self.plans[0]:
+            self.plans.popleft()
+        return self.plans[0].take(n) if self.plans else []
+
+    def _build_messages(self) -> None:
+        """Fill the outstanding window: dead batches' pixels one by one, stale tasks, then the plan."""
+        built = self.unconfirmed
+        built.extend(self._message([t]) for t in self.singles)
+        self.singles = []
+        size = self.sizer.batch_size(self.unpublished + len(self.resend))
+        while self.resend:
+            chunk, self.resend = self.resend[:size], self.resend[size:]
+            built.append(self._message(chunk))
+        in_flight = len(self.outstanding) + sum(len(m[2]) for m in built)
+        while unpublished := self.unpublished:
+            size = self.sizer.batch_size(unpublished)
+            if in_flight + size > self.sizer.window(size):
+                break
+            chunk: list[PixelTask] = []
+            for spec in self._take(size):
+                if self.ref.is_open(spec.nside, spec.pixel, spec.variation):
+                    chunk.append(self._wire_task(spec))
+                else:  # answered already, by a task a previous server published (resume)
+                    self.counters["answered_unpublished"] += 1
+            if chunk:
+                built.append(self._message(chunk))
+                in_flight += len(chunk)
 
     async def publish_pending(self) -> None:
-        if not self.unpublished:
+        self._build_messages()
+        if not self.unconfirmed:
             return
-        batch = self.unpublished
-        await self.broker.publish_many(self.queues["pixels"], batch)
+        batch = self.unconfirmed
+        await self.broker.publish_many(self.queues["pixels"], [(mid, body) for mid, body, _ in batch])
         now = time.monotonic()
-        for tid, body in batch:
-            self.outstanding[tid] = (body, now)
-        if not self.published:
+        for _mid, _body, tasks in batch:
+            for task in tasks:
+                self.outstanding[task.task_id] = (task, now)
+            self.published += len(tasks)
+        if not self.messages_published:
             await self.db_retry(
                 "mark first dispatch", lambda: self.db.scans.mark_first_dispatch(self.scan_id)
             )
-        self.published += len(batch)
-        self.unpublished = []
+        self.messages_published += len(batch)
+        self.unconfirmed = []
 
     async def consume_until_done(self) -> None:
-        batch: list[tuple[Delivery, PixelResult]] = []
+        batch: list[tuple[Delivery, list[PixelResult], str]] = []
+        n_results = 0
         batch_started = 0.0
         next_housekeeping = time.monotonic() + 2.0
         closed = asyncio.ensure_future(self.broker.wait_closed())
@@ -233,21 +302,22 @@ class ScanServer:
                     closed.result()  # raises BrokerLost
                 if getter in done:
                     delivery = getter.result()
-                    result = self.take(delivery)
-                    if result is not None:
+                    taken = self.take(delivery)
+                    if taken is not None:
                         if not batch:
                             batch_started = time.monotonic()
-                        batch.append((delivery, result))
+                        batch.append((delivery, *taken))
+                        n_results += len(taken[0])
                 else:
                     getter.cancel()
                 if batch and (
-                    len(batch) >= self.settings.result_batch
+                    n_results >= self.settings.result_batch
                     or not done
                     or time.monotonic() - batch_started >= self.settings.result_batch_wait_s
                     or self.broker.deliveries.empty()
                 ):
                     await self.flush(batch)
-                    batch = []
+                    batch, n_results = [], 0
                 if time.monotonic() >= next_housekeeping:
                     await self.housekeeping()
                     next_housekeeping = time.monotonic() + 2.0
@@ -256,19 +326,24 @@ class ScanServer:
         if batch:
             await self.flush(batch)
 
-    def take(self, delivery: Delivery) -> PixelResult | None:
-        """Decode one delivery; reject (dead-letter) and count what does not belong."""
+    def take(self, delivery: Delivery) -> tuple[list[PixelResult], str] | None:
+        """Decode one delivery into (results, worker); reject (dead-letter) and count what does not belong.
+
+        A result message is taken or rejected whole: one foreign or unexpected pixel makes the
+        whole message suspect.
+        """
         if delivery.queue == self.queues["dead"]:
             return self.take_dead_letter(delivery)
         try:
-            result = decode_result(delivery.body)
-            if result.scan_id != self.scan_id:
-                raise MessageError(f"result for scan {result.scan_id!r}")
-            key = (result.nside, result.pixel)
-            if (key not in self.ref.pending and key not in self.ref.complete) or not (
-                0 <= result.variation < self.ref.n_variations
-            ):
-                raise MessageError(f"unexpected result for pixel {key} that this scan never sent")
+            message = decode_results(delivery.body)
+            if message.scan_id != self.scan_id:
+                raise MessageError(f"result for scan {message.scan_id!r}")
+            for result in message.results:
+                key = (result.nside, result.pixel)
+                if (key not in self.ref.pending and key not in self.ref.complete) or not (
+                    0 <= result.variation < self.ref.n_variations
+                ):
+                    raise MessageError(f"unexpected result for pixel {key} that this scan never sent")
         except MessageError as err:
             kind = (
                 "foreign"
@@ -279,23 +354,38 @@ class ScanServer:
             log.warning("rejected a %s message on the results queue: %s", kind, err)
             self.broker.reject(delivery)
             return None
-        return result
+        if message.worker not in self.workers_seen:
+            self.workers_seen.add(message.worker)
+            self.sizer.saw_workers(len(self.workers_seen))
+        fitted = [r for r in message.results if r.status == "ok"]
+        self.sizer.observe(sum(r.runtime_s for r in fitted), len(fitted))
+        return message.results, message.worker
 
-    def take_dead_letter(self, delivery: Delivery) -> PixelResult | None:
-        """A task that exceeded the delivery limit: its pixel variation is recorded as failed."""
+    def take_dead_letter(self, delivery: Delivery) -> tuple[list[PixelResult], str] | None:
+        """A task message that exceeded the delivery limit.
+
+        A batch is split: each of its pixels goes out again in a message of its own (acked once
+        those are published), so only the pixel that kills workers is dead-lettered in the end. A
+        single pixel is recorded as failed.
+        """
         try:
-            task = decode_task(delivery.body)
-            if task.scan_id != self.scan_id:
+            batch = decode_tasks(delivery.body)
+            if batch.scan_id != self.scan_id:
                 raise MessageError("foreign task")
         except MessageError as err:
             log.warning("dropping an unreadable dead-lettered message: %s", err)
             self.broker.ack(delivery)
             return None
+        if len(batch.tasks) > 1:
+            self.counters["split"] += 1
+            log.warning("a batch of %d tasks was dead-lettered; retrying each alone", len(batch.tasks))
+            self.singles.extend(batch.tasks)
+            return [], "server:dead-letter"
+        task = batch.tasks[0]
         self.counters["dead_lettered"] += 1
         log.warning("task %s exceeded the delivery limit; marking it failed", task.task_id)
-        return PixelResult(
+        failed = PixelResult(
             task_id=task.task_id,
-            scan_id=self.scan_id,
             nside=task.nside,
             pixel=task.pixel,
             variation=task.variation,
@@ -303,21 +393,30 @@ class ScanServer:
             status="failed",
             error=f"poison task: dead-lettered after {self.settings.delivery_limit} deliveries "
             "(worker crashes?)",
-            worker="server:dead-letter",
         )
+        return [failed], "server:dead-letter"
 
-    async def flush(self, batch: list[tuple[Delivery, PixelResult]]) -> None:
+    async def flush(self, batch: list[tuple[Delivery, list[PixelResult], str]]) -> None:
+        """Store, record, publish what the results unlock, then ack: nothing is acked unstored."""
         now = utcnow()
-        records = [PixelResultRecord.from_wire(r, now) for _, r in batch]
-        await self.db_retry("store results", lambda: self.db.pixel_results.store_once(records))
+        records: list[PixelResultRecord] = []
+        fresh: set[str] = set()
+        for _, results, worker in batch:
+            for r in results:
+                if r.task_id in fresh or not self.ref.is_open(r.nside, r.pixel, r.variation):
+                    self.counters["duplicates"] += 1  # answered already: not even written
+                    continue
+                fresh.add(r.task_id)
+                records.append(PixelResultRecord.from_wire(r, self.scan_id, worker, now))
+        if records:
+            await self.db_retry("store results", lambda: self.db.pixel_results.store_once(records))
         for record in records:
-            accepted = self.ref.record(record.to_variation_result())
-            self.counters["duplicates"] += int(not accepted)
+            self.ref.record(record.to_variation_result())
             self.outstanding.pop(record.task_id, None)
+        self.add_plan()
+        await self.publish_pending()
         for delivery in _last_per_queue(batch):
             self.broker.ack(delivery, multiple=True)
-        self._queue_tasks(self.ref.next_tasks())
-        await self.publish_pending()
 
     async def housekeeping(self) -> None:
         state = await self.db_retry("check state", lambda: self.db.scans.state_of(self.scan_id))
@@ -330,10 +429,10 @@ class ScanServer:
     def republish_stale(self) -> None:
         """Tasks sent long ago with no result are published again under the same id."""
         now = time.monotonic()
-        for tid, (body, sent) in list(self.outstanding.items()):
+        for tid, (task, sent) in list(self.outstanding.items()):
             if now - sent > self.settings.redeliver_after_s:
-                self.unpublished.append((tid, body))
-                self.outstanding[tid] = (body, now)
+                self.resend.append(task)
+                self.outstanding[tid] = (task, now)
                 self.counters["republished"] += 1
 
     def progress_doc(self) -> dict[str, Any]:
@@ -372,6 +471,9 @@ class ScanServer:
         if best is not None:
             update["best_fit"] = best_fit_summary(best, self.event.mjd)
         update["server.published"] = self.published
+        update["server.messages_published"] = self.messages_published
+        update["server.batch_size"] = self.sizer.batch_size(self.unpublished)
+        update["server.fit_ms"] = None if self.sizer.fit_s is None else 1000 * self.sizer.fit_s
         await self.db_retry("save progress", lambda: self.db.scans.save_progress(self.scan_id, update))
 
     # -- the end -----------------------------------------------------------------------------------
@@ -437,8 +539,8 @@ class ScanServer:
         await self.db.close()
 
 
-def _last_per_queue(batch: list[tuple[Delivery, PixelResult]]) -> list[Delivery]:
+def _last_per_queue(batch: list[tuple[Delivery, list[PixelResult], str]]) -> list[Delivery]:
     last: dict[tuple[str, int], Delivery] = {}
-    for delivery, _ in batch:
+    for delivery, _, _ in batch:
         last[(delivery.queue, delivery.generation)] = delivery
     return list(last.values())

@@ -13,7 +13,17 @@ class ServerSettings(BrokerSettings, DatabaseSettings, ScanTokenSettings):
     model_config = ENV
 
     publish_window: int = Field(256, ge=1, description="Unconfirmed publishes in flight per server.")
-    result_batch: int = Field(200, ge=1, description="Results written to MongoDB per bulk write.")
+    result_batch: int = Field(1000, ge=1, description="Results written to MongoDB per bulk write.")
+    batch_target_s: float = Field(
+        0.25, gt=0, description="Fit time one task message should carry (the batch size follows it)."
+    )
+    batch_max_pixels: int = Field(256, ge=1, le=1024, description="Most pixels in one task message.")
+    batch_messages_per_worker: int = Field(
+        4, ge=1, description="Task messages outstanding per worker (its prefetch plus some waiting)."
+    )
+    max_outstanding_tasks: int = Field(
+        20_000, ge=1, description="Most pixel tasks published and unanswered at once (bounds memory)."
+    )
     result_batch_wait_s: float = Field(0.05, ge=0)
     redeliver_after_s: float = Field(
         600.0,

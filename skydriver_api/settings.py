@@ -87,6 +87,12 @@ class ApiSettings(BrokerSettings, DatabaseSettings, RecoSettings, KafkaSettings)
     )
     max_launch_attempts: int = Field(5, ge=1, description="Failed launches of one scan before it fails.")
     runtime_dir: Path = Field(Path(".services/run"), description="Local launcher: logs and token files.")
+    warm_servers: int = Field(
+        0, ge=0, le=64, description="Local launcher: scan servers kept started, each takes one scan."
+    )
+    warm_workers: int = Field(
+        0, ge=0, le=1024, description="Local launcher: workers kept started, each takes one scan."
+    )
 
     # --- realtime alerts ------------------------------------------------------------------
     alert_reco: str = Field("pandel-mpe", description="Reco of scans launched by POST /api/v1/alerts.")

@@ -1,8 +1,13 @@
 """Versioned JSON wire formats between scan server and workers (never pickle).
 
-A pixel task goes out on ``<scan>.pixels``; a pixel result comes back on ``<scan>.results``.
-Task ids are deterministic (``scan_id:nside:pixel:variation``) so a republished task and a
-redelivered result can be recognised and ignored.
+A task message on ``<scan>.pixels`` carries several pixel tasks of one scan (``skydriver.task/2``);
+a result message on ``<scan>.results`` carries several pixel results (``skydriver.result/2``). The
+batch is only the envelope: every pixel keeps its own deterministic task id
+(``scan_id:nside:pixel:variation``), so a republished task and a redelivered result are recognised
+and ignored pixel by pixel, whatever batch they travel in. Version 1 messages (one pixel each) are
+refused with a reason that names the version.
+
+Every message is encoded and decoded here and nowhere else, so a signature can be added in one place.
 """
 
 from __future__ import annotations
@@ -11,13 +16,19 @@ import json
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from skyscan.physics.event import format_validation_error
 
-TASK_SCHEMA = "skydriver.task/1"
-RESULT_SCHEMA = "skydriver.result/1"
+TASK_SCHEMA = "skydriver.task/2"
+RESULT_SCHEMA = "skydriver.result/2"
+# Versions this code no longer speaks, and why a message in one of them is refused.
+RETIRED_SCHEMAS = {
+    "skydriver.task/1": "single-pixel tasks were replaced by batches (skydriver.task/2)",
+    "skydriver.result/1": "single-pixel results were replaced by batches (skydriver.result/2)",
+}
 MAX_MESSAGE_BYTES = 1_000_000
+MAX_PIXELS_PER_MESSAGE = 1024
 
 Nside = Annotated[int, Field(ge=1, le=1 << 29)]
 Angle = Annotated[float, Field(allow_inf_nan=False)]
@@ -30,8 +41,9 @@ def task_id(scan_id: str, nside: int, pixel: int, variation: int) -> str:
 def queue_names(scan_id: str) -> dict[str, str]:
     """Per-scan queues.
 
-    ``pixels`` (tasks) dead-letters to ``dead`` once a task exceeds the delivery limit; the server
-    consumes ``dead`` and records those pixels as failed. ``results`` dead-letters what the server
+    ``pixels`` (tasks) dead-letters to ``dead`` once a task message exceeds the delivery limit; the
+    server consumes ``dead``, splits a dead batch into single-pixel messages (so a poison pixel is
+    isolated) and records a dead single pixel as failed. ``results`` dead-letters what the server
     rejects (malformed or foreign messages) to ``rejected``, kept for inspection until the scan's
     queues are deleted.
     """
@@ -66,33 +78,52 @@ class Vertex(BaseModel):
 
 
 class PixelTask(BaseModel):
+    """One pixel variation to fit, inside a :class:`TaskBatch`."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_: Literal["skydriver.task/1"] = Field(TASK_SCHEMA, alias="schema")
     task_id: str
-    scan_id: str = Field(min_length=1, max_length=64)
-    reco: str
     nside: Nside
     pixel: int = Field(ge=0)
     variation: int = Field(ge=0)
     direction: Direction
     seed: Vertex | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("task_id")
-    @classmethod
-    def _id_shape(cls, value: str) -> str:
-        if value.count(":") != 3:
-            raise ValueError("task_id must be scan_id:nside:pixel:variation")
-        return value
+
+class TaskBatch(BaseModel):
+    """A task message: pixel tasks of one scan, fitted with one reco and its options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_: Literal["skydriver.task/2"] = Field(TASK_SCHEMA, alias="schema")
+    scan_id: str = Field(min_length=1, max_length=64)
+    reco: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    tasks: list[PixelTask] = Field(min_length=1, max_length=MAX_PIXELS_PER_MESSAGE)
+
+    @model_validator(mode="after")
+    def _ids_match(self) -> TaskBatch:
+        for t in self.tasks:
+            if t.task_id != task_id(self.scan_id, t.nside, t.pixel, t.variation):
+                raise ValueError(f"task_id {t.task_id!r} does not match scan_id/nside/pixel/variation")
+        return self
+
+    def with_tasks(self, tasks: list[PixelTask]) -> TaskBatch:
+        """The same scan, reco and options for other tasks (a split or a hand-back)."""
+        return TaskBatch(scan_id=self.scan_id, reco=self.reco, options=self.options, tasks=tasks)
+
+    @property
+    def message_id(self) -> str:
+        first = self.tasks[0].task_id
+        return first if len(self.tasks) == 1 else f"{first}+{len(self.tasks) - 1}"
 
 
 class PixelResult(BaseModel):
+    """One pixel variation's outcome, inside a :class:`ResultBatch`."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_: Literal["skydriver.result/1"] = Field(RESULT_SCHEMA, alias="schema")
     task_id: str
-    scan_id: str = Field(min_length=1, max_length=64)
     nside: Nside
     pixel: int = Field(ge=0)
     variation: int = Field(ge=0)
@@ -102,49 +133,67 @@ class PixelResult(BaseModel):
     fit: dict[str, float | None] = Field(default_factory=dict, description="X, Y, Z, T, E_tot, ...")
     error: str | None = Field(None, max_length=4000)
     runtime_s: float = Field(0.0, ge=0)
-    worker: str = Field("", max_length=200)
 
     @property
     def llh_value(self) -> float:
         return math.nan if self.llh is None else self.llh
 
-    def check_task_id(self) -> None:
-        if self.task_id != task_id(self.scan_id, self.nside, self.pixel, self.variation):
-            raise ValueError("task_id does not match scan_id/nside/pixel/variation")
+    @field_validator("task_id")
+    @classmethod
+    def _id_shape(cls, value: str) -> str:
+        if value.count(":") != 3:
+            raise ValueError("task_id must be scan_id:nside:pixel:variation")
+        return value
+
+
+class ResultBatch(BaseModel):
+    """A result message: results of one scan from one worker (possibly of several task messages)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_: Literal["skydriver.result/2"] = Field(RESULT_SCHEMA, alias="schema")
+    scan_id: str = Field(min_length=1, max_length=64)
+    worker: str = Field("", max_length=200)
+    results: list[PixelResult] = Field(min_length=1, max_length=MAX_PIXELS_PER_MESSAGE)
+
+    @model_validator(mode="after")
+    def _ids_match(self) -> ResultBatch:
+        for r in self.results:
+            if r.task_id != task_id(self.scan_id, r.nside, r.pixel, r.variation):
+                raise ValueError("task_id does not match scan_id/nside/pixel/variation")
+        return self
 
 
 class MessageError(ValueError):
     """A message off the queue is malformed or foreign; it is dead-lettered, never crashes anything."""
 
 
-def encode(model: BaseModel) -> bytes:
-    return model.model_dump_json(by_alias=True).encode()
+def encode(message: TaskBatch | ResultBatch) -> bytes:
+    return message.model_dump_json(by_alias=True).encode()
 
 
 def _decode(body: bytes, model: type[BaseModel], schema: str) -> Any:
     if len(body) > MAX_MESSAGE_BYTES:
         raise MessageError(f"message of {len(body)} bytes exceeds {MAX_MESSAGE_BYTES}")
-    try:
+    try:  # the common case, parsed and validated in one pass
+        return model.model_validate_json(body)
+    except ValidationError as err:
+        invalid = err
+    try:  # say why: not JSON, a retired or unknown schema, or which field is wrong
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise MessageError(f"not JSON: {err}") from None
-    if not isinstance(data, dict) or data.get("schema") != schema:
-        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
+    got = data.get("schema") if isinstance(data, dict) else type(data).__name__
+    if got in RETIRED_SCHEMAS:
+        raise MessageError(f"schema {got!r} is no longer accepted: {RETIRED_SCHEMAS[got]}")
+    if got != schema:
         raise MessageError(f"expected schema {schema!r}, got {got!r}")
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:
-        raise MessageError(format_validation_error(err)) from None
+    raise MessageError(format_validation_error(invalid))
 
 
-def decode_task(body: bytes) -> PixelTask:
-    return _decode(body, PixelTask, TASK_SCHEMA)
+def decode_tasks(body: bytes) -> TaskBatch:
+    return _decode(body, TaskBatch, TASK_SCHEMA)
 
 
-def decode_result(body: bytes) -> PixelResult:
-    result: PixelResult = _decode(body, PixelResult, RESULT_SCHEMA)
-    try:
-        result.check_task_id()
-    except ValueError as err:
-        raise MessageError(str(err)) from None
-    return result
+def decode_results(body: bytes) -> ResultBatch:
+    return _decode(body, ResultBatch, RESULT_SCHEMA)

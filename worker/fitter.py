@@ -1,8 +1,12 @@
 """Run fits in a child process so that a per-pixel timeout really stops them.
 
-The child prepares the event once per (reco, options) and then fits one task at a time. The
-parent waits on a pipe; while it waits it calls ``tick()`` (which keeps the AMQP heartbeats
-flowing) and kills the child when the task's time is up. A killed child is replaced lazily.
+The child gets the event first (it may have been started before there was one: a warm worker),
+prepares it once per (reco, options) and fits task messages: the parent hands it
+a whole message (its raw bytes, decoded once there) with the index to start at, and the child
+answers pixel by pixel. The parent waits on the pipe; while it waits it calls ``tick()`` (which
+keeps the AMQP heartbeats flowing) and kills the child when a pixel's time is up: each pixel's
+clock starts when the previous one's answer arrives. After a kill the rest of the message goes to
+a fresh child (spawned lazily).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import math
 import multiprocessing as mp
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -20,35 +24,58 @@ from skyinfra.processes import die_with_parent
 from skyscan.physics.event import parse_event
 from skyscan.physics.recos.base import FitResult
 from skyscan.physics.recos.registry import get_reco
-from skyscan.wire import PixelTask
+from skyscan.sky.coordinates import astrometry_context
+from skyscan.wire import decode_tasks
 
 
-def _child(conn: Connection, event_doc: dict[str, Any]) -> None:
+def warm_up() -> None:
+    """Load what the first fit would otherwise wait for: healpy, which recos import when they first
+    need a pixel (its import is seconds on a busy machine and must not count against the per-pixel
+    timeout), and the astrometry tables."""
+    import healpy  # noqa: F401
+
+    astrometry_context(51544.5)
+
+
+def _child(conn: Connection) -> None:
     die_with_parent()  # a fit never outlives its worker, however the worker ends
     signal.signal(
         signal.SIGTERM, signal.SIG_IGN
     )  # a SIGTERM to the group is for the parent: it hands the task back
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    event = parse_event(event_doc)
+    warm_up()
+    event = None
     cache: dict[str, tuple[Any, Any]] = {}
     while True:
         try:
+            kind, start_at = conn.recv()
             raw = conn.recv_bytes()
         except EOFError:
             return
-        task = PixelTask.model_validate_json(raw)
-        start = time.perf_counter()
+        if kind == "event":  # a (new) scan: nothing prepared for an earlier event is kept
+            event = parse_event(json.loads(raw))
+            cache.clear()
+            continue
+        batch = decode_tasks(raw)
         try:
-            key = json.dumps([task.reco, task.options], sort_keys=True)
+            key = json.dumps([batch.reco, batch.options], sort_keys=True)
             if key not in cache:
-                reco = get_reco(task.reco, task.options)
+                reco = get_reco(batch.reco, batch.options)
                 cache[key] = (reco, reco.prepare(event))
             reco, prepared = cache[key]
-            conn.send("fitting")  # the per-pixel timeout starts now, not during start-up or preparation
-            result = reco.fit(prepared, task.direction, task.variation, task.seed)
-        except Exception as err:  # the reco raised: a failed fit, reported, never a dead worker
-            result = FitResult(math.nan, status="failed", error=f"{type(err).__name__}: {err}"[:2000])
-        conn.send((result.llh, dict(result.params), result.status, result.error, time.perf_counter() - start))
+            setup_error = None
+        except Exception as err:  # an unusable reco: every pixel fails, the worker lives on
+            setup_error = f"{type(err).__name__}: {err}"[:2000]
+        conn.send("fitting")  # the per-pixel timeout starts now, not during start-up or preparation
+        for task in batch.tasks[start_at:]:
+            start = time.perf_counter()
+            try:
+                if setup_error is not None:
+                    raise RuntimeError(setup_error)
+                result = reco.fit(prepared, task.direction, task.variation, task.seed)
+            except Exception as err:  # the reco raised: a failed fit, reported, never a dead worker
+                result = FitResult(math.nan, status="failed", error=f"{type(err).__name__}: {err}"[:2000])
+            conn.send((result.llh, result.params, result.status, result.error, time.perf_counter() - start))
 
 
 PREPARE_TIMEOUT_S = 900.0
@@ -63,60 +90,109 @@ class FitInterrupted(Exception):
 
 
 class Fitter:
-    def __init__(self, event_doc: dict[str, Any]) -> None:
-        self.event_doc = event_doc
+    def __init__(self, event_doc: dict[str, Any] | None = None) -> None:
+        self.event_doc = event_doc  # set before the first fit (a warm worker learns it late)
         # spawn, not fork: a forked child of a process holding BLAS thread pools, an AMQP socket and
         # import locks can deadlock; a fresh interpreter costs ~1 s once per worker (and per kill).
         self._ctx = mp.get_context("spawn")
         self._proc: Any = None
         self._conn: Connection | None = None
+        self._event_sent = False
 
-    def _ensure(self) -> Connection:
+    def start(self) -> None:
+        """Start the fit process now (it warms up while the worker waits for its scan)."""
         if self._proc is None or not self._proc.is_alive():
             parent, child = self._ctx.Pipe()
-            self._proc = self._ctx.Process(target=_child, args=(child, self.event_doc), daemon=True)
+            self._proc = self._ctx.Process(target=_child, args=(child,), daemon=True)
             self._proc.start()
             child.close()
             self._conn = parent
-        assert self._conn is not None
+            self._event_sent = False
+
+    def use_event(self, event_doc: dict[str, Any]) -> None:
+        """Fit for this event from now on (a warm worker's next scan)."""
+        self.event_doc = event_doc
+        self._event_sent = False
+
+    def _ensure(self) -> Connection:
+        self.start()
+        assert self._conn is not None and self.event_doc is not None
+        if not self._event_sent:
+            self._conn.send(("event", None))
+            self._conn.send_bytes(json.dumps(self.event_doc).encode())
+            self._event_sent = True
         return self._conn
 
-    def fit(
+    def fit_batch(
         self,
-        task: PixelTask,
+        body: bytes,
+        n_tasks: int,
         timeout_s: float,
         tick: Callable[[], None],
         interrupted: Callable[[], bool],
-    ) -> tuple[FitResult, float]:
-        """Fit one task. Raises FitTimeout (child killed) or FitInterrupted (SIGTERM; child killed)."""
-        conn = self._ensure()
-        conn.send_bytes(task.model_dump_json(by_alias=True).encode())
-        deadline = time.monotonic() + PREPARE_TIMEOUT_S
-        fitting = False
-        while True:
-            wait = 0.0
-            while not conn.poll(wait):
-                wait = 0.2
-                tick()
-                if interrupted():
-                    self.kill()
-                    raise FitInterrupted()
-                if time.monotonic() >= deadline:
-                    self.kill()
+    ) -> Iterator[tuple[int, FitResult | None, float, str | None]]:
+        """Fit every task of a message; yields (index, fit, runtime, error) in task order.
+
+        ``fit`` is None when the pixel's fit was killed at its timeout or its process died (the
+        error says which). Raises FitInterrupted (SIGTERM; child killed) with the index reached
+        as its argument. A caller that stops early (quarantine) leaves the child killed.
+        """
+        index = 0
+        try:
+            while index < n_tasks:
+                conn = self._ensure()
+                conn.send(("fit", index))
+                conn.send_bytes(body)
+                deadline = time.monotonic() + PREPARE_TIMEOUT_S
+                fitting = False
+                while index < n_tasks:
+                    try:
+                        message = self._next_message(conn, deadline, tick, interrupted, index)
+                    except FitTimeout:
+                        error = (
+                            f"fit exceeded the per-pixel timeout of {timeout_s:g} s and was killed"
+                            if fitting
+                            else f"preparing the event took over {PREPARE_TIMEOUT_S:g} s; killed"
+                        )
+                        yield index, None, timeout_s, error
+                        index += 1
+                        break  # the child was killed: the rest goes to a fresh one
+                    except EOFError:  # the child died in the fit (segfault, OOM kill)
+                        self.kill()
+                        yield index, None, 0.0, "the fit process died (crash or out of memory)"
+                        index += 1
+                        break
                     if not fitting:
-                        raise FitTimeout(f"preparing the event took over {PREPARE_TIMEOUT_S:g} s; killed")
-                    raise FitTimeout(f"fit exceeded the per-pixel timeout of {timeout_s:g} s and was killed")
-            try:
-                message = conn.recv()
-            except EOFError:  # the child died in the fit (segfault, OOM kill)
+                        fitting = True
+                    else:
+                        llh, params, status, error, runtime = message
+                        yield index, FitResult(llh, params, status, error), runtime, error
+                        index += 1
+                    deadline = time.monotonic() + timeout_s
+        except GeneratorExit:  # thrown at a yield, where ``index`` is the pixel just handed out
+            if index + 1 < n_tasks:
+                self.kill()  # stopped early: the child would go on fitting the rest
+            raise
+
+    def _next_message(
+        self,
+        conn: Connection,
+        deadline: float,
+        tick: Callable[[], None],
+        interrupted: Callable[[], bool],
+        index: int,
+    ) -> Any:
+        wait = 0.0
+        while not conn.poll(wait):
+            wait = 0.2
+            tick()
+            if interrupted():
                 self.kill()
-                raise
-            if message == "fitting":
-                fitting = True
-                deadline = time.monotonic() + timeout_s
-                continue
-            llh, params, status, error, runtime = message
-            return FitResult(llh, params, status, error), runtime
+                raise FitInterrupted(index)
+            if time.monotonic() >= deadline:
+                self.kill()
+                raise FitTimeout()
+        return conn.recv()
 
     def kill(self) -> None:
         if self._proc is not None and self._proc.is_alive():

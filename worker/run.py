@@ -1,12 +1,18 @@
-"""The worker: fetch the scan's event once, then fit pixel tasks until the scan is over.
+"""The worker: fetch the scan's event once, then fit task messages until the scan is over.
 
-Delivery contract: manual acks; the result is published (and confirmed by the broker) before the
-task is acked, so a crash at any point loses nothing: at worst the task is fitted twice and the
-server ignores the duplicate by task id.
+Delivery contract: manual acks; the results of every pixel of a task message are published (and
+confirmed by the broker) before the message is acked, so a crash at any point loses nothing: at
+worst a pixel is fitted twice and the server ignores the duplicate by task id. Results go out in
+one message per task message, and earlier while a long fit runs, so a slow pixel does not hold
+back the ones fitted before it.
 
-Prefetch 2 by default: one task fitting, one waiting, which hides the broker round trip for fast
-fits, while a dead worker strands at most two tasks and the tail of an nside step is not hoarded
-by a few workers.
+A task message that comes back (``redelivered``: its worker died or was stopped) may hold a
+pixel that kills workers; a batch that comes back is therefore not fitted but split into
+single-pixel messages, so the delivery limit dead-letters only the poison pixel, alone.
+
+Prefetch 2 by default: one message fitting, one waiting, which hides the broker round trip, while
+a dead worker strands at most two messages and the tail of an nside step is not hoarded by a few
+workers (the server makes the messages of a step's tail small).
 """
 
 from __future__ import annotations
@@ -24,12 +30,25 @@ import pika
 import pika.exceptions
 
 from skyinfra.backoff import Backoff
-from skyscan.wire import MessageError, PixelResult, decode_task, encode, queue_names
-from worker.fitter import FitInterrupted, Fitter, FitTimeout
+from skyscan.physics.recos.base import FitResult
+from skyscan.wire import (
+    MessageError,
+    PixelResult,
+    PixelTask,
+    ResultBatch,
+    TaskBatch,
+    decode_tasks,
+    encode,
+    queue_names,
+)
+from worker.fitter import FitInterrupted, Fitter
 from worker.settings import WorkerSettings
 
 log = logging.getLogger("skydriver.worker")
 RECONNECT_BACKOFF = Backoff(initial_s=0.5, max_s=10.0)
+# Results waiting this long while the next fit of their message runs are published before it ends.
+RESULT_FLUSH_S = 1.0
+PERSISTENT_JSON = {"delivery_mode": 2, "content_type": "application/json"}
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -80,6 +99,8 @@ class Worker:
         self.fitted = 0
         self.conn: pika.BlockingConnection | None = None
         self.channel: Any = None
+        self.unsent: list[PixelResult] = []  # results of the message being fitted, not yet published
+        self.unsent_since = 0.0
 
     def request_stop(self, *_: Any) -> None:
         self.stop_requested = True
@@ -105,7 +126,7 @@ class Worker:
                 self.channel = self.conn.channel()  # type: ignore[union-attr]
                 self.channel.basic_qos(prefetch_count=self.settings.worker_prefetch)
                 self.channel.confirm_delivery()
-                self.conn.sleep(0.5)  # type: ignore[union-attr]
+                self.conn.sleep(0.1)  # type: ignore[union-attr]
         return False
 
     def close(self) -> None:
@@ -116,15 +137,21 @@ class Worker:
             pass
 
     # -- main loop -----------------------------------------------------------------------------------
-    def run(self) -> int:
+    def run(self, fitter: Fitter | None = None) -> int:
+        """Serve the scan; ``fitter`` may have been started already (a warm worker)."""
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        own_fitter = fitter is None
+        fitter = fitter or Fitter()
+        fitter.start()  # its start-up overlaps with fetching the event and connecting
         try:
             event_doc = fetch_event(self.settings, self.scan_id)
         except EventUnavailable as err:
             log.error("%s", err)
+            if own_fitter:
+                fitter.close()
             return EXIT_ERROR
-        fitter = Fitter(event_doc["event"])
+        fitter.use_event(event_doc["event"])
         idle_since = time.monotonic()
         waits = RECONNECT_BACKOFF.waits()
         try:
@@ -151,7 +178,8 @@ class Worker:
                     time.sleep(delay)
             return EXIT_OK
         finally:
-            fitter.close()
+            if own_fitter:
+                fitter.close()
             self.close()
             log.info("worker done: %d fits", self.fitted)
 
@@ -169,77 +197,123 @@ class Worker:
                     return EXIT_OK
                 continue
             last_task = time.monotonic()
-            outcome = self.handle(fitter, method.delivery_tag, body)
+            outcome = self.handle(fitter, method.delivery_tag, method.redelivered, body)
             if outcome is not None:
                 return outcome
         log.info("the scan's task queue is gone (scan over); exiting")
         return EXIT_OK
 
-    def handle(self, fitter: Fitter, tag: int, body: bytes) -> int | None:
+    def handle(self, fitter: Fitter, tag: int, redelivered: bool, body: bytes) -> int | None:
         try:
-            task = decode_task(body)
-            if task.scan_id != self.scan_id:
-                raise MessageError(f"task of scan {task.scan_id!r}")
-            if not self.settings.reco_enabled(task.reco):  # dead-lettered: the server records it failed
-                raise MessageError(f"reco {task.reco!r} is not enabled on this worker")
+            batch = decode_tasks(body)
+            if batch.scan_id != self.scan_id:
+                raise MessageError(f"task of scan {batch.scan_id!r}")
+            if not self.settings.reco_enabled(batch.reco):  # dead-lettered: the server records it failed
+                raise MessageError(f"reco {batch.reco!r} is not enabled on this worker")
         except MessageError as err:
             log.warning("rejecting a bad task message: %s", err)
             self.channel.basic_reject(tag, requeue=False)
             return None
-        try:
-            fit, runtime = fitter.fit(
-                task, self.settings.worker_pixel_timeout_s, self._tick, lambda: self.stop_requested
-            )
-        except FitInterrupted:
-            log.info("stop requested during a fit; handing task %s back", task.task_id)
-            self.channel.basic_nack(tag, requeue=True)
+        if redelivered and len(batch.tasks) > 1:
+            for task in batch.tasks:
+                self.publish_tasks(batch.with_tasks([task]))
+            self.channel.basic_ack(tag)
+            log.info("a batch of %d tasks came back; split it into single-pixel messages", len(batch.tasks))
+            return None
+        outcome, rest = self.fit_message(fitter, batch, body)
+        self.publish_results()
+        if rest:
+            self.publish_tasks(batch.with_tasks(rest))
+        self.channel.basic_ack(tag)
+        if outcome is not None:
             self.channel.cancel()
-            return EXIT_OK
-        except FitTimeout as err:
-            fit, runtime = None, self.settings.worker_pixel_timeout_s
-            error = str(err)
-        except EOFError:
-            fit, runtime, error = None, 0.0, "the fit process died (crash or out of memory)"
-        else:
-            error = fit.error
+        return outcome
+
+    def fit_message(
+        self, fitter: Fitter, batch: TaskBatch, body: bytes
+    ) -> tuple[int | None, list[PixelTask]]:
+        """Fit the message's pixels; returns (exit code or None, the tasks to hand back unfitted)."""
+        fits = fitter.fit_batch(
+            body,
+            len(batch.tasks),
+            self.settings.worker_pixel_timeout_s,
+            self._tick,
+            lambda: self.stop_requested,
+        )
+        try:
+            for index, fit, runtime, error in fits:
+                failed = self.collect(batch.tasks[index], fit, runtime, error)
+                self.consecutive_failures = self.consecutive_failures + 1 if failed else 0
+                if self.consecutive_failures >= self.settings.worker_max_consecutive_failures:
+                    log.error(
+                        "quarantined: %d consecutive failed fits; taking no more work",
+                        self.consecutive_failures,
+                    )
+                    return EXIT_QUARANTINED, batch.tasks[index + 1 :]
+        except FitInterrupted as stop:
+            rest = batch.tasks[int(stop.args[0]) :]
+            log.info(
+                "stop requested during a fit; handing task %s back (%d tasks)", rest[0].task_id, len(rest)
+            )
+            return EXIT_OK, rest
+        finally:
+            fits.close()
+        return None, []
+
+    def collect(self, task: PixelTask, fit: FitResult | None, runtime: float, error: str | None) -> bool:
+        """Keep one pixel's result for publication; returns whether the fit failed."""
         failed = fit is None or fit.failed
         if failed:
             log.warning("fit of %s failed: %s", task.task_id, error or "non-finite llh")
-        result = PixelResult(
-            task_id=task.task_id,
-            scan_id=self.scan_id,
-            nside=task.nside,
-            pixel=task.pixel,
-            variation=task.variation,
-            llh=None if failed or fit is None else fit.llh,
-            status="failed" if failed else "ok",
-            fit={
-                k: (v if v is not None and math.isfinite(v) else None)
-                for k, v in (fit.params if fit else {}).items()
-            },
-            error=(error or "fit failed")[:4000] if failed else None,
-            runtime_s=runtime,
-            worker=self.name,
+        if not self.unsent:
+            self.unsent_since = time.monotonic()
+        self.unsent.append(
+            PixelResult(
+                task_id=task.task_id,
+                nside=task.nside,
+                pixel=task.pixel,
+                variation=task.variation,
+                llh=None if failed or fit is None else fit.llh,
+                status="failed" if failed else "ok",
+                fit={
+                    k: (v if v is not None and math.isfinite(v) else None)
+                    for k, v in (fit.params if fit else {}).items()
+                },
+                error=(error or "fit failed")[:4000] if failed else None,
+                runtime_s=runtime,
+            )
         )
+        self.fitted += 1
+        return failed
+
+    def publish_results(self) -> None:
+        """Publish the unsent results in one message and wait for the broker's confirm."""
+        if not self.unsent:
+            return
+        message = ResultBatch(scan_id=self.scan_id, worker=self.name, results=self.unsent)
         self.channel.basic_publish(
             "",
             self.queues["results"],
-            encode(result),
-            pika.BasicProperties(delivery_mode=2, content_type="application/json", message_id=task.task_id),
+            encode(message),
+            pika.BasicProperties(message_id=self.unsent[0].task_id, **PERSISTENT_JSON),
             mandatory=True,
         )
-        self.channel.basic_ack(tag)
-        self.fitted += 1
-        self.consecutive_failures = self.consecutive_failures + 1 if failed else 0
-        if self.consecutive_failures >= self.settings.worker_max_consecutive_failures:
-            log.error(
-                "quarantined: %d consecutive failed fits; taking no more work", self.consecutive_failures
-            )
-            self.channel.cancel()
-            return EXIT_QUARANTINED
-        return None
+        self.unsent = []
+
+    def publish_tasks(self, batch: TaskBatch) -> None:
+        """Hand tasks back to the scan's queue as a new message (confirmed before the old one is acked)."""
+        self.channel.basic_publish(
+            "",
+            self.queues["pixels"],
+            encode(batch),
+            pika.BasicProperties(message_id=batch.message_id, **PERSISTENT_JSON),
+            mandatory=True,
+        )
 
     def _tick(self) -> None:
-        """Keep heartbeats and the socket serviced while a fit runs in the child."""
+        """Keep heartbeats and the socket serviced while a fit runs in the child; results that have
+        waited long enough go out before the fit ends."""
         if self.conn is not None and self.conn.is_open:
             self.conn.process_data_events(time_limit=0)
+            if self.unsent and time.monotonic() - self.unsent_since >= RESULT_FLUSH_S:
+                self.publish_results()

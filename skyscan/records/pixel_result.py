@@ -29,8 +29,16 @@ class PixelResultRecord(BaseModel):
     stored_at: dt.datetime | None = None
 
     @classmethod
-    def from_wire(cls, result: PixelResult, stored_at: dt.datetime) -> PixelResultRecord:
-        return cls(**{name: getattr(result, name) for name in _WIRE_FIELDS}, stored_at=stored_at)
+    def from_wire(
+        cls, result: PixelResult, scan_id: str, worker: str, stored_at: dt.datetime
+    ) -> PixelResultRecord:
+        """A result off a result message (whose envelope names the scan and the worker)."""
+        return cls(
+            **{name: getattr(result, name) for name in _WIRE_FIELDS},
+            scan_id=scan_id,
+            worker=worker,
+            stored_at=stored_at,
+        )
 
     def to_doc(self) -> dict[str, Any]:
         return self.model_dump()
@@ -48,16 +56,4 @@ class PixelResultRecord(BaseModel):
         )
 
 
-_WIRE_FIELDS = (
-    "task_id",
-    "scan_id",
-    "nside",
-    "pixel",
-    "variation",
-    "llh",
-    "status",
-    "fit",
-    "error",
-    "runtime_s",
-    "worker",
-)
+_WIRE_FIELDS = ("task_id", "nside", "pixel", "variation", "llh", "status", "fit", "error", "runtime_s")

@@ -109,6 +109,11 @@ class Refinement:
     def best(self) -> PixelBest | None:
         return self._best
 
+    def is_open(self, nside: int, pixel: int, variation: int) -> bool:
+        """Whether a result for this task is still expected (planned and not answered yet)."""
+        key = (nside, pixel)
+        return key in self._pending and variation not in self._known.get(key, {})
+
     # -- inputs --------------------------------------------------------------------------------
     def restore(self, results: Iterable[VariationResult]) -> None:
         """Load results stored by an earlier run (resume); call :meth:`next_tasks` afterwards."""
@@ -131,7 +136,7 @@ class Refinement:
         return True
 
     def _complete_pixel(self, key: PixelKey) -> None:
-        pb = best_of(self._known[key].values())
+        pb = best_of(self._known.pop(key).values())
         self._complete[key] = pb
         prog = self.progress.setdefault(key[0], NsideProgress())
         prog.pixels_done += 1
@@ -144,12 +149,16 @@ class Refinement:
 
     # -- outputs -------------------------------------------------------------------------------
     def next_tasks(self) -> list[TaskSpec]:
-        """Tasks to publish now (possibly none while results are outstanding).
+        """Tasks to publish now (possibly none while results are outstanding); see :meth:`next_plan`."""
+        return self.next_plan().take(None)
+
+    def next_plan(self) -> TaskPlan:
+        """The tasks to publish now, to be taken in chunks (possibly none while results are outstanding).
 
         Pixels whose variations are all known already (stored results on resume) complete at once,
         and planning repeats, so a resumed scan replays finished rounds without publishing them.
         """
-        out: list[TaskSpec] = []
+        groups: list[tuple[int, np.ndarray, tuple[int, ...]]] = []
         while True:
             planned = [
                 k
@@ -158,42 +167,34 @@ class Refinement:
             ]
             if not planned:
                 break
-            fresh: list[tuple[PixelKey, list[int]]] = []
+            fresh: dict[tuple[int, tuple[int, ...]], list[int]] = defaultdict(list)
             for key in planned:
                 known = self._known.get(key, {})
-                missing = [v for v in range(self.n_variations) if v not in known]
+                missing = tuple(v for v in range(self.n_variations) if v not in known)
                 prog = self.progress.setdefault(key[0], NsideProgress())
                 prog.tasks_sent += self.n_variations
                 prog.tasks_done += self.n_variations - len(missing)
                 if missing:
                     self._pending[key] = len(missing)
-                    fresh.append((key, missing))
+                    fresh[(key[0], missing)].append(key[1])
                 else:
                     self._complete_pixel(key)
-            out.extend(self._specs(fresh))
+            groups.extend((n, np.asarray(pix, dtype=np.int64), v) for (n, v), pix in fresh.items())
             if fresh:
                 break
-        if not out and not self._pending:
+        plan = TaskPlan(self, groups)
+        if not plan and not self._pending:
             self.finished = True
-        return out
+        return plan
 
-    def _specs(self, fresh: list[tuple[PixelKey, list[int]]]) -> list[TaskSpec]:
-        if not fresh:
-            return []
-        by_nside: dict[int, list[int]] = defaultdict(list)
-        for (nside, pixel), _ in fresh:
-            by_nside[nside].append(pixel)
-        dirs: dict[PixelKey, tuple[float, float, float, float]] = {}
-        for nside, pix in by_nside.items():
-            ra, dec = px.pixel_radec(nside, np.asarray(pix))
-            zen, az = equatorial_to_detector(ra, dec, self.mjd)
-            for i, p in enumerate(pix):
-                dirs[(nside, p)] = (float(ra[i]), float(dec[i]), float(zen[i]), float(az[i]))
+    def _specs(self, nside: int, pixels: np.ndarray, variations: tuple[int, ...]) -> list[TaskSpec]:
+        ra, dec = px.pixel_radec(nside, pixels)
+        zen, az = equatorial_to_detector(ra, dec, self.mjd)
         specs = []
-        for key, variations in fresh:
-            seed = self.seed_for(key)
-            ra, dec, zen, az = dirs[key]
-            specs.extend(TaskSpec(key[0], key[1], v, ra, dec, zen, az, seed) for v in variations)
+        for i, p in enumerate(pixels.tolist()):
+            seed = self.seed_for((nside, p))
+            d = (float(ra[i]), float(dec[i]), float(zen[i]), float(az[i]))
+            specs.extend(TaskSpec(nside, p, v, *d, seed) for v in variations)
         return specs
 
     def seed_for(self, key: PixelKey) -> dict[str, float] | None:
@@ -210,3 +211,37 @@ class Refinement:
 
     def progress_dict(self) -> dict[str, dict[str, int]]:
         return {str(n): vars(p).copy() for n, p in sorted(self.progress.items())}
+
+
+class TaskPlan:
+    """Tasks planned by one :meth:`Refinement.next_plan`, handed out in chunks.
+
+    Held as arrays of pixels per (nside, missing variations); directions and seeds are computed for
+    each chunk as it is taken, so a whole-sky step is never held as task objects at once. Seeds
+    come from parents that completed before the plan was made, so when a chunk is taken does not
+    change it.
+    """
+
+    def __init__(self, refinement: Refinement, groups: list[tuple[int, np.ndarray, tuple[int, ...]]]) -> None:
+        self._ref = refinement
+        self._groups = [g for g in groups if len(g[1])]
+        self._pos = 0  # pixels of the first group already taken
+        self._left = sum(len(pix) * len(v) for _, pix, v in self._groups)
+
+    def __len__(self) -> int:
+        return self._left
+
+    def take(self, n: int | None) -> list[TaskSpec]:
+        """The next ``n`` tasks or a little more (whole pixels), all of them for None."""
+        out: list[TaskSpec] = []
+        while self._groups and (n is None or len(out) < n):
+            nside, pixels, variations = self._groups[0]
+            want = len(pixels) if n is None else -(-(n - len(out)) // len(variations))
+            chunk = pixels[self._pos : self._pos + want]
+            out.extend(self._ref._specs(nside, chunk, variations))
+            self._pos += len(chunk)
+            if self._pos >= len(pixels):
+                self._groups.pop(0)
+                self._pos = 0
+        self._left -= len(out)
+        return out

@@ -1,7 +1,7 @@
 """Idempotence: a result delivered twice leaves one pixel result and correct progress.
 
 The test plays the worker itself (over real RabbitMQ), against the real scan server code and
-a real MongoDB-wire server: it answers every task with the same result message twice.
+a real MongoDB-wire server: it answers every task message with the same result message twice.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from skydriver_api.models import ScanRequest
 from skydriver_api.services.scans import new_scan_document, spec_of
 from skyscan.physics.event import parse_event
 from skyscan.physics.recos.dummy import DummyReco
-from skyscan.wire import PixelResult, decode_task, encode, queue_names
+from skyscan.wire import PixelResult, ResultBatch, decode_tasks, encode, queue_names
 from tests.conftest import AMQP_URL, MONGO_URI, make_event
 
 
@@ -85,22 +85,25 @@ def test_duplicate_result_messages_store_one_result_each(database) -> None:  # t
         for method, _props, body in ch.consume(queues["pixels"], inactivity_timeout=10):
             if method is None:
                 break
-            task = decode_task(body)
-            fit = reco.fit(prepared, task.direction, task.variation, task.seed)
-            result = PixelResult(
-                task_id=task.task_id,
-                scan_id=scan_id,
-                nside=task.nside,
-                pixel=task.pixel,
-                variation=task.variation,
-                llh=fit.llh,
-                fit=fit.params,
-                worker="test",
-            )
-            for _ in range(2):  # the same result, delivered twice
-                ch.basic_publish("", queues["results"], encode(result), pika.BasicProperties(delivery_mode=2))
+            batch = decode_tasks(body)
+            results = []
+            for task in batch.tasks:
+                fit = reco.fit(prepared, task.direction, task.variation, task.seed)
+                results.append(
+                    PixelResult(
+                        task_id=task.task_id,
+                        nside=task.nside,
+                        pixel=task.pixel,
+                        variation=task.variation,
+                        llh=fit.llh,
+                        fit=fit.params,
+                    )
+                )
+            message = encode(ResultBatch(scan_id=scan_id, worker="test", results=results))
+            for _ in range(2):  # the same results, delivered twice
+                ch.basic_publish("", queues["results"], message, pika.BasicProperties(delivery_mode=2))
             ch.basic_ack(method.delivery_tag)
-            answered += 1
+            answered += len(results)
             if answered == 768:
                 break
         ch.cancel()

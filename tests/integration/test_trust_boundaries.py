@@ -24,7 +24,7 @@ import httpx
 import pika
 import pytest
 
-from skyscan.wire import Direction, PixelTask, encode, queue_names, task_id
+from skyscan.wire import Direction, PixelTask, TaskBatch, encode, queue_names, task_id
 from tests.conftest import AMQP_URL, make_event, start_api, stop_api, wait_until
 from tests.integration.conftest import OpsApi, make_tokens
 
@@ -93,15 +93,19 @@ def test_a_worker_refuses_a_task_whose_reco_is_not_enabled(guarded: OpsApi) -> N
         ]
     worker = wait_until(lambda: _pids(guarded, scan_id, "worker_pids"), 60, "a worker")[0]
     wait_until(lambda: guarded.db().pixel_results.count_documents({"scan_id": scan_id}) >= 1, 60, "a fit")
-    poison = PixelTask(
-        task_id=task_id(scan_id, 1, 3, 7),  # a variation the scan never asked for
+    poison = TaskBatch(
         scan_id=scan_id,
-        nside=1,
-        pixel=3,
-        variation=7,
-        direction=Direction(ra=0.1, dec=0.2, zenith=1.0, azimuth=1.0),
         reco="crash-dummy",
         options={"nside": 1, "kill_worker_pixels": list(range(12))},
+        tasks=[
+            PixelTask(
+                task_id=task_id(scan_id, 1, 3, 7),  # a variation the scan never asked for
+                nside=1,
+                pixel=3,
+                variation=7,
+                direction=Direction(ra=0.1, dec=0.2, zenith=1.0, azimuth=1.0),
+            )
+        ],
     )
     conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     conn.channel().basic_publish("", queue_names(scan_id)["pixels"], encode(poison))

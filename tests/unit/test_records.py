@@ -130,15 +130,16 @@ def test_parse_options() -> None:
 
 def test_pixel_result_record_from_the_wire_and_back() -> None:
     now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    ok = PixelResult(task_id="s:8:3:0", scan_id="s", nside=8, pixel=3, variation=0, llh=12.5, fit={"X": 1.0})
-    record = PixelResultRecord.from_wire(ok, now)
+    ok = PixelResult(task_id="s:8:3:0", nside=8, pixel=3, variation=0, llh=12.5, fit={"X": 1.0})
+    record = PixelResultRecord.from_wire(ok, "s", "host:1", now)
+    assert (record.scan_id, record.worker, record.stored_at) == ("s", "host:1", now)
     assert PixelResultRecord.from_doc({"_id": "x", **record.to_doc()}) == record
     vr = record.to_variation_result()
     assert (vr.nside, vr.pixel, vr.variation, vr.llh, vr.failed) == (8, 3, 0, 12.5, False)
     failed = PixelResultRecord.from_wire(
-        PixelResult(
-            task_id="s:8:4:0", scan_id="s", nside=8, pixel=4, variation=0, status="failed", error="boom"
-        ),
+        PixelResult(task_id="s:8:4:0", nside=8, pixel=4, variation=0, status="failed", error="boom"),
+        "s",
+        "host:1",
         now,
     ).to_variation_result()
     assert failed.failed and math.isnan(failed.llh) and failed.error == "boom"
