@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from skyinfra.settings import ENV, BrokerSettings, DatabaseSettings, ScanTokenSettings
+from skyinfra.settings import ENV, BrokerSettings, DatabaseSettings, ScanKeySettings, ScanTokenSettings
 
 
-class ServerSettings(BrokerSettings, DatabaseSettings, ScanTokenSettings):
+class ServerSettings(BrokerSettings, DatabaseSettings, ScanTokenSettings, ScanKeySettings):
     model_config = ENV
 
     publish_window: int = Field(256, ge=1, description="Unconfirmed publishes in flight per server.")

@@ -127,6 +127,24 @@ class ApiSettings(BrokerSettings, DatabaseSettings, RecoSettings, KafkaSettings)
         15.0, gt=0, description="How often the /metrics snapshot is recomputed (in the background)."
     )
 
+    # --- per-scan broker identities and signing keys ---------------------------------------
+    scan_secret: SecretStr | None = Field(
+        None,
+        description="Service secret from which each scan's broker passwords and signing key are "
+        "derived; unset: a random one kept in runtime_dir/scan-secret (0600). Set it (from a "
+        "Secret) wherever the runtime directory does not outlive the API.",
+    )
+    rabbitmq_management_url: str = Field(
+        "",
+        description="RabbitMQ management API (http://host:15672) used to create and delete each "
+        "scan's broker users, with SKYDRIVER_RABBITMQ_URL's credentials; empty: that host, port 15672.",
+    )
+    rabbitmq_scan_host: str = Field(
+        "",
+        description="Broker host:port scan processes connect to, if not SKYDRIVER_RABBITMQ_URL's "
+        "(the API may reach the broker by another name than the workers do).",
+    )
+
     @model_validator(mode="after")
     def _alert_scans_are_allowed(self) -> ApiSettings:
         """An alert scan must pass the checks every scan passes: found at start-up, not when the

@@ -28,6 +28,16 @@ class BrokerSettings(BaseSettings):
         description="AMQP URL of the broker the scan servers and workers share.",
     )
     rabbitmq_heartbeat_s: int = Field(30, ge=0, description="AMQP heartbeat interval.")
+    broker_url_file: Path | None = Field(
+        None,
+        description="File holding this process's AMQP URL (a scan's own broker identity); "
+        "overrides SKYDRIVER_RABBITMQ_URL. Launchers set it for scan servers and workers.",
+    )
+
+    def broker_url(self) -> str:
+        if self.broker_url_file is not None:
+            return self.broker_url_file.read_text().strip()
+        return self.rabbitmq_url.get_secret_value()
 
 
 class DatabaseSettings(BaseSettings):
@@ -51,6 +61,22 @@ class ScanTokenSettings(BaseSettings):
         if self.scan_token_file is not None:
             return self.scan_token_file.read_text().strip()
         return None
+
+
+class ScanKeySettings(BaseSettings):
+    """The scan's message signing key (hex), which its server and workers receive from the launcher."""
+
+    model_config = ENV
+
+    scan_key_file: Path | None = Field(None, description="File holding the scan's signing key (hex).")
+
+    def read_scan_key(self) -> bytes:
+        if self.scan_key_file is None:
+            raise ValueError(
+                "no scan key: SKYDRIVER_SCAN_KEY_FILE is unset (scan servers and workers are started "
+                "by the API's launcher, which hands each its scan's key)"
+            )
+        return bytes.fromhex(self.scan_key_file.read_text().strip())
 
 
 class KafkaSettings(BaseSettings):

@@ -7,13 +7,20 @@ batch is only the envelope: every pixel keeps its own deterministic task id
 and ignored pixel by pixel, whatever batch they travel in. Version 1 messages (one pixel each) are
 refused with a reason that names the version.
 
-Every message is encoded and decoded here and nowhere else, so a signature can be added in one place.
+Every message is encoded, signed, verified and decoded here and nowhere else. Messages travel
+through the scan's own exchange (``exchange_name``), routed by queue kind, and carry an HMAC-SHA256
+of their body under the scan's key in the ``skydriver-signature`` header: the broker is not
+trusted, so a message that does not prove it came from a holder of the scan's key (its server or
+its workers) is rejected and counted, whoever could publish it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -53,6 +60,37 @@ def queue_names(scan_id: str) -> dict[str, str]:
         "dead": f"skydriver.{scan_id}.dead",
         "rejected": f"skydriver.{scan_id}.rejected",
     }
+
+
+def exchange_name(scan_id: str) -> str:
+    """The scan's direct exchange: every message of the scan is published here with its queue kind
+    (``pixels``, ``results``, ``dead``, ``rejected``) as the routing key. Publishing needs write
+    permission on the exchange only, so a scan's identities can publish into no other scan's
+    queues (the default exchange would reach every queue)."""
+    return f"skydriver.{scan_id}"
+
+
+SIGNATURE_HEADER = "skydriver-signature"
+
+
+def sign(key: bytes, body: bytes) -> str:
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def signed_headers(key: bytes, body: bytes) -> dict[str, str]:
+    """AMQP headers of a message with this body under the scan's key."""
+    return {SIGNATURE_HEADER: sign(key, body)}
+
+
+def verify(key: bytes, body: bytes, headers: Mapping[str, Any] | None) -> None:
+    """Raise :class:`MessageError` unless the body carries a valid signature under ``key``."""
+    signature = (headers or {}).get(SIGNATURE_HEADER)
+    if isinstance(signature, bytes):
+        signature = signature.decode("ascii", "replace")
+    if not isinstance(signature, str):
+        raise MessageError("unsigned message: it carries no skydriver-signature header")
+    if not hmac.compare_digest(signature, sign(key, body)):
+        raise MessageError("bad signature: not signed with this scan's key")
 
 
 class Direction(BaseModel):

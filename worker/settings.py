@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from skyinfra.settings import ENV, BrokerSettings, RecoSettings, ScanTokenSettings
+from skyinfra.settings import ENV, BrokerSettings, RecoSettings, ScanKeySettings, ScanTokenSettings
 
 
-class WorkerSettings(BrokerSettings, ScanTokenSettings, RecoSettings):
+class WorkerSettings(BrokerSettings, ScanTokenSettings, ScanKeySettings, RecoSettings):
     model_config = ENV
 
     api_url: str = Field("http://127.0.0.1:8000", description="Where the worker fetches its scan's event.")

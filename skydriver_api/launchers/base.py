@@ -3,8 +3,10 @@
 One implementation per infrastructure (``local`` processes, ``kubernetes`` Jobs, ``htcondor``
 clusters), chosen by ``SKYDRIVER_LAUNCHER`` through :mod:`skydriver_api.launchers.registry`. The
 abstract class names every call the reconciler makes, so a launcher that lacks one cannot be built.
-Every launcher receives the per-scan system token as a secret to hand over out of band (a file, a
-Kubernetes Secret), never on a command line or as a literal environment value stored anywhere.
+Every launcher receives the per-scan system token and the scan's credentials (its broker identities
+and signing key) as secrets to hand over out of band (files, a Kubernetes Secret), never on a command
+line or as a literal environment value stored anywhere. The shared broker administrator URL and the
+database URL never reach a worker; only the scan server gets the database.
 """
 
 from __future__ import annotations
@@ -44,10 +46,23 @@ class WorkerCluster:
 
 
 @dataclass(frozen=True)
+class ScanCredentials:
+    """What a scan's processes hold besides the scan token, each handed over as a file like the
+    token: the AMQP URL of the scan's server identity, that of its worker identity (each reaches
+    only this scan's queues, see ``skydriver_api.broker_identities``), and the key (hex) that
+    signs and verifies every message of the scan. Workers never receive the server's URL."""
+
+    server_broker_url: str = field(repr=False)
+    worker_broker_url: str = field(repr=False)
+    scan_key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class LaunchSpec:
     scan_id: str
     scan_token: str = field(repr=False)  # secret: hand over out of band only
     clusters: tuple[WorkerCluster, ...]
+    credentials: ScanCredentials = field(repr=False)
     resources: Resources = Resources()
     priority: int = 0
     api_url: str = ""
