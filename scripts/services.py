@@ -80,10 +80,54 @@ def wait_for(check, what: str, timeout: float) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+def management_url(amqp_url: str) -> str:
+    return os.environ.get("SKYDRIVER_RABBITMQ_MANAGEMENT_URL") or (
+        f"http://{urlparse(amqp_url).hostname or '127.0.0.1'}:15672"
+    )
+
+
+def management_ok(amqp_url: str) -> bool:
+    """The management API answers with the broker URL's credentials (the API creates per-scan users
+    through it)."""
+    import base64
+    import urllib.request
+
+    parsed = urlparse(amqp_url)
+    auth = base64.b64encode(f"{parsed.username or 'guest'}:{parsed.password or 'guest'}".encode()).decode()
+    req = urllib.request.Request(
+        f"{management_url(amqp_url)}/api/whoami", headers={"Authorization": f"Basic {auth}"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=2) as resp:
+            return resp.status == 200
+    except Exception:
+        return False
+
+
+def rabbitmq_management_up(url: str) -> None:
+    if management_ok(url):
+        return
+    host = urlparse(url).hostname or "127.0.0.1"
+    if host not in ("127.0.0.1", "localhost", "::1") or os.geteuid() != 0:
+        raise SetupError(
+            f"RabbitMQ's management API does not answer at {management_url(url)}; enable it "
+            "(rabbitmq-plugins enable rabbitmq_management) or set SKYDRIVER_RABBITMQ_MANAGEMENT_URL"
+        )
+    log("enabling RabbitMQ's management plugin (per-scan broker users are made through it)")
+    subprocess.run(
+        ["rabbitmq-plugins", "enable", "rabbitmq_management"],
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: management_ok(url), "RabbitMQ's management API", 60)
+
+
 def rabbitmq_up() -> None:
     url = os.environ.get("SKYDRIVER_RABBITMQ_URL", DEFAULT_AMQP)
     if amqp_ok(url):
         log("RabbitMQ is answering; reusing it")
+        rabbitmq_management_up(url)
         return
     host = urlparse(url).hostname or "127.0.0.1"
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -107,6 +151,7 @@ def rabbitmq_up() -> None:
         ["rabbitmq-server", "-detached"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     wait_for(lambda: amqp_ok(url), "RabbitMQ", 120)
+    rabbitmq_management_up(url)
     log("RabbitMQ is up")
 
 

@@ -23,7 +23,11 @@ def serve(scan_id: str) -> int:
     setup_logging("server", scan_id)
 
     async def run() -> int:
-        server = ScanServer(ServerSettings(), scan_id)
+        try:
+            server = ScanServer(ServerSettings(), scan_id)
+        except (ValueError, OSError) as err:  # no scan key or broker file: say so, no traceback
+            print(f"skydriver server: {err}", file=sys.stderr, flush=True)
+            return 2
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

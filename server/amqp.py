@@ -3,6 +3,9 @@
 Why not BlockingConnection: with publisher confirms, a blocking channel waits for each
 confirm before the next publish. Here publishes are confirmed in windows: up to ``window``
 messages are in flight and confirms (often ``multiple``) release the window as they arrive.
+
+Every message goes into the scan's own exchange (routed by queue kind) and is signed with the
+scan's key; deliveries keep their headers so the server can verify them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import pika.exceptions
 from pika.adapters.asyncio_connection import AsyncioConnection
 from pika.spec import Basic
 
+from skyscan.wire import signed_headers
+
 log = logging.getLogger("skydriver.server.amqp")
 
 
@@ -32,11 +37,14 @@ class Delivery:
     body: bytes
     redelivered: bool
     generation: int  # connection generation: tags from an older connection must not be acked
+    headers: dict[str, Any] | None = None
 
 
 class AsyncBroker:
-    def __init__(self, url: str, heartbeat_s: int, window: int) -> None:
+    def __init__(self, url: str, heartbeat_s: int, window: int, exchange: str, key: bytes) -> None:
         self.url = url
+        self.exchange = exchange
+        self._key = key
         self.heartbeat_s = heartbeat_s
         self.window = window
         self.generation = 0
@@ -135,8 +143,17 @@ class AsyncBroker:
             "queue_declare", name, durable=True, arguments={"x-queue-type": "quorum", **arguments}
         )
 
+    async def declare_exchange(self) -> None:
+        await self._call("exchange_declare", self.exchange, exchange_type="direct", durable=True)
+
+    async def bind(self, queue: str, routing_key: str) -> None:
+        await self._call("queue_bind", queue, self.exchange, routing_key=routing_key)
+
     async def delete_queue(self, name: str) -> None:
         await self._call("queue_delete", name)
+
+    async def delete_exchange(self) -> None:
+        await self._call("exchange_delete", self.exchange)
 
     # -- publishing ----------------------------------------------------------------------------
     def _on_confirm(self, frame: Any) -> None:
@@ -154,8 +171,9 @@ class AsyncBroker:
             if self._slots is not None:
                 self._slots.release()
 
-    async def publish_many(self, queue: str, messages: list[tuple[str, bytes]]) -> None:
-        """Publish persistent messages with confirms, at most ``window`` unconfirmed at a time.
+    async def publish_many(self, routing_key: str, messages: list[tuple[str, bytes]]) -> None:
+        """Publish persistent signed messages with confirms into the scan's exchange, at most
+        ``window`` unconfirmed at a time.
 
         Raises BrokerLost if the connection drops; a nack raises too. Either way the caller may
         republish everything: consumers drop duplicates by task id.
@@ -170,10 +188,15 @@ class AsyncBroker:
             self._unconfirmed[self._next_tag] = fut
             self._next_tag += 1
             ch.basic_publish(
-                "",
-                queue,
+                self.exchange,
+                routing_key,
                 body,
-                pika.BasicProperties(delivery_mode=2, content_type="application/json", message_id=message_id),
+                pika.BasicProperties(
+                    delivery_mode=2,
+                    content_type="application/json",
+                    message_id=message_id,
+                    headers=signed_headers(self._key, body),
+                ),
             )
             futures.append(fut)
         results = await asyncio.gather(*futures)
@@ -187,9 +210,9 @@ class AsyncBroker:
     async def consume(self, queue: str) -> None:
         generation = self.generation
 
-        def on_message(_ch: Any, method: Any, _props: Any, body: bytes) -> None:
+        def on_message(_ch: Any, method: Any, props: Any, body: bytes) -> None:
             self.deliveries.put_nowait(
-                Delivery(queue, method.delivery_tag, body, method.redelivered, generation)
+                Delivery(queue, method.delivery_tag, body, method.redelivered, generation, props.headers)
             )
 
         self._require().basic_consume(queue, on_message)

@@ -46,8 +46,10 @@ from skyscan.wire import (
     decode_results,
     decode_tasks,
     encode,
+    exchange_name,
     queue_names,
     task_id,
+    verify,
 )
 
 log = logging.getLogger("skydriver.server")
@@ -74,8 +76,13 @@ class ScanServer:
             settings.mongodb_database,
             server_selection_timeout_ms=5000,
         )
+        self.key = settings.read_scan_key()
         self.broker = AsyncBroker(
-            settings.rabbitmq_url.get_secret_value(), settings.rabbitmq_heartbeat_s, settings.publish_window
+            settings.broker_url(),
+            settings.rabbitmq_heartbeat_s,
+            settings.publish_window,
+            exchange_name(scan_id),
+            self.key,
         )
         # published and unanswered: task id -> (the task, when it was last published)
         self.outstanding: dict[str, tuple[PixelTask, float]] = {}
@@ -85,6 +92,7 @@ class ScanServer:
         self.unconfirmed: list[tuple[str, bytes, list[PixelTask]]] = []  # built, not yet confirmed
         self.workers_seen: set[str] = set()
         self.counters: dict[str, int] = {
+            "unsigned": 0,  # no valid signature under the scan's key: not from its server or workers
             "malformed": 0,
             "foreign": 0,
             "unexpected": 0,
@@ -196,16 +204,19 @@ class ScanServer:
             "x-delivery-limit": self.settings.delivery_limit,
             "x-overflow": "reject-publish",
             "x-dead-letter-strategy": "at-least-once",
-            "x-dead-letter-exchange": "",
+            "x-dead-letter-exchange": self.broker.exchange,
         }
+        await self.broker.declare_exchange()
         await self.broker.declare_quorum(self.queues["dead"], {})
         await self.broker.declare_quorum(self.queues["rejected"], {})
         await self.broker.declare_quorum(
-            self.queues["pixels"], {**limit, "x-dead-letter-routing-key": self.queues["dead"]}
+            self.queues["pixels"], {**limit, "x-dead-letter-routing-key": "dead"}
         )
         await self.broker.declare_quorum(
-            self.queues["results"], {**limit, "x-dead-letter-routing-key": self.queues["rejected"]}
+            self.queues["results"], {**limit, "x-dead-letter-routing-key": "rejected"}
         )
+        for kind, name in self.queues.items():  # the routing key of each queue is its kind
+            await self.broker.bind(name, kind)
         while not self.broker.deliveries.empty():  # tags of a dead connection mean nothing now
             self.broker.deliveries.get_nowait()
         await self.broker.set_prefetch(RESULT_PREFETCH)
@@ -271,7 +282,7 @@ class ScanServer:
         if not self.unconfirmed:
             return
         batch = self.unconfirmed
-        await self.broker.publish_many(self.queues["pixels"], [(mid, body) for mid, body, _ in batch])
+        await self.broker.publish_many("pixels", [(mid, body) for mid, body, _ in batch])
         now = time.monotonic()
         for _mid, _body, tasks in batch:
             for task in tasks:
@@ -332,6 +343,8 @@ class ScanServer:
         A result message is taken or rejected whole: one foreign or unexpected pixel makes the
         whole message suspect.
         """
+        if not self.signed(delivery):
+            return None
         if delivery.queue == self.queues["dead"]:
             return self.take_dead_letter(delivery)
         try:
@@ -360,6 +373,21 @@ class ScanServer:
         fitted = [r for r in message.results if r.status == "ok"]
         self.sizer.observe(sum(r.runtime_s for r in fitted), len(fitted))
         return message.results, message.worker
+
+    def signed(self, delivery: Delivery) -> bool:
+        """Whether a holder of the scan's key sent this; anything else is rejected and counted (a
+        forged result must never move the best fit, nor make the genuine one a duplicate)."""
+        try:
+            verify(self.key, delivery.body, delivery.headers)
+        except MessageError as err:
+            self.counters["unsigned"] += 1
+            log.warning("rejected a message on %s: %s", delivery.queue, err)
+            if delivery.queue == self.queues["dead"]:
+                self.broker.ack(delivery)  # a dead letter has nowhere further to go
+            else:
+                self.broker.reject(delivery)
+            return False
+        return True
 
     def take_dead_letter(self, delivery: Delivery) -> tuple[list[PixelResult], str] | None:
         """A task message that exceeded the delivery limit.
@@ -529,6 +557,7 @@ class ScanServer:
                     await self.broker.connect()
                 for name in self.queues.values():
                     await self.broker.delete_queue(name)
+                await self.broker.delete_exchange()
                 return
             except BrokerLost as err:
                 log.warning("could not delete queues yet (%s)", err)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pika
 import pika.exceptions
 
 from skyinfra.settings import BrokerSettings
-from skyscan.wire import queue_names
+from skyscan.wire import exchange_name, queue_names
 
 
 def _connect(settings: BrokerSettings) -> pika.BlockingConnection:
@@ -18,7 +20,7 @@ def _connect(settings: BrokerSettings) -> pika.BlockingConnection:
 
 
 def delete_scan_queues(settings: BrokerSettings, scan_id: str) -> None:
-    """Delete every queue of a scan (idempotent; missing queues are fine)."""
+    """Delete every queue and the exchange of a scan (idempotent; missing ones are fine)."""
     conn = _connect(settings)
     try:
         for name in queue_names(scan_id).values():
@@ -28,6 +30,8 @@ def delete_scan_queues(settings: BrokerSettings, scan_id: str) -> None:
                 channel.close()
             except pika.exceptions.ChannelClosedByBroker:
                 pass  # never declared
+        with contextlib.suppress(pika.exceptions.ChannelClosedByBroker):  # never declared
+            conn.channel().exchange_delete(exchange_name(scan_id))
     finally:
         conn.close()
 

@@ -5,9 +5,9 @@ realtime alert cannot wait for it, and a catalog of short scans would spend as m
 as on fits. A launcher may therefore keep warm processes: started with ``--warm``, they do
 everything that does not depend on a scan, then block reading a *claim* from their standard input
 (a pipe only the launcher holds). A claim binds the process to one scan and hands it that scan's
-credentials: the scan id, where its logs go, and the files holding its secrets (the scan token
-today; the scan's broker identity and signing key are more files of the same claim). Nothing
-secret is in the claim itself, on a command line or in the environment.
+credentials: the scan id, where its logs go, and the files holding its secrets (the scan token,
+the AMQP URL of its broker identity, the scan's signing key). Nothing secret is in the claim
+itself, on a command line or in the environment.
 
 A process writes ``ready`` to its status pipe once warmed up (and says so in its own log), so a
 launcher can prefer one that is. When a scan is over it writes ``<scan id> <exit code>``, drops
@@ -30,6 +30,8 @@ class Claim:
     scan_id: str
     log_path: str
     token_file: str
+    broker_url_file: str
+    scan_key_file: str
     api_url: str
 
     def encode(self) -> bytes:
@@ -38,18 +40,26 @@ class Claim:
     @classmethod
     def decode(cls, line: bytes) -> Claim:
         data = json.loads(line)
-        return cls(**{k: str(data[k]) for k in ("scan_id", "log_path", "token_file", "api_url")})
+        return cls(**{k: str(data[k]) for k in cls.__dataclass_fields__})
 
     def apply(self) -> None:
-        """Become the claimed scan's process: its log file, its token file, its API."""
+        """Become the claimed scan's process: its log file, its secret files, its API."""
         fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         sys.stdout.flush()
         sys.stderr.flush()
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
-        os.environ["SKYDRIVER_SCAN_TOKEN_FILE"] = self.token_file
-        os.environ["SKYDRIVER_API_URL"] = self.api_url
+        for name, value in self.environment().items():
+            os.environ[name] = value
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "SKYDRIVER_SCAN_TOKEN_FILE": self.token_file,
+            "SKYDRIVER_BROKER_URL_FILE": self.broker_url_file,
+            "SKYDRIVER_SCAN_KEY_FILE": self.scan_key_file,
+            "SKYDRIVER_API_URL": self.api_url,
+        }
 
 
 def wait_for_claim() -> Claim | None:
@@ -58,8 +68,9 @@ def wait_for_claim() -> Claim | None:
     if not line.strip():
         return None
     claim = Claim.decode(line)
-    if not Path(claim.token_file).is_file():
-        raise RuntimeError(f"claim for scan {claim.scan_id} names a missing token file")
+    for path in (claim.token_file, claim.broker_url_file, claim.scan_key_file):
+        if not Path(path).is_file():
+            raise RuntimeError(f"claim for scan {claim.scan_id} names a missing file {path}")
     return claim
 
 
@@ -79,7 +90,8 @@ def serve_claims(serve: Callable[[str], int], status_fd: int) -> int:
             code = 1
             raise
         finally:
-            os.environ.pop("SKYDRIVER_SCAN_TOKEN_FILE", None)
+            for name in claim.environment():
+                os.environ.pop(name, None)
             os.write(status_fd, f"{claim.scan_id} {code}\n".encode())
     return 0
 

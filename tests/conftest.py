@@ -111,6 +111,31 @@ class LiveApi:
         folder = self.runtime_dir / scan_id
         return {p.name: p.read_text(errors="replace") for p in sorted(folder.glob("*.log"))}
 
+    def scan_key(self, scan_id: str) -> bytes:
+        """The scan's message key, derived as the API derives it (tests that play a worker hold it)."""
+        from skydriver_api.broker_identities import scan_key
+
+        return scan_key((self.runtime_dir / "scan-secret").read_text().strip().encode(), scan_id)
+
+
+# A scan key for servers a test runs in-process, the test playing its workers.
+TEST_SCAN_KEY = bytes(range(32))
+
+
+def scan_key_file(folder: Path, key: bytes = TEST_SCAN_KEY) -> Path:
+    path = folder / "scan-key"
+    path.write_text(key.hex())
+    return path
+
+
+def signed(key: bytes, body: bytes):  # type: ignore[no-untyped-def]
+    """Properties of a persistent message signed as the scan's own processes sign theirs."""
+    import pika
+
+    from skyscan.wire import signed_headers
+
+    return pika.BasicProperties(delivery_mode=2, headers=signed_headers(key, body))
+
 
 def start_api(tmp: Path, **settings: str) -> LiveApi:
     port = free_port()

@@ -16,6 +16,15 @@ from worker.run import Worker
 from worker.settings import WorkerSettings
 
 
+def _run(scan_id: str, fitter: Fitter | None) -> int:
+    try:
+        worker = Worker(WorkerSettings(), scan_id)
+    except (ValueError, OSError) as err:  # no scan key or broker file: say so, no traceback
+        print(f"skydriver worker: {err}", file=sys.stderr, flush=True)
+        return 2
+    return worker.run(fitter) if fitter is not None else worker.run()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="skydriver worker", description=__doc__)
     group = parser.add_mutually_exclusive_group(required=True)
@@ -25,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.warm:
         setup_logging("worker", args.scan_id)
-        return Worker(WorkerSettings(), args.scan_id).run()
+        return _run(args.scan_id, None)
     if args.status_fd is None:
         parser.error("--warm needs --status-fd")
     fitter = Fitter()
@@ -33,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def serve(scan_id: str) -> int:
         setup_logging("worker", scan_id)
-        return Worker(WorkerSettings(), scan_id).run(fitter)
+        return _run(scan_id, fitter)
 
     try:
         return serve_claims(serve, args.status_fd)

@@ -39,7 +39,10 @@ from skyscan.wire import (
     TaskBatch,
     decode_tasks,
     encode,
+    exchange_name,
     queue_names,
+    signed_headers,
+    verify,
 )
 from worker.fitter import FitInterrupted, Fitter
 from worker.settings import WorkerSettings
@@ -93,6 +96,8 @@ class Worker:
         self.settings = settings
         self.scan_id = scan_id
         self.queues = queue_names(scan_id)
+        self.exchange = exchange_name(scan_id)
+        self.key = settings.read_scan_key()
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.stop_requested = False
         self.consecutive_failures = 0
@@ -107,7 +112,7 @@ class Worker:
 
     # -- connection --------------------------------------------------------------------------------
     def connect(self) -> None:
-        params = pika.URLParameters(self.settings.rabbitmq_url.get_secret_value())
+        params = pika.URLParameters(self.settings.broker_url())
         params.heartbeat = self.settings.rabbitmq_heartbeat_s
         params.blocked_connection_timeout = 60
         params.connection_attempts = 1
@@ -186,7 +191,7 @@ class Worker:
     def consume(self, fitter: Fitter) -> int | None:
         """Consume until the scan ends (queue deleted), idle timeout, stop or quarantine."""
         last_task = time.monotonic()
-        for method, _props, body in self.channel.consume(self.queues["pixels"], inactivity_timeout=0.5):
+        for method, props, body in self.channel.consume(self.queues["pixels"], inactivity_timeout=0.5):
             if self.stop_requested:
                 self.channel.cancel()
                 return EXIT_OK
@@ -197,14 +202,17 @@ class Worker:
                     return EXIT_OK
                 continue
             last_task = time.monotonic()
-            outcome = self.handle(fitter, method.delivery_tag, method.redelivered, body)
+            outcome = self.handle(fitter, method.delivery_tag, method.redelivered, body, props.headers)
             if outcome is not None:
                 return outcome
         log.info("the scan's task queue is gone (scan over); exiting")
         return EXIT_OK
 
-    def handle(self, fitter: Fitter, tag: int, redelivered: bool, body: bytes) -> int | None:
+    def handle(
+        self, fitter: Fitter, tag: int, redelivered: bool, body: bytes, headers: dict[str, Any] | None = None
+    ) -> int | None:
         try:
+            verify(self.key, body, headers)  # not from the scan's server or workers: never fitted
             batch = decode_tasks(body)
             if batch.scan_id != self.scan_id:
                 raise MessageError(f"task of scan {batch.scan_id!r}")
@@ -290,23 +298,28 @@ class Worker:
         """Publish the unsent results in one message and wait for the broker's confirm."""
         if not self.unsent:
             return
-        message = ResultBatch(scan_id=self.scan_id, worker=self.name, results=self.unsent)
+        body = encode(ResultBatch(scan_id=self.scan_id, worker=self.name, results=self.unsent))
         self.channel.basic_publish(
-            "",
-            self.queues["results"],
-            encode(message),
-            pika.BasicProperties(message_id=self.unsent[0].task_id, **PERSISTENT_JSON),
+            self.exchange,
+            "results",
+            body,
+            pika.BasicProperties(
+                message_id=self.unsent[0].task_id, headers=signed_headers(self.key, body), **PERSISTENT_JSON
+            ),
             mandatory=True,
         )
         self.unsent = []
 
     def publish_tasks(self, batch: TaskBatch) -> None:
         """Hand tasks back to the scan's queue as a new message (confirmed before the old one is acked)."""
+        body = encode(batch)
         self.channel.basic_publish(
-            "",
-            self.queues["pixels"],
-            encode(batch),
-            pika.BasicProperties(message_id=batch.message_id, **PERSISTENT_JSON),
+            self.exchange,
+            "pixels",
+            body,
+            pika.BasicProperties(
+                message_id=batch.message_id, headers=signed_headers(self.key, body), **PERSISTENT_JSON
+            ),
             mandatory=True,
         )
 

@@ -1,8 +1,11 @@
 """``local`` launcher: the scan server and workers as processes on this machine.
 
 Each process gets its own session (so abort can signal the whole group), logs under
-``runtime_dir/<scan>/``, and the per-scan token in a 0600 file named by
-``SKYDRIVER_SCAN_TOKEN_FILE``; nothing secret goes on a command line.
+``runtime_dir/<scan>/``, and its secrets in 0600 files there: the per-scan token
+(``SKYDRIVER_SCAN_TOKEN_FILE``), the AMQP URL of its own broker identity (server or worker,
+``SKYDRIVER_BROKER_URL_FILE``) and the scan's signing key (``SKYDRIVER_SCAN_KEY_FILE``). Nothing
+secret goes on a command line; the API's own secrets, the shared broker URL and (for workers) the
+database URL are removed from the environment a child inherits.
 
 Warm pool (``SKYDRIVER_WARM_SERVERS``, ``SKYDRIVER_WARM_WORKERS``): processes started ahead of
 any scan with ``--warm``. Launching takes an idle one and writes it a claim (``skyinfra.warm``)
@@ -29,9 +32,19 @@ from skydriver_api.launchers.base import Launcher, LaunchError, LaunchSpec, Work
 from skydriver_api.settings import ApiSettings
 from skyinfra.warm import Claim, parse_status
 
-# Variables a child must not inherit from the API (secrets of the API itself).
-_PRIVATE_ENV = ("SKYDRIVER_ADMIN_TOKEN", "SKYDRIVER_SCAN_TOKEN", "SKYDRIVER_CURSOR_SECRET")
+# Variables a child must not inherit from the API (secrets of the API itself, the shared broker
+# account); workers do not get the database either.
+_PRIVATE_ENV = (
+    "SKYDRIVER_ADMIN_TOKEN",
+    "SKYDRIVER_SCAN_TOKEN",
+    "SKYDRIVER_CURSOR_SECRET",
+    "SKYDRIVER_SCAN_SECRET",
+    "SKYDRIVER_RABBITMQ_URL",
+)
+_SERVER_ONLY_ENV = ("SKYDRIVER_MONGODB_URI",)
 TOKEN_FILE = "scan-token"
+KEY_FILE = "scan-key"
+SECRET_FILES = (TOKEN_FILE, KEY_FILE, "server-broker-url", "worker-broker-url")
 _SAFE_SCAN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # a path component, never '..'
 
 
@@ -69,24 +82,38 @@ class LocalLauncher(Launcher):
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         return path
 
-    def _token_file(self, spec: LaunchSpec) -> Path:
-        path = self._scan_dir(spec.scan_id) / TOKEN_FILE
+    def _secret_file(self, scan_id: str, name: str, value: str) -> str:
+        path = self._scan_dir(scan_id) / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(spec.scan_token)
-        return path
+            fh.write(value)
+        return str(path)
 
-    def _env(self, spec: LaunchSpec, token_file: Path) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
-        env["SKYDRIVER_SCAN_TOKEN_FILE"] = str(token_file)
-        env["SKYDRIVER_API_URL"] = spec.api_url or self.settings.resolved_api_url
+    @staticmethod
+    def _inherited_env(module: str) -> dict[str, str]:
+        private = _PRIVATE_ENV if module == "server" else _PRIVATE_ENV + _SERVER_ONLY_ENV
+        env = {k: v for k, v in os.environ.items() if k not in private}
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 
+    def _claim(self, spec: LaunchSpec, module: str, log_path: Path) -> Claim:
+        """The files this process of the scan reads its secrets from (written now, 0600)."""
+        creds = spec.credentials
+        url = creds.server_broker_url if module == "server" else creds.worker_broker_url
+        sid = spec.scan_id
+        return Claim(
+            scan_id=sid,
+            log_path=str(log_path),
+            token_file=self._secret_file(sid, TOKEN_FILE, spec.scan_token),
+            broker_url_file=self._secret_file(sid, f"{module}-broker-url", url),
+            scan_key_file=self._secret_file(sid, KEY_FILE, creds.scan_key),
+            api_url=spec.api_url or self.settings.resolved_api_url,
+        )
+
     def _spawn(self, spec: LaunchSpec, module: str, log_name: str) -> int:
-        token_file = self._token_file(spec)
         log_path = self._scan_dir(spec.scan_id) / f"{log_name}.log"
-        warm = self._claim_warm(module, spec, token_file, log_path)
+        claim = self._claim(spec, module, log_path)
+        warm = self._claim_warm(module, claim)
         if warm is not None:
             return warm.pid
         try:
@@ -96,7 +123,7 @@ class LocalLauncher(Launcher):
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    env=self._env(spec, token_file),
+                    env={**self._inherited_env(module), **claim.environment()},
                     start_new_session=True,
                 )
         except OSError as err:
@@ -108,8 +135,6 @@ class LocalLauncher(Launcher):
     def _refill(self) -> None:
         """Start warm processes until each pool has its size (dead ones are replaced)."""
         self._poll_warm()
-        base = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
-        base.setdefault("PYTHONUNBUFFERED", "1")
         warm_dir = self.runtime_dir / "warm"
         for module, pool in self._warm.items():
             while len(pool) < self._pool_size[module]:
@@ -124,7 +149,7 @@ class LocalLauncher(Launcher):
                             stdin=subprocess.PIPE,
                             stdout=log,
                             stderr=subprocess.STDOUT,
-                            env=base,
+                            env=self._inherited_env(module),
                             start_new_session=True,
                             pass_fds=(write_fd,),
                         )
@@ -157,13 +182,9 @@ class LocalLauncher(Launcher):
                     os.close(warm.status_fd)
                     pool.remove(warm)
 
-    def _claim_warm(
-        self, module: str, spec: LaunchSpec, token_file: Path, log_path: Path
-    ) -> subprocess.Popen | None:
+    def _claim_warm(self, module: str, claim: Claim) -> subprocess.Popen | None:
         """Bind an idle warm process to the scan; None when the pool has none idle."""
         self._refill()
-        api_url = spec.api_url or self.settings.resolved_api_url
-        claim = Claim(spec.scan_id, str(log_path), str(token_file), api_url)
         # one that has warmed up first; one still warming up has a head start over a cold start
         for warm in sorted(self._warm[module], key=lambda w: not w.ready):
             if warm.scan_id is not None or warm.proc.stdin is None:
@@ -173,7 +194,7 @@ class LocalLauncher(Launcher):
                 warm.proc.stdin.flush()
             except OSError:
                 continue  # it died; the next refill replaces it
-            warm.scan_id = spec.scan_id
+            warm.scan_id = claim.scan_id
             return warm.proc
         return None
 
@@ -256,7 +277,7 @@ class LocalLauncher(Launcher):
                     proc.wait(timeout=5)
 
     def forget(self, scan_id: str, handles: dict[str, Any]) -> None:
-        """The scan is over: nothing of its process groups may remain, its token file goes, and
+        """The scan is over: nothing of its process groups may remain, its secret files go, and
         finished children are reaped so they do not linger as zombies."""
         for pid in self._own_pids(scan_id, handles):
             _signal_group(pid, signal.SIGKILL)  # each group's leader exited: only leftovers are hit
@@ -265,8 +286,9 @@ class LocalLauncher(Launcher):
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=5)
         if _SAFE_SCAN_ID.match(scan_id):
-            with contextlib.suppress(FileNotFoundError):
-                (self.runtime_dir / scan_id / TOKEN_FILE).unlink()
+            for name in SECRET_FILES:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.runtime_dir / scan_id / name).unlink()
 
 
 def _pids(handles: dict[str, Any]) -> list[int]:

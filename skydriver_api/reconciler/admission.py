@@ -56,12 +56,14 @@ async def launch(ctx: Context, scan: dict[str, Any]) -> bool:
     spec = ctx.launch_spec(claimed, token)
     handles: dict[str, Any] = {}
     try:
+        await asyncio.to_thread(ctx.brokers.ensure, scan_id)  # its broker users, before any process
         handles.update(await asyncio.to_thread(ctx.launcher.launch_server, spec))
         for cluster in spec.clusters:
             merge_handles(handles, await asyncio.to_thread(ctx.launcher.launch_workers, spec, cluster))
     except Exception as err:
         try:
             await asyncio.to_thread(ctx.launcher.abort, scan_id, handles)
+            await asyncio.to_thread(ctx.brokers.delete, scan_id)  # made again by the next attempt
         except Exception as abort_err:
             log.warning("clean-up after a failed launch of %s failed: %s", scan_id, abort_err)
         await launch_failed(ctx, claimed, f"{type(err).__name__}: {err}")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from skydriver_api.auth import new_token
+from skydriver_api.broker_identities import BrokerIdentities
 from skydriver_api.launchers.base import Launcher, LaunchSpec, Resources, WorkerCluster
 from skydriver_api.settings import ApiSettings
 from skyinfra.backoff import Backoff
@@ -30,6 +31,16 @@ class Context:
     launcher: Launcher
     wake: Callable[[], None]
     notices: NoticeChannel | None = None  # the notice topic, when SKYDRIVER_KAFKA_NOTICE_TOPIC is set
+    identities: BrokerIdentities | None = None  # built from the settings when not given
+
+    def __post_init__(self) -> None:
+        if self.identities is None:
+            self.identities = BrokerIdentities(self.settings)
+
+    @property
+    def brokers(self) -> BrokerIdentities:
+        assert self.identities is not None
+        return self.identities
 
     async def new_scan_token(self, scan_id: str) -> str:
         """A fresh system token for the scan's processes; only its hash is stored."""
@@ -46,6 +57,7 @@ class Context:
             scan_id=scan["_id"],
             scan_token=token,
             clusters=clusters,
+            credentials=self.brokers.credentials(scan["_id"]),
             resources=Resources.from_doc(scan.get("resources")),
             priority=scan.get("priority", 0),
             api_url=self.settings.resolved_api_url,

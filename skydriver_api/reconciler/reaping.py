@@ -1,5 +1,5 @@
-"""Reaping: stop the processes and delete the queues of scans that ended from outside (abort,
-failure); the broker being down only postpones it to the next pass."""
+"""Reaping: stop the processes and delete the queues and broker users of scans that ended from
+outside (abort, failure); the broker being down only postpones it to the next pass."""
 
 from __future__ import annotations
 
@@ -15,9 +15,13 @@ async def run(ctx: Context) -> None:
         await asyncio.to_thread(ctx.launcher.abort, scan["_id"], handles)
         try:
             await asyncio.to_thread(delete_scan_queues, ctx.settings, scan["_id"])
+            await asyncio.to_thread(ctx.brokers.delete, scan["_id"])
         except Exception as err:  # broker down: try again on the next pass
             log.warning(
-                "could not delete queues of %s yet: %s", scan["_id"], err, extra={"scan_id": scan["_id"]}
+                "could not delete queues or broker users of %s yet: %s",
+                scan["_id"],
+                err,
+                extra={"scan_id": scan["_id"]},
             )
             continue
         await asyncio.to_thread(ctx.launcher.forget, scan["_id"], handles)

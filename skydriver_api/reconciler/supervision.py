@@ -45,6 +45,11 @@ async def reap(ctx: Context, scan: dict[str, Any], handles: dict[str, Any], aliv
         return  # workers notice the end of a scan by themselves; give them time
     if alive:
         await asyncio.to_thread(ctx.launcher.abort, scan["_id"], handles)
+    try:
+        await asyncio.to_thread(ctx.brokers.delete, scan["_id"])
+    except Exception as err:  # the broker's management API is away: the next pass tries again
+        log.warning("could not delete the broker users of %s yet: %s", scan["_id"], err)
+        return
     await asyncio.to_thread(ctx.launcher.forget, scan["_id"], handles)
     await ctx.db.scans.mark_reaped(scan["_id"])  # and its tokens are gone for good
 

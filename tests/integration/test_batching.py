@@ -15,7 +15,18 @@ from server.settings import ServerSettings
 from skyscan.physics.event import parse_event
 from skyscan.physics.recos.dummy import DummyReco
 from skyscan.wire import PixelResult, ResultBatch, TaskBatch, decode_tasks, encode, queue_names
-from tests.conftest import AMQP_URL, MONGO_URI, LiveApi, make_event, start_api, stop_api, wait_until
+from tests.conftest import (
+    AMQP_URL,
+    MONGO_URI,
+    TEST_SCAN_KEY,
+    LiveApi,
+    make_event,
+    scan_key_file,
+    signed,
+    start_api,
+    stop_api,
+    wait_until,
+)
 from tests.integration.test_redelivery import database, insert_scan, run_server_in_thread  # noqa: F401
 
 V1_RESULT = (
@@ -42,11 +53,20 @@ def answer(reco: DummyReco, prepared, scan_id: str, batch: TaskBatch) -> bytes: 
     return encode(ResultBatch(scan_id=scan_id, worker="test", results=results))
 
 
-def test_partly_answered_and_redelivered_batches_change_nothing(database) -> None:  # type: ignore[no-untyped-def] # noqa: F811
+def publish_answer(ch, queue: str, body: bytes) -> None:  # type: ignore[no-untyped-def]
+    ch.basic_publish("", queue, body, signed(TEST_SCAN_KEY, body))
+
+
+def test_partly_answered_and_redelivered_batches_change_nothing(database, tmp_path) -> None:  # type: ignore[no-untyped-def] # noqa: F811
     name, db = database
     event = make_event()
     scan_id = insert_scan(db, event)  # nside 8, one worker asked for
-    settings = ServerSettings(mongodb_database=name, mongodb_uri=MONGO_URI, rabbitmq_url=AMQP_URL)
+    settings = ServerSettings(
+        mongodb_database=name,
+        mongodb_uri=MONGO_URI,
+        rabbitmq_url=AMQP_URL,
+        scan_key_file=scan_key_file(tmp_path),
+    )
     thread, exit_codes = run_server_in_thread(settings, scan_id)
     reco = DummyReco()
     prepared = reco.prepare(parse_event(event))
@@ -62,9 +82,9 @@ def test_partly_answered_and_redelivered_batches_change_nothing(database) -> Non
         first = [ch.basic_get(queues["pixels"]) for _ in range(5)]
         assert first[-1] == (None, None, None)
         assert [len(decode_tasks(body).tasks) for _m, _p, body in first[:4]] == [1, 1, 1, 1]
-        ch.basic_publish("", queues["results"], V1_RESULT, pika.BasicProperties(delivery_mode=2))
+        ch.basic_publish("", queues["results"], V1_RESULT, signed(TEST_SCAN_KEY, V1_RESULT))
         for method, _props, body in first[:4]:
-            ch.basic_publish("", queues["results"], answer(reco, prepared, scan_id, decode_tasks(body)))
+            publish_answer(ch, queues["results"], answer(reco, prepared, scan_id, decode_tasks(body)))
             ch.basic_ack(method.delivery_tag)
 
         handed_back: set[str] = set()
@@ -79,14 +99,14 @@ def test_partly_answered_and_redelivered_batches_change_nothing(database) -> Non
             if not handed_back and len(batch.tasks) >= 4:
                 # a worker fitted half of this batch, published those results, then died
                 half = batch.with_tasks(batch.tasks[: len(batch.tasks) // 2])
-                ch.basic_publish("", queues["results"], answer(reco, prepared, scan_id, half))
+                publish_answer(ch, queues["results"], answer(reco, prepared, scan_id, half))
                 ch.basic_nack(method.delivery_tag, requeue=True)
                 handed_back = {t.task_id for t in batch.tasks}
                 answered_twice = len(half.tasks)
                 continue
             if {t.task_id for t in batch.tasks} == handed_back:
                 assert method.redelivered
-            ch.basic_publish("", queues["results"], answer(reco, prepared, scan_id, batch))
+            publish_answer(ch, queues["results"], answer(reco, prepared, scan_id, batch))
             ch.basic_ack(method.delivery_tag)
         ch.cancel()
     finally:

@@ -17,7 +17,7 @@ import pika
 import pytest
 
 from skyscan.wire import PixelResult, ResultBatch, encode, queue_names, task_id
-from tests.conftest import AMQP_URL, ROOT, LiveApi, make_event, start_api, stop_api, wait_until
+from tests.conftest import AMQP_URL, ROOT, LiveApi, make_event, signed, start_api, stop_api, wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -219,13 +219,18 @@ def test_malformed_and_foreign_messages_are_rejected_and_counted(api_with) -> No
         encode(foreign),
         encode(forged),
     ]
+    key = api.scan_key(scan_id)  # junk from a holder of the key: rejected for what it says
+    unsigned = [encode(forged), encode(forged) + b" "]  # from anyone else: rejected unread
     conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     ch = conn.channel()
     for body in junk:
-        ch.basic_publish("", results_queue, body, pika.BasicProperties(delivery_mode=2))
+        ch.basic_publish("", results_queue, body, signed(key, body))
+    ch.basic_publish("", results_queue, unsigned[0], pika.BasicProperties(delivery_mode=2))
+    ch.basic_publish("", results_queue, unsigned[1], signed(api.scan_key(other), unsigned[1]))
     conn.close()
     status = final_status(api, scan_id)
     assert status["state"] == "completed"
+    assert status["counters"]["unsigned"] == 2
     assert status["counters"]["malformed"] == 4
     assert status["counters"]["foreign"] == 1
     assert status["counters"]["unexpected"] == 1

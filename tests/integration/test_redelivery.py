@@ -21,7 +21,7 @@ from skydriver_api.services.scans import new_scan_document, spec_of
 from skyscan.physics.event import parse_event
 from skyscan.physics.recos.dummy import DummyReco
 from skyscan.wire import PixelResult, ResultBatch, decode_tasks, encode, queue_names
-from tests.conftest import AMQP_URL, MONGO_URI, make_event
+from tests.conftest import AMQP_URL, MONGO_URI, TEST_SCAN_KEY, make_event, scan_key_file, signed
 
 
 @pytest.fixture
@@ -60,11 +60,16 @@ def run_server_in_thread(settings: Settings, scan_id: str) -> tuple[threading.Th
     return thread, exit_codes
 
 
-def test_duplicate_result_messages_store_one_result_each(database) -> None:  # type: ignore[no-untyped-def]
+def test_duplicate_result_messages_store_one_result_each(database, tmp_path) -> None:  # type: ignore[no-untyped-def]
     name, db = database
     event = make_event()
     scan_id = insert_scan(db, event)
-    settings = Settings(mongodb_database=name, mongodb_uri=MONGO_URI, rabbitmq_url=AMQP_URL)
+    settings = Settings(
+        mongodb_database=name,
+        mongodb_uri=MONGO_URI,
+        rabbitmq_url=AMQP_URL,
+        scan_key_file=scan_key_file(tmp_path),
+    )
     thread, exit_codes = run_server_in_thread(settings, scan_id)
 
     reco = DummyReco()
@@ -101,7 +106,7 @@ def test_duplicate_result_messages_store_one_result_each(database) -> None:  # t
                 )
             message = encode(ResultBatch(scan_id=scan_id, worker="test", results=results))
             for _ in range(2):  # the same results, delivered twice
-                ch.basic_publish("", queues["results"], message, pika.BasicProperties(delivery_mode=2))
+                ch.basic_publish("", queues["results"], message, signed(TEST_SCAN_KEY, message))
             ch.basic_ack(method.delivery_tag)
             answered += len(results)
             if answered == 768:
@@ -123,10 +128,15 @@ def test_duplicate_result_messages_store_one_result_each(database) -> None:  # t
     assert skymap["result"]["n_pixels"] == 768
 
 
-def test_a_late_writer_cannot_replace_the_final_skymap(database) -> None:  # type: ignore[no-untyped-def]
+def test_a_late_writer_cannot_replace_the_final_skymap(database, tmp_path) -> None:  # type: ignore[no-untyped-def]
     name, db = database
     scan_id = insert_scan(db, make_event())
-    settings = Settings(mongodb_database=name, mongodb_uri=MONGO_URI, rabbitmq_url=AMQP_URL)
+    settings = Settings(
+        mongodb_database=name,
+        mongodb_uri=MONGO_URI,
+        rabbitmq_url=AMQP_URL,
+        scan_key_file=scan_key_file(tmp_path),
+    )
 
     async def main() -> None:
         server = ScanServer(settings, scan_id)

@@ -25,7 +25,7 @@ import pika
 import pytest
 
 from skyscan.wire import Direction, PixelTask, TaskBatch, encode, queue_names, task_id
-from tests.conftest import AMQP_URL, make_event, start_api, stop_api, wait_until
+from tests.conftest import AMQP_URL, make_event, signed, start_api, stop_api, wait_until
 from tests.integration.conftest import OpsApi, make_tokens
 
 BODY_LIMIT = 1024 * 1024
@@ -107,8 +107,11 @@ def test_a_worker_refuses_a_task_whose_reco_is_not_enabled(guarded: OpsApi) -> N
             )
         ],
     )
+    message = encode(poison)  # signed: as if one of the scan's own identities sent it
     conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    conn.channel().basic_publish("", queue_names(scan_id)["pixels"], encode(poison))
+    conn.channel().basic_publish(
+        "", queue_names(scan_id)["pixels"], message, signed(guarded.api.scan_key(scan_id), message)
+    )
     conn.close()
     with guarded.api.client(guarded.tokens["owner"]) as client:
         status = client.wait(scan_id, timeout_s=180)

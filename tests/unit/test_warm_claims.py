@@ -8,13 +8,22 @@ from skyinfra.warm import Claim, parse_status
 
 
 def test_a_claim_is_one_json_line_naming_files_not_secrets() -> None:
-    claim = Claim("scan1", "/run/scan1/worker-0.log", "/run/scan1/scan-token", "http://127.0.0.1:8000")
+    claim = Claim(
+        "scan1",
+        "/run/scan1/worker-0.log",
+        "/run/scan1/scan-token",
+        "/run/scan1/worker-broker-url",
+        "/run/scan1/scan-key",
+        "http://127.0.0.1:8000",
+    )
     line = claim.encode()
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     assert json.loads(line) == {
         "scan_id": "scan1",
         "log_path": "/run/scan1/worker-0.log",
         "token_file": "/run/scan1/scan-token",
+        "broker_url_file": "/run/scan1/worker-broker-url",
+        "scan_key_file": "/run/scan1/scan-key",
         "api_url": "http://127.0.0.1:8000",
     }
     assert Claim.decode(line) == claim
