@@ -69,7 +69,11 @@ def permissions(scan_id: str, role: str) -> dict[str, str]:
         own = f"^({exchange}|{names})$"
         return {"configure": own, "write": own, "read": own}
     if role == "worker":
-        return {"configure": "^$", "write": f"^{exchange}$", "read": f"^{re.escape(queue_names(scan_id)['pixels'])}$"}
+        return {
+            "configure": "^$",
+            "write": f"^{exchange}$",
+            "read": f"^{re.escape(queue_names(scan_id)['pixels'])}$",
+        }
     raise ValueError(f"unknown role {role!r}")
 
 
