@@ -162,13 +162,25 @@ def test_api_deployment_probes_security_and_secrets(chart: Any, values_name: str
     # credentials come from the Secret, never as literal values
     secret_name = one(objects, "Secret")["metadata"]["name"]
     env = {e["name"]: e for e in api["env"]}
-    for name in ("SKYDRIVER_RABBITMQ_URL", "SKYDRIVER_MONGODB_URI", "SKYDRIVER_ADMIN_TOKEN"):
+    for name in (
+        "SKYDRIVER_RABBITMQ_URL",
+        "SKYDRIVER_MONGODB_URI",
+        "SKYDRIVER_ADMIN_TOKEN",
+        "SKYDRIVER_SCAN_SECRET",
+    ):
         assert "value" not in env[name]
         assert env[name]["valueFrom"]["secretKeyRef"]["name"] == secret_name
+    assert env["SKYDRIVER_SCAN_SECRET"]["valueFrom"]["secretKeyRef"]["key"] == "scan-secret"
     secrets = secret_data(objects)
+    assert len(secrets["scan-secret"]) >= 32
+    assert "condor-broker-url" not in secrets  # grid workers get their scan's own identity
     configmap = one(objects, "ConfigMap")["data"]
     for value in secrets.values():
         assert all(value not in v for v in configmap.values())
+        assert all(value not in e.get("value", "") for e in api["env"])
+    # the ConfigMap is loaded into scan pods: nothing of the API's broker or scan secrets in it
+    assert not {"SKYDRIVER_SCAN_SECRET", "SKYDRIVER_RABBITMQ_URL"} & set(configmap)
+    assert "SKYDRIVER_CONDOR_BROKER_URL" not in env
     assert api["envFrom"] == [{"configMapRef": {"name": one(objects, "ConfigMap")["metadata"]["name"]}}]
 
 
@@ -234,8 +246,10 @@ def test_ci_values_external_services_ingress_and_htcondor(
     secrets = secret_data(objects)
     assert secrets["rabbitmq-url"] == values["externalRabbitmq"]["url"]
     assert secrets["mongodb-uri"] == values["externalMongodb"]["uri"]
-    assert secrets["condor-broker-url"] == values["htcondor"]["brokerUrl"]
-    assert secrets["admin-token"] == "ci-admin-token"
+    assert "condor-broker-url" not in secrets
+    assert (
+        secrets["admin-token"] == "ci-admin-token" and secrets["scan-secret"] == values["auth"]["scanSecret"]
+    )
     assert "rabbitmq-password" not in secrets
     ingress = one(objects, "Ingress")
     assert ingress["spec"]["ingressClassName"] == "nginx"
@@ -247,10 +261,9 @@ def test_ci_values_external_services_ingress_and_htcondor(
     assert "https://skydriver.ci.example.org/" in notes
     pod, api = _api_container(objects)
     env = {e["name"]: e for e in api["env"]}
-    assert env["SKYDRIVER_CONDOR_BROKER_URL"]["valueFrom"]["secretKeyRef"] == {
-        "name": "skydriver-ci",
-        "key": "condor-broker-url",
-    }
+    assert "SKYDRIVER_CONDOR_BROKER_URL" not in env
+    assert env["SKYDRIVER_RABBITMQ_MANAGEMENT_URL"]["value"] == "https://rabbitmq.example.org:15671"
+    assert env["SKYDRIVER_RABBITMQ_SCAN_HOST"]["value"] == "rabbitmq-public.example.org:5672"
     assert pod["imagePullSecrets"] == [{"name": "ghcr-pull"}]
     assert env["CONDOR_CONFIG"]["value"] == "ONLY_ENV"
     assert env["_CONDOR_COLLECTOR_HOST"]["value"] == "cm.example.org"
@@ -329,6 +342,8 @@ def test_existing_secret_means_no_chart_secret(chart: Any) -> None:
     _, api = _api_container(objects)
     refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in api["env"] if "valueFrom" in e}
     assert refs == {"my-skydriver"}
+    keys = {e["valueFrom"]["secretKeyRef"]["key"] for e in api["env"] if "valueFrom" in e}
+    assert keys == {"rabbitmq-url", "mongodb-uri", "admin-token", "scan-secret"}
     assert one(objects, "ConfigMap")["data"]["SKYDRIVER_K8S_SECRET_NAME"] == "my-skydriver"
 
 
@@ -342,11 +357,51 @@ def test_schema_and_required_values_reject_bad_input(chart: Any) -> None:
     with pytest.raises(helm.HelmError, match="externalMongodb.uri is required"):
         chart.render({"mongodb": {"enabled": False}}, name=RELEASE, namespace=NAMESPACE)
     with pytest.raises(helm.HelmError, match="needs htcondor.schedd"):
-        chart.render(
-            {"launcher": "htcondor", "htcondor": {"brokerUrl": "amqp://x@y/"}},
-            name=RELEASE,
-            namespace=NAMESPACE,
-        )
+        chart.render({"launcher": "htcondor"}, name=RELEASE, namespace=NAMESPACE)
+    for bad in (
+        {"htcondor": {"brokerUrl": "amqp://x@y/"}},  # gone: workers get their scan's own identity
+        {"brokerIdentities": {"managementUrl": "http://admin:pw@rabbitmq:15672"}},  # no credentials
+        {"brokerIdentities": {"scanHost": "amqp://w:pw@rabbitmq:5672"}},  # host:port only
+        {"auth": {"scanSecret": "short"}},  # every scan's credentials derive from it
+    ):
+        with pytest.raises(helm.HelmError):
+            chart.validate_schema(bad)
+
+
+def test_api_gets_its_scan_secret_and_broker_settings(chart: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from skydriver_api.settings import ApiSettings
+
+    objects, _ = render(chart, None)
+    _, api = _api_container(objects)
+    env = {e["name"]: e for e in api["env"]}
+    assert env["SKYDRIVER_RABBITMQ_MANAGEMENT_URL"] == {
+        "name": "SKYDRIVER_RABBITMQ_MANAGEMENT_URL",
+        "value": "",
+    }
+    secrets = secret_data(objects)
+    monkeypatch.setenv("SKYDRIVER_SCAN_SECRET", secrets["scan-secret"])
+    for name in ("SKYDRIVER_RABBITMQ_MANAGEMENT_URL", "SKYDRIVER_RABBITMQ_SCAN_HOST"):
+        monkeypatch.setenv(name, env[name]["value"])
+    settings = ApiSettings()
+    assert (
+        settings.scan_secret is not None and settings.scan_secret.get_secret_value() == secrets["scan-secret"]
+    )
+    assert settings.rabbitmq_management_url == "" and settings.rabbitmq_scan_host == ""
+    # the bundled RabbitMQ runs the management plugin the API creates scan users through
+    rabbit = one(objects, "StatefulSet", f"{RELEASE}-skydriver-rabbitmq")
+    (container,) = rabbit["spec"]["template"]["spec"]["containers"]
+    assert "management" in container["image"].rsplit(":", 1)[1]
+    assert {"name": "management", "containerPort": 15672, "protocol": "TCP"} in container["ports"]
+
+    # another Secret may hold it
+    objects, _ = render(chart, {"auth": {"scanSecretRef": {"name": "vault-scan-secret", "key": "value"}}})
+    _, api = _api_container(objects)
+    env = {e["name"]: e for e in api["env"]}
+    assert env["SKYDRIVER_SCAN_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "vault-scan-secret",
+        "key": "value",
+    }
+    assert "scan-secret" not in secret_data(objects) and "value" not in secret_data(objects)
 
 
 # --- docs/deploy.md: the configuration reference lists every setting ---------------------------------

@@ -19,20 +19,35 @@ from skydriver_api.launchers.base import (
     LaunchError,
     LaunchSpec,
     Resources,
+    ScanCredentials,
     WorkerCluster,
     WorkforceStatus,
 )
 from skydriver_api.launchers.htcondor import HTCondorLauncher, HTCondorSettings
 from skydriver_api.launchers.htcondor.status import job_state
-from skydriver_api.launchers.htcondor.submit import ATTR_SCAN_ID, BROKER_FILE, TOKEN_FILE
+from skydriver_api.launchers.htcondor.submit import ATTR_SCAN_ID, BROKER_FILE, SCAN_KEY_FILE, TOKEN_FILE
 
 TOKEN = "per-scan-token-0123456789"
 SIF = "/cvmfs/icecube.opensciencegrid.org/containers/skydriver/skydriver_1.2.3.sif"
-BROKER = "amqps://worker:broker-password@rabbitmq.example.org:5671/%2F"
+CREDENTIALS = ScanCredentials(
+    server_broker_url="amqp://s:sp@rabbit:5672/%2F",
+    worker_broker_url="amqp://w:wp@rabbit:5672/%2F",
+    scan_key="00ff" * 16,
+)
+BROKER = CREDENTIALS.worker_broker_url
+SECRETS = (
+    TOKEN,
+    CREDENTIALS.server_broker_url,
+    CREDENTIALS.worker_broker_url,
+    CREDENTIALS.scan_key,
+    "sp@",
+    "wp@",
+)
 SPEC = LaunchSpec(
     scan_id="5f1c0a9e2b7d4c3a8e6f1d2c3b4a5968",
     scan_token=TOKEN,
     clusters=(WorkerCluster("osg", 3), WorkerCluster("chtc", 7)),
+    credentials=CREDENTIALS,
     resources=Resources(
         cpus=1.5,
         memory_mb=3000,
@@ -124,7 +139,6 @@ def make(tmp_path: Path, **overrides: Any) -> Made:
 
     values: dict[str, Any] = {
         "submit_dir": tmp_path / "condor",
-        "broker_url": BROKER,
         "image": SIF,
         **overrides,
     }
@@ -135,7 +149,7 @@ def make(tmp_path: Path, **overrides: Any) -> Made:
 
 def parsed(launcher: HTCondorLauncher, cluster: WorkerCluster, spec: LaunchSpec = SPEC) -> htcondor2.Submit:
     text = launcher.submit_description(spec, cluster, Path("/submit/scan"))
-    assert TOKEN not in text and "broker-password" not in text
+    assert not [secret for secret in SECRETS if secret in text]  # not in args, env or anywhere else
     return htcondor2.Submit(text)
 
 
@@ -157,13 +171,17 @@ def test_submit_description_parsed_by_htcondor(tmp_path: Path) -> None:
     assert sub[f"My.{ATTR_SCAN_ID}"] == f'"{SPEC.scan_id}"'
     assert sub["My.SkyDriverCluster"] == '"osg"'
     assert sub["My.SkyDriverMaxRuntime"] == "7200"
-    assert sub["transfer_input_files"] == f"/submit/scan/{TOKEN_FILE}, /submit/scan/{BROKER_FILE}"
+    assert sub["transfer_input_files"] == (
+        f"/submit/scan/{TOKEN_FILE}, /submit/scan/{BROKER_FILE}, /submit/scan/{SCAN_KEY_FILE}"
+    )
     assert sub["should_transfer_files"] == "YES"
     assert sub["requirements"] == "has_avx2" and sub["accounting_group"] == "group_icecube.realtime"
     assert sub["max_retries"] == "2"
     assert sub.getQArgs() == "3"
     env = sub["environment"]
     assert "SKYDRIVER_SCAN_TOKEN_FILE='scan-token'" in env and "SKYDRIVER_BROKER_URL_FILE='broker-url'" in env
+    assert "SKYDRIVER_SCAN_KEY_FILE='scan-key'" in env
+    assert "SKYDRIVER_RABBITMQ_URL" not in env and "SKYDRIVER_MONGODB_URI" not in env
     assert f"SKYDRIVER_API_URL='{SPEC.api_url}'" in env
     assert sub["output"] == "/submit/scan/$(ClusterId).$(ProcId).out"
     assert sub.expand("output") == "/submit/scan/1.0.out"  # macros expand as condor_submit would
@@ -176,7 +194,9 @@ def test_each_cluster_gets_its_own_count(tmp_path: Path) -> None:
 
 def test_docker_image_and_defaults(tmp_path: Path) -> None:
     launcher, _, _ = make(tmp_path, keep_worker_output=False, image="ghcr.io/skydriver/skydriver:1.2.3")
-    spec = LaunchSpec(scan_id="s1", scan_token=TOKEN, clusters=(WorkerCluster("osg", 1),))
+    spec = LaunchSpec(
+        scan_id="s1", scan_token=TOKEN, clusters=(WorkerCluster("osg", 1),), credentials=CREDENTIALS
+    )
     sub = parsed(launcher, spec.clusters[0], spec)
     assert sub["container_image"] == "docker://ghcr.io/skydriver/skydriver:1.2.3"
     assert "transfer_container" not in sub and "output" not in sub and "requirements" not in sub
@@ -210,7 +230,9 @@ def test_periodic_remove_enforces_the_maximum_runtime(tmp_path: Path) -> None:
 @pytest.mark.parametrize("scan_id", ["../etc", "a b", 'q"uote', ""])
 def test_unsafe_scan_ids_are_refused(tmp_path: Path, scan_id: str) -> None:
     launcher, schedds, _ = make(tmp_path)
-    spec = LaunchSpec(scan_id=scan_id, scan_token=TOKEN, clusters=(WorkerCluster("osg", 1),))
+    spec = LaunchSpec(
+        scan_id=scan_id, scan_token=TOKEN, clusters=(WorkerCluster("osg", 1),), credentials=CREDENTIALS
+    )
     with pytest.raises(LaunchError):
         launcher.launch_workers(spec, spec.clusters[0])
     assert schedds == {} and not (tmp_path / "condor").exists()
@@ -231,17 +253,38 @@ def test_launch_workers_submits_with_credentials_in_files(tmp_path: Path) -> Non
         "condor_scan_id": SPEC.scan_id,
     }
     text = json.dumps(handles)
-    assert TOKEN not in text and "broker-password" not in text
+    assert not [secret for secret in SECRETS if secret in text]
     ((sub, count, spool),) = schedds[None].submits
     assert count == 3 and spool is False
     assert sub[f"My.{ATTR_SCAN_ID}"] == f'"{SPEC.scan_id}"'
     scan_dir = (tmp_path / "condor" / SPEC.scan_id).resolve()
-    assert sub["transfer_input_files"] == f"{scan_dir / TOKEN_FILE}, {scan_dir / BROKER_FILE}"
+    assert sub["transfer_input_files"] == (
+        f"{scan_dir / TOKEN_FILE}, {scan_dir / BROKER_FILE}, {scan_dir / SCAN_KEY_FILE}"
+    )
     assert (scan_dir / TOKEN_FILE).read_text().strip() == TOKEN
-    assert (scan_dir / BROKER_FILE).read_text().strip() == BROKER
+    # the scan's worker identity: never the server's, never the shared administrator URL
+    assert (scan_dir / BROKER_FILE).read_text().strip() == CREDENTIALS.worker_broker_url
+    assert (scan_dir / SCAN_KEY_FILE).read_text().strip() == CREDENTIALS.scan_key
     assert stat.S_IMODE(scan_dir.stat().st_mode) == 0o700
-    for name in (TOKEN_FILE, BROKER_FILE):
+    for name in (TOKEN_FILE, BROKER_FILE, SCAN_KEY_FILE):
         assert stat.S_IMODE((scan_dir / name).stat().st_mode) == 0o600
+    on_disk = "".join(p.read_text() for p in scan_dir.iterdir() if p.is_file())
+    assert CREDENTIALS.server_broker_url not in on_disk and "sp@" not in on_disk
+    description = str(sub)
+    assert not [secret for secret in SECRETS if secret in description]
+
+
+def test_workers_never_get_the_shared_broker_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    admin = "amqp://admin:admin-password@rabbitmq.internal:5672/%2F"
+    monkeypatch.setenv("SKYDRIVER_RABBITMQ_URL", admin)
+    monkeypatch.setenv("SKYDRIVER_CONDOR_BROKER_URL", admin)  # the removed setting: ignored
+    launcher, schedds, _ = make(tmp_path)
+    launcher.launch_workers(SPEC, SPEC.clusters[0])
+    scan_dir = launcher.scan_dir(SPEC.scan_id)
+    assert (scan_dir / BROKER_FILE).read_text().strip() == CREDENTIALS.worker_broker_url
+    ((sub, _, _),) = schedds[None].submits
+    assert "admin-password" not in str(sub)
+    assert not any("admin-password" in p.read_text() for p in scan_dir.iterdir() if p.is_file())
 
 
 def test_add_workers_submits_another_cluster(tmp_path: Path) -> None:
@@ -350,7 +393,7 @@ def test_abort_removes_by_scan_attribute(tmp_path: Path) -> None:
         assert constraint == f'{ATTR_SCAN_ID} == "{SPEC.scan_id}"'
         assert SPEC.scan_id in reason
     assert server.calls == ["abort"]
-    assert not (scan_dir / TOKEN_FILE).exists() and not (scan_dir / BROKER_FILE).exists()
+    assert not [n for n in (TOKEN_FILE, BROKER_FILE, SCAN_KEY_FILE) if (scan_dir / n).exists()]
     launcher.purge(SPEC.scan_id)
     assert not scan_dir.exists()
 
@@ -360,7 +403,8 @@ def test_forget_deletes_the_credentials_of_a_reaped_scan(tmp_path: Path) -> None
     handles = launcher.launch_workers(SPEC, SPEC.clusters[0])
     launcher.forget(SPEC.scan_id, handles)
     scan_dir = launcher.scan_dir(SPEC.scan_id)
-    assert not (scan_dir / TOKEN_FILE).exists() and not (scan_dir / BROKER_FILE).exists()
+    assert scan_dir.exists()  # the worker logs stay
+    assert not [n for n in (TOKEN_FILE, BROKER_FILE, SCAN_KEY_FILE) if (scan_dir / n).exists()]
     launcher.forget("../../etc", {})  # never outside the submit dir
 
 
@@ -382,10 +426,11 @@ def test_server_goes_to_the_server_launcher(tmp_path: Path) -> None:
 
 def test_default_construction_reads_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SKYDRIVER_CONDOR_CLUSTER_SCHEDDS", '{"osg": "ap40.example.org"}')
-    monkeypatch.setenv("SKYDRIVER_CONDOR_BROKER_URL", BROKER)
+    monkeypatch.setenv("SKYDRIVER_CONDOR_BROKER_URL", BROKER)  # a removed setting: ignored
     monkeypatch.setenv("SKYDRIVER_CONDOR_SPOOL", "true")
     launcher = HTCondorLauncher()
     assert launcher.settings.cluster_schedds == {"osg": "ap40.example.org"} and launcher.settings.spool
+    assert "broker_url" not in HTCondorSettings.model_fields
     assert BROKER not in repr(launcher.settings)
     from skydriver_api.launchers.kubernetes import KubernetesLauncher
 
@@ -412,6 +457,7 @@ def test_against_a_real_schedd(tmp_path: Path) -> None:
         scan_id=f"skydriver-test-{int(time.time())}",
         scan_token=TOKEN,
         clusters=(WorkerCluster("local", 2),),
+        credentials=CREDENTIALS,
     )
     try:
         handles = launcher.launch_workers(spec, spec.clusters[0])
@@ -456,6 +502,8 @@ def _run_entrypoint(tmp_path: Path, files: dict[str, str]) -> tuple[int, list[st
         "_CONDOR_SCRATCH_DIR": str(scratch),
         "SKYDRIVER_SCAN_TOKEN_FILE": TOKEN_FILE,
         "SKYDRIVER_BROKER_URL_FILE": BROKER_FILE,
+        "SKYDRIVER_SCAN_KEY_FILE": SCAN_KEY_FILE,
+        "SKYDRIVER_RABBITMQ_URL": "amqp://admin:admin-password@image-default:5672/%2F",
     }
     proc = subprocess.run(
         ["sh", str(ENTRYPOINT), "--scan-id", SPEC.scan_id],
@@ -473,17 +521,39 @@ def _run_entrypoint(tmp_path: Path, files: dict[str, str]) -> tuple[int, list[st
     return 0, args, seen
 
 
-def test_condor_entrypoint_turns_the_files_into_settings(tmp_path: Path) -> None:
-    code, args, env = _run_entrypoint(tmp_path, {TOKEN_FILE: TOKEN, BROKER_FILE: BROKER})
+ALL_FILES = {TOKEN_FILE: TOKEN, BROKER_FILE: BROKER, SCAN_KEY_FILE: CREDENTIALS.scan_key}
+
+
+def test_condor_entrypoint_points_the_settings_at_the_files(tmp_path: Path) -> None:
+    code, args, env = _run_entrypoint(tmp_path, ALL_FILES)
     assert code == 0
     assert args == ["worker", "--scan-id", SPEC.scan_id]
-    assert env["SKYDRIVER_RABBITMQ_URL"] == BROKER
-    assert env["SKYDRIVER_SCAN_TOKEN_FILE"] == str(tmp_path / "scratch" / TOKEN_FILE)
-    assert "SKYDRIVER_BROKER_URL_FILE" not in env and TOKEN not in env.values()
+    scratch = tmp_path / "scratch"
+    assert env["SKYDRIVER_SCAN_TOKEN_FILE"] == str(scratch / TOKEN_FILE)
+    assert env["SKYDRIVER_BROKER_URL_FILE"] == str(scratch / BROKER_FILE)
+    assert env["SKYDRIVER_SCAN_KEY_FILE"] == str(scratch / SCAN_KEY_FILE)
+    assert "SKYDRIVER_RABBITMQ_URL" not in env  # no URL from the environment, the file's only
+    leaked = [s for s in (*SECRETS, "admin-password") if any(s in v for v in env.values())]
+    assert leaked == []
 
 
-def test_condor_entrypoint_refuses_to_start_without_a_token(tmp_path: Path) -> None:
-    code, _, _ = _run_entrypoint(tmp_path, {BROKER_FILE: BROKER})
+def test_condor_entrypoint_paths_are_read_by_the_worker_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from skyinfra.settings import BrokerSettings, ScanKeySettings
+
+    code, _, env = _run_entrypoint(tmp_path, ALL_FILES)
+    assert code == 0
+    for name in ("SKYDRIVER_BROKER_URL_FILE", "SKYDRIVER_SCAN_KEY_FILE"):
+        monkeypatch.setenv(name, env[name])
+    monkeypatch.delenv("SKYDRIVER_RABBITMQ_URL", raising=False)
+    assert BrokerSettings().broker_url() == CREDENTIALS.worker_broker_url
+    assert ScanKeySettings().read_scan_key() == bytes.fromhex(CREDENTIALS.scan_key)
+
+
+@pytest.mark.parametrize("missing", [TOKEN_FILE, BROKER_FILE, SCAN_KEY_FILE])
+def test_condor_entrypoint_refuses_to_start_without_a_credential(tmp_path: Path, missing: str) -> None:
+    code, _, _ = _run_entrypoint(tmp_path, {k: v for k, v in ALL_FILES.items() if k != missing})
     assert code == 2
 
 
@@ -497,7 +567,6 @@ def test_unreachable_collector_through_the_real_bindings(tmp_path: Path) -> None
         HTCondorSettings(
             collector=f"127.0.0.1:{port}",
             schedd="ap.example.org",
-            broker_url=BROKER,
             submit_dir=tmp_path / "condor",
         ),
         server_launcher=StubServerLauncher(),  # the real htcondor2 Collector/Schedd lookup, no stand-in
@@ -524,6 +593,7 @@ def test_values_cannot_inject_submit_commands(tmp_path: Path, image: str, api_ur
         scan_id="s1",
         scan_token=TOKEN,
         clusters=(WorkerCluster("osg", 1),),
+        credentials=CREDENTIALS,
         api_url=api_url,
     )
     with pytest.raises(LaunchError):

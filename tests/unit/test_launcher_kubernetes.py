@@ -16,7 +16,14 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from skydriver_api.launchers.base import LaunchError, LaunchSpec, Resources, WorkerCluster, WorkforceStatus
+from skydriver_api.launchers.base import (
+    LaunchError,
+    LaunchSpec,
+    Resources,
+    ScanCredentials,
+    WorkerCluster,
+    WorkforceStatus,
+)
 from skydriver_api.launchers.kubernetes import KubernetesLauncher, KubernetesSettings
 from skydriver_api.launchers.kubernetes.client import RBAC_RULES, load_configuration
 from skydriver_api.launchers.kubernetes.manifests import (
@@ -31,11 +38,32 @@ K8S_VERSION = kubernetes_validate.latest_version()
 NS = "science"
 TOKEN = "tok-0123456789-very-secret"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+CREDENTIALS = ScanCredentials(
+    server_broker_url="amqp://s:sp@rabbit:5672/%2F",
+    worker_broker_url="amqp://w:wp@rabbit:5672/%2F",
+    scan_key="00ff" * 16,
+)
+SECRETS = (
+    TOKEN,
+    CREDENTIALS.server_broker_url,
+    CREDENTIALS.worker_broker_url,
+    CREDENTIALS.scan_key,
+    "sp@",
+    "wp@",
+)
+SECRET_DATA = {
+    "token": TOKEN,
+    "server-broker-url": CREDENTIALS.server_broker_url,
+    "worker-broker-url": CREDENTIALS.worker_broker_url,
+    "scan-key": CREDENTIALS.scan_key,
+}
+MOUNT = "/var/run/skydriver/scan"
 
 SPEC = LaunchSpec(
     scan_id="5f1c0a9e2b7d4c3a8e6f1d2c3b4a5968",
     scan_token=TOKEN,
     clusters=(WorkerCluster("k8s-a", 3), WorkerCluster("k8s-b", 5)),
+    credentials=CREDENTIALS,
     resources=Resources(
         cpus=1.5,
         memory_mb=3000,
@@ -72,6 +100,20 @@ def launcher(api: FakeKubeAPI) -> KubernetesLauncher:
 
 def validate(obj: dict[str, Any]) -> None:
     assert kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def spec_for(scan_id: str, token: str = TOKEN, clusters: tuple[WorkerCluster, ...] = ()) -> LaunchSpec:
+    return LaunchSpec(scan_id=scan_id, scan_token=token, clusters=clusters, credentials=CREDENTIALS)
+
+
+def secret_files(job: dict[str, Any]) -> dict[str, str]:
+    """Mounted path -> key of the scan Secret, as the Job's pods see it."""
+    pod = job["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "scan-token")
+    volume = next(v for v in pod["volumes"] if v["name"] == "scan-token")
+    assert volume["secret"]["secretName"] == token_secret_name(SPEC.scan_id)
+    return {f"{mount['mountPath']}/{i['path']}": i["key"] for i in volume["secret"]["items"]}
 
 
 # --- manifests ----------------------------------------------------------------------------------------
@@ -133,10 +175,17 @@ def test_server_job_manifest() -> None:
         "limits": {"cpu": "1", "memory": "1024Mi", "ephemeral-storage": "1024Mi"},
     }
     env = {e["name"]: e for e in c["env"]}
-    assert env["SKYDRIVER_RABBITMQ_URL"] == {
-        "name": "SKYDRIVER_RABBITMQ_URL",
-        "valueFrom": {"secretKeyRef": {"name": "sky-skydriver", "key": "rabbitmq-url"}},
+    assert "SKYDRIVER_RABBITMQ_URL" not in env  # the shared administrator URL stays with the API
+    # the server's own broker identity and the scan key, as files of the scan's Secret
+    files = secret_files(job)
+    assert files == {
+        f"{MOUNT}/token": "token",
+        f"{MOUNT}/server-broker-url": "server-broker-url",
+        f"{MOUNT}/scan-key": "scan-key",
     }
+    assert files[env["SKYDRIVER_BROKER_URL_FILE"]["value"]] == "server-broker-url"
+    assert files[env["SKYDRIVER_SCAN_KEY_FILE"]["value"]] == "scan-key"
+    assert files[env["SKYDRIVER_SCAN_TOKEN_FILE"]["value"]] == "token"
     assert env["SKYDRIVER_MONGODB_URI"]["valueFrom"]["secretKeyRef"] == {
         "name": "sky-skydriver",
         "key": "mongodb-uri",
@@ -165,8 +214,20 @@ def test_worker_job_manifest_honours_the_request() -> None:
     assert c["image"] == "registry.example.org/skydriver:1.2.3"
     assert c["resources"]["requests"] == {"cpu": "1500m", "memory": "3000Mi", "ephemeral-storage": "5000Mi"}
     assert c["resources"]["limits"] == c["resources"]["requests"]
-    env = {e["name"] for e in c["env"]}
-    assert "SKYDRIVER_MONGODB_URI" not in env and "SKYDRIVER_RABBITMQ_URL" in env
+    env = {e["name"]: e for e in c["env"]}
+    assert "SKYDRIVER_MONGODB_URI" not in env and "SKYDRIVER_RABBITMQ_URL" not in env
+    refs = [e for e in c["env"] if "valueFrom" in e]
+    assert refs == []  # nothing of the deployment's Secret: no database, no administrator URL
+    # the worker identity and the key; the server's broker URL is not even mounted
+    files = secret_files(job)
+    assert files == {
+        f"{MOUNT}/token": "token",
+        f"{MOUNT}/worker-broker-url": "worker-broker-url",
+        f"{MOUNT}/scan-key": "scan-key",
+    }
+    assert files[env["SKYDRIVER_BROKER_URL_FILE"]["value"]] == "worker-broker-url"
+    assert files[env["SKYDRIVER_SCAN_KEY_FILE"]["value"]] == "scan-key"
+    assert "server-broker-url" not in json.dumps(job)
     rules = spec["podFailurePolicy"]["rules"]
     assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]} in rules
 
@@ -174,17 +235,26 @@ def test_worker_job_manifest_honours_the_request() -> None:
 def test_no_secret_is_ever_a_literal_value() -> None:
     launcher = KubernetesLauncher(settings())
     for job in (launcher.server_job_manifest(SPEC), launcher.worker_job_manifest(SPEC, SPEC.clusters[0])):
-        assert TOKEN not in json.dumps(job)
+        text = json.dumps(job)  # env literals, args, annotations: none holds a secret
+        assert [secret for secret in SECRETS if secret in text] == []
         for e in job["spec"]["template"]["spec"]["containers"][0]["env"]:
-            if re.search(r"URL|URI|TOKEN|PASS", e["name"]) and "value" in e:
-                assert e["name"] in ("SKYDRIVER_API_URL", "SKYDRIVER_SCAN_TOKEN_FILE")
-                assert TOKEN not in e["value"]
+            if re.search(r"URL|URI|TOKEN|PASS|KEY", e["name"]) and "value" in e:
+                assert e["name"] in (
+                    "SKYDRIVER_API_URL",
+                    "SKYDRIVER_SCAN_TOKEN_FILE",
+                    "SKYDRIVER_BROKER_URL_FILE",
+                    "SKYDRIVER_SCAN_KEY_FILE",
+                )
+                assert e["name"] == "SKYDRIVER_API_URL" or e["value"].startswith(MOUNT + "/")
+    # the Secret holds them all (stringData, sent to the API server only)
+    assert launcher.token_secret_manifest(SPEC)["stringData"] == SECRET_DATA
+    assert [secret for secret in SECRETS if secret in repr(SPEC)] == []
 
 
 @pytest.mark.parametrize("scan_id", ["A" * 64, "scan id/with:odd chars", "x"])
 def test_names_and_labels_are_valid_for_any_scan_id(scan_id: str) -> None:
     cluster = WorkerCluster("Cluster_With.Long-Name" * 3, 2)
-    spec = LaunchSpec(scan_id=scan_id, scan_token=TOKEN, clusters=(cluster,))
+    spec = spec_for(scan_id, clusters=(cluster,))
     launcher = KubernetesLauncher(settings())
     for job in (launcher.server_job_manifest(spec), launcher.worker_job_manifest(spec, spec.clusters[0])):
         validate(job)
@@ -203,7 +273,7 @@ def test_launch_creates_token_secret_and_jobs(api: FakeKubeAPI, launcher: Kubern
     workers = [launcher.launch_workers(SPEC, c) for c in SPEC.clusters]
     for handles in (server, *workers):
         text = json.dumps(handles)  # JSON-serialisable, no secrets
-        assert TOKEN not in text
+        assert [secret for secret in SECRETS if secret in text] == []
     assert server == {
         "launcher": "kubernetes",
         "namespace": NS,
@@ -212,16 +282,18 @@ def test_launch_creates_token_secret_and_jobs(api: FakeKubeAPI, launcher: Kubern
     }
     assert [w["workers"] for w in workers] == [3, 5] and [w["cluster"] for w in workers] == ["k8s-a", "k8s-b"]
 
-    # the Secret holds the token (sent as stringData, never in a Job), each Job is one of its owners
+    # the Secret holds the token and credentials (sent as stringData, never in a Job), each Job is one
+    # of its owners
     for create_secret in api.requests_for("POST", "Secret"):  # later creates answer 409 and change nothing
-        assert create_secret.body["stringData"] == {"token": TOKEN}
+        assert create_secret.body["stringData"] == SECRET_DATA
         assert create_secret.body["metadata"]["labels"][LABEL_SCAN_ID] == SPEC.scan_id
     assert api.names("Secret", NS) == [token_secret_name(SPEC.scan_id)]
     assert api.requests_for("PUT", "Secret") and all(  # owner updates keep the token unchanged
         "stringData" not in r.body for r in api.requests_for("PUT", "Secret")
     )
     secret = api.get("Secret", NS, token_secret_name(SPEC.scan_id))
-    assert secret is not None and base64.b64decode(secret["data"]["token"]).decode() == TOKEN
+    assert secret is not None
+    assert {k: base64.b64decode(v).decode() for k, v in secret["data"].items()} == SECRET_DATA
     jobs = {name: api.get("Job", NS, name) for name in api.names("Job", NS)}
     assert set(jobs) == {server["server_job"], *(w["worker_jobs"][0] for w in workers)}
     owners = {(o["kind"], o["name"], o["uid"]) for o in secret["metadata"]["ownerReferences"]}
@@ -236,7 +308,7 @@ def test_launch_creates_token_secret_and_jobs(api: FakeKubeAPI, launcher: Kubern
     assert [b["spec"]["parallelism"] for b in posted[1:]] == [3, 5]
     for body in posted:
         validate(body)
-        assert TOKEN not in json.dumps(body)
+        assert [secret for secret in SECRETS if secret in json.dumps(body)] == []
     assert api.unexpected == []
 
 
@@ -249,11 +321,37 @@ def test_add_workers_creates_another_job(api: FakeKubeAPI, launcher: KubernetesL
 
 def test_new_token_replaces_the_secret(api: FakeKubeAPI, launcher: KubernetesLauncher) -> None:
     launcher.launch_server(SPEC)
-    rescan = LaunchSpec(scan_id=SPEC.scan_id, scan_token="a-new-token", clusters=SPEC.clusters)
+    rescan = spec_for(SPEC.scan_id, token="a-new-token", clusters=SPEC.clusters)
     launcher.launch_workers(rescan, SPEC.clusters[0])
     secret = api.get("Secret", NS, token_secret_name(SPEC.scan_id))
-    assert secret is not None and base64.b64decode(secret["data"]["token"]).decode() == "a-new-token"
+    assert secret is not None
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data == {**SECRET_DATA, "token": "a-new-token"}  # the credentials stay with the new token
     assert len(secret["metadata"]["ownerReferences"]) == 2
+
+
+def test_new_credentials_replace_those_of_the_secret(api: FakeKubeAPI, launcher: KubernetesLauncher) -> None:
+    """A Secret left by an older launch (only a token, or other credentials) gets the scan's current ones."""
+    launcher.launch_server(SPEC)
+    rotated = ScanCredentials(
+        server_broker_url="amqp://s:sp2@rabbit:5672/%2F",
+        worker_broker_url="amqp://w:wp2@rabbit:5672/%2F",
+        scan_key="11ee" * 16,
+    )
+    relaunch = LaunchSpec(scan_id=SPEC.scan_id, scan_token=TOKEN, clusters=(), credentials=rotated)
+    launcher.launch_server(relaunch)
+    secret = api.get("Secret", NS, token_secret_name(SPEC.scan_id))
+    assert secret is not None
+    assert {k: base64.b64decode(v).decode() for k, v in secret["data"].items()} == {
+        "token": TOKEN,
+        "server-broker-url": rotated.server_broker_url,
+        "worker-broker-url": rotated.worker_broker_url,
+        "scan-key": rotated.scan_key,
+    }
+    puts = [r for r in api.requests_for("PUT", "Secret") if "stringData" in r.body]
+    assert len(puts) == 1  # one replacement; an unchanged Secret is left alone
+    launcher.launch_server(relaunch)
+    assert len([r for r in api.requests_for("PUT", "Secret") if "stringData" in r.body]) == 1
 
 
 def test_quota_error_is_a_launch_error(api: FakeKubeAPI, launcher: KubernetesLauncher) -> None:
@@ -266,7 +364,7 @@ def test_quota_error_is_a_launch_error(api: FakeKubeAPI, launcher: KubernetesLau
     )
     with pytest.raises(LaunchError, match="403 Forbidden: .*exceeded quota") as err:
         launcher.launch_server(SPEC)
-    assert TOKEN not in str(err.value)
+    assert [secret for secret in SECRETS if secret in str(err.value)] == []
     assert api.names("Job", NS) == []
 
 
@@ -378,7 +476,7 @@ def test_abort_deletes_every_job_in_the_foreground(api: FakeKubeAPI, launcher: K
     server = launcher.launch_server(SPEC)
     launcher.launch_workers(SPEC, SPEC.clusters[0])  # its handles are "lost": found by label
     api.add_pod(NS, server["server_job"], phase="Running")
-    other = LaunchSpec(scan_id="another-scan", scan_token="t2", clusters=(WorkerCluster("k8s-a", 1),))
+    other = spec_for("another-scan", token="t2", clusters=(WorkerCluster("k8s-a", 1),))
     kept = launcher.launch_server(other)
 
     launcher.abort(SPEC.scan_id, server)
@@ -394,7 +492,7 @@ def test_abort_deletes_every_job_in_the_foreground(api: FakeKubeAPI, launcher: K
 def test_rbac_rules_cover_exactly_the_calls_made(api: FakeKubeAPI, launcher: KubernetesLauncher) -> None:
     server = launcher.launch_server(SPEC)
     launcher.launch_workers(SPEC, SPEC.clusters[0])
-    launcher.launch_workers(LaunchSpec(scan_id=SPEC.scan_id, scan_token="new", clusters=()), SPEC.clusters[1])
+    launcher.launch_workers(spec_for(SPEC.scan_id, token="new"), SPEC.clusters[1])
     launcher.status(SPEC.scan_id, server)
     launcher.abort(SPEC.scan_id, server)
     resources = {"Job": ("batch", "jobs"), "Pod": ("", "pods"), "Secret": ("", "secrets")}

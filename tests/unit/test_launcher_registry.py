@@ -17,9 +17,16 @@ import pytest
 import yaml
 
 from skydriver_api.launchers import LAUNCHERS, UnknownLauncherError, make_launcher
-from skydriver_api.launchers.base import Launcher, LaunchError, LaunchSpec, WorkerCluster, WorkforceStatus
+from skydriver_api.launchers.base import (
+    Launcher,
+    LaunchError,
+    LaunchSpec,
+    ScanCredentials,
+    WorkerCluster,
+    WorkforceStatus,
+)
 from skydriver_api.launchers.htcondor import HTCondorLauncher
-from skydriver_api.launchers.htcondor.submit import BROKER_FILE, TOKEN_FILE
+from skydriver_api.launchers.htcondor.submit import BROKER_FILE, SCAN_KEY_FILE, TOKEN_FILE
 from skydriver_api.launchers.kubernetes import KubernetesLauncher
 from skydriver_api.launchers.local import LocalLauncher
 from skydriver_api.launchers.registry import launcher_class
@@ -27,11 +34,17 @@ from skydriver_api.settings import ApiSettings as Settings
 from tests.support.fake_kube import FakeKubeAPI
 
 NS = "science"
-BROKER = "amqps://worker:broker-password@rabbitmq.example.org:5671/%2F"
+ADMIN_BROKER = "amqps://admin:admin-password@rabbitmq.example.org:5671/%2F"
+CREDENTIALS = ScanCredentials(
+    server_broker_url="amqp://s:sp@rabbit:5672/%2F",
+    worker_broker_url="amqp://w:wp@rabbit:5672/%2F",
+    scan_key="00ff" * 16,
+)
 SPEC = LaunchSpec(
     scan_id="5f1c0a9e2b7d4c3a8e6f1d2c3b4a5968",
     scan_token="per-scan-token-0123456789",
     clusters=(WorkerCluster("osg", 2),),
+    credentials=CREDENTIALS,
 )
 CHART_SCHEMA = Path(__file__).resolve().parents[2] / "helm" / "skydriver" / "values.schema.json"
 
@@ -63,7 +76,7 @@ def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKubeAPI
         monkeypatch.setenv("SKYDRIVER_K8S_NAMESPACE", NS)
         # HTCondor's settings: grid workers through the real bindings (no pool reachable here)
         monkeypatch.setenv("SKYDRIVER_CONDOR_SUBMIT_DIR", str(tmp_path / "condor"))
-        monkeypatch.setenv("SKYDRIVER_CONDOR_BROKER_URL", BROKER)
+        monkeypatch.setenv("SKYDRIVER_RABBITMQ_URL", ADMIN_BROKER)  # the API's, never a scan process's
         monkeypatch.setenv("SKYDRIVER_CONDOR_COLLECTOR", f"127.0.0.1:{_closed_port()}")
         monkeypatch.setenv("SKYDRIVER_CONDOR_SCHEDD", "ap.example.org")
         yield server
@@ -112,9 +125,16 @@ def test_htcondor_from_the_registry_sends_its_server_to_the_registered_kubernete
     assert submit.getQArgs() == "2" and submit["My.SkyDriverScanId"] == f'"{SPEC.scan_id}"'
     with pytest.raises(LaunchError, match="submit to schedd ap.example.org failed"):
         launcher.launch_workers(SPEC, SPEC.clusters[0])  # the real collector lookup, refused
-    assert (scan_dir / TOKEN_FILE).exists() and (scan_dir / BROKER_FILE).exists()
+    assert (scan_dir / TOKEN_FILE).exists() and (scan_dir / SCAN_KEY_FILE).exists()
+    assert (scan_dir / BROKER_FILE).read_text().strip() == CREDENTIALS.worker_broker_url
+    # the server Job got the server's identity from the scan's Secret, not the API's URL
+    (job,) = (api.get("Job", NS, name) for name in api.names("Job", NS))
+    assert job is not None and "admin-password" not in str(job)
+    assert "SKYDRIVER_RABBITMQ_URL" not in {
+        e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
     launcher.forget(SPEC.scan_id, handles)
-    assert not (scan_dir / TOKEN_FILE).exists() and not (scan_dir / BROKER_FILE).exists()
+    assert not [n for n in (TOKEN_FILE, BROKER_FILE, SCAN_KEY_FILE) if (scan_dir / n).exists()]
 
 
 def test_local_from_the_registry_gets_the_shared_settings(tmp_path: Path) -> None:

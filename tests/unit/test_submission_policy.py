@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from skydriver_api.auth import Principal
-from skydriver_api.launchers.base import LaunchSpec, Resources, WorkerCluster
+from skydriver_api.launchers.base import LaunchSpec, Resources, ScanCredentials, WorkerCluster
 from skydriver_api.launchers.kubernetes import KubernetesSettings
 from skydriver_api.launchers.kubernetes.manifests import ScanManifests
 from skydriver_api.reconciler.context import Context
@@ -84,8 +84,18 @@ def test_a_stored_image_never_reaches_a_job() -> None:
     """Scans stored before the image left the request may still carry one: it is ignored."""
     legacy = {"cpus": 2.0, "memory_mb": 4096, "image": "attacker.example.org/evil:1"}
     assert Resources.from_doc(legacy) == Resources(cpus=2.0, memory_mb=4096)
+    credentials = ScanCredentials(
+        server_broker_url="amqp://s:sp@rabbit:5672/%2F",
+        worker_broker_url="amqp://w:wp@rabbit:5672/%2F",
+        scan_key="00ff" * 16,
+    )
     spec = LaunchSpec(
-        "s1", "token", (WorkerCluster("default", 1),), resources=Resources.from_doc(legacy), api_url=""
+        "s1",
+        "token",
+        (WorkerCluster("default", 1),),
+        credentials=credentials,
+        resources=Resources.from_doc(legacy),
+        api_url="",
     )
     manifests = ScanManifests(KubernetesSettings(image="registry.example.org/skydriver@sha256:" + "0" * 64))
     for job in (manifests.server_job_manifest(spec), manifests.worker_job_manifest(spec, spec.clusters[0])):

@@ -7,10 +7,13 @@ maximum runtime enforced by ``periodic_remove``. Every job carries ``SkyDriverSc
 are found even when their handles were never stored. Add-workers submits another cluster.
 
 Credentials never appear in the job ad (``condor_q -l`` shows it to every user of the pool): the
-per-scan token and the broker URL are written to two 0600 files in a 0700 per-scan directory under
-``SKYDRIVER_CONDOR_SUBMIT_DIR`` and shipped with ``transfer_input_files``. The worker entrypoint in
-the image (``containers/skydriver-condor-worker``) points ``SKYDRIVER_SCAN_TOKEN_FILE`` at the first
-and exports the second as ``SKYDRIVER_RABBITMQ_URL`` before ``exec skydriver worker``.
+per-scan token, the scan's *worker* broker URL (its own identity, never the server's nor the shared
+administrator URL) and the scan's signing key are written to three 0600 files (``scan-token``,
+``broker-url``, ``scan-key``) in a 0700 per-scan directory under ``SKYDRIVER_CONDOR_SUBMIT_DIR`` and
+shipped with ``transfer_input_files``; abort and ``forget`` delete them. The worker entrypoint in the
+image (``containers/skydriver-condor-worker``) points ``SKYDRIVER_SCAN_TOKEN_FILE``,
+``SKYDRIVER_BROKER_URL_FILE`` and ``SKYDRIVER_SCAN_KEY_FILE`` at their absolute paths before
+``exec skydriver worker``; the worker reads the files itself, no secret becomes an environment value.
 
 The scan server does not run on HTCondor (it needs MongoDB and a stable address): ``launch_server``,
 and the server half of ``status`` and ``abort``, go to a second launcher chosen by

@@ -5,12 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class HTCondorSettings(BaseSettings):
-    """Settings of the HTCondor launcher (environment prefix ``SKYDRIVER_CONDOR_``)."""
+    """Settings of the HTCondor launcher (environment prefix ``SKYDRIVER_CONDOR_``).
+
+    There is no broker URL among them: each worker gets its scan's own worker identity (an AMQP URL
+    reaching only that scan's queues, see ``skydriver_api.broker_identities``), whose host is the
+    API's ``SKYDRIVER_RABBITMQ_SCAN_HOST`` when the execution points reach the broker by another name.
+    """
 
     model_config = SettingsConfigDict(env_prefix="SKYDRIVER_CONDOR_", env_file=None, extra="ignore")
 
@@ -20,11 +25,6 @@ class HTCondorSettings(BaseSettings):
         default_factory=dict,
         description='Worker cluster name -> schedd name, JSON, e.g. {"osg": "ap40.uw.osg-htc.org"}. '
         "When set, only these cluster names are accepted.",
-    )
-    broker_url: SecretStr | None = Field(
-        None,
-        description="AMQP URL workers use (reachable from the execution points); "
-        "unset: SKYDRIVER_RABBITMQ_URL.",
     )
     image: str = Field(
         "docker://ghcr.io/skydriver/skydriver:0.1.0",

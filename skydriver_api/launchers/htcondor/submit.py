@@ -23,7 +23,9 @@ ATTR_CLUSTER = "SkyDriverCluster"
 ATTR_MAX_RUNTIME = "SkyDriverMaxRuntime"
 ATTR_HOLD_GRACE = "SkyDriverHoldGrace"
 TOKEN_FILE = "scan-token"
-BROKER_FILE = "broker-url"
+BROKER_FILE = "broker-url"  # the scan's worker broker identity, never the server's nor the admin's
+SCAN_KEY_FILE = "scan-key"
+CREDENTIAL_FILES = (TOKEN_FILE, BROKER_FILE, SCAN_KEY_FILE)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 _SAFE_IMAGE = re.compile(r"^[A-Za-z0-9._:/@+-]+$")
 _SAFE_URL = re.compile(r"^https?://[^\s\"'$]+$")
@@ -76,6 +78,7 @@ def submit_description(
     env = {
         "SKYDRIVER_SCAN_TOKEN_FILE": TOKEN_FILE,
         "SKYDRIVER_BROKER_URL_FILE": BROKER_FILE,
+        "SKYDRIVER_SCAN_KEY_FILE": SCAN_KEY_FILE,
         "PYTHONUNBUFFERED": "1",
     }
     if spec.api_url:
@@ -92,7 +95,7 @@ def submit_description(
         "transfer_executable = false",
         f'arguments = "--scan-id {spec.scan_id}"',
         'environment = "' + " ".join(f"{k}={_env_value(v)}" for k, v in env.items()) + '"',
-        f"transfer_input_files = {scan_dir_path / TOKEN_FILE}, {scan_dir_path / BROKER_FILE}",
+        "transfer_input_files = " + ", ".join(str(scan_dir_path / name) for name in CREDENTIAL_FILES),
         "should_transfer_files = YES",
         "when_to_transfer_output = ON_EXIT",
         f"request_cpus = {max(1, math.ceil(r.cpus))}",
@@ -124,16 +127,18 @@ def submit_description(
 
 
 def write_credentials(settings: HTCondorSettings, spec: LaunchSpec) -> Path:
-    """The per-scan token and broker URL as 0600 files in a 0700 directory; returns the directory."""
-    broker = settings.broker_url
-    if broker is None:
-        from skydriver_api.settings import get_settings
-
-        broker = get_settings().rabbitmq_url
+    """The scan's token, its worker broker URL and its signing key as 0600 files in a 0700 directory;
+    returns the directory. Workers get the scan's own worker identity: never the server's, never the
+    shared administrator URL."""
+    values = {
+        TOKEN_FILE: spec.scan_token,
+        BROKER_FILE: spec.credentials.worker_broker_url,
+        SCAN_KEY_FILE: spec.credentials.scan_key,
+    }
     directory = scan_dir(settings, spec.scan_id).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
-    for name, value in ((TOKEN_FILE, spec.scan_token), (BROKER_FILE, broker.get_secret_value())):
+    for name, value in values.items():
         tmp = directory / f".{name}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -144,6 +149,6 @@ def write_credentials(settings: HTCondorSettings, spec: LaunchSpec) -> Path:
 
 def delete_credentials(settings: HTCondorSettings, scan_id: str) -> None:
     """Delete the scan's credential files (worker logs stay); missing files are fine."""
-    for name in (TOKEN_FILE, BROKER_FILE):
+    for name in CREDENTIAL_FILES:
         with contextlib.suppress(FileNotFoundError):
             (scan_dir(settings, scan_id) / name).unlink()

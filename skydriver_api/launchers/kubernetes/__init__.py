@@ -2,18 +2,22 @@
 
 What it creates for one scan (all in ``SKYDRIVER_K8S_NAMESPACE``, all labelled with the scan id):
 
-* a Secret ``sd-<scan>-token`` holding the per-scan token, mounted read-only as a file into every
-  scan pod (``SKYDRIVER_SCAN_TOKEN_FILE``); it lists every Job of the scan as an owner, so the garbage
-  collector deletes it with the last of them;
+* a Secret ``sd-<scan>-token`` holding the per-scan token, the scan's two broker identities
+  (``server-broker-url``, ``worker-broker-url``) and its signing key (``scan-key``), mounted read-only
+  as files with per-role ``items``: the server sees the token, its own URL and the key, workers the
+  token, the worker URL and the key (``SKYDRIVER_SCAN_TOKEN_FILE``, ``SKYDRIVER_BROKER_URL_FILE``,
+  ``SKYDRIVER_SCAN_KEY_FILE``); a relaunch with other values replaces them. It lists every Job of the
+  scan as an owner, so the garbage collector deletes it with the last of them;
 * the server Job (``skydriver server --scan-id ID``): ``backoffLimit: 0`` (the reconciler decides on
   replacement servers), ``activeDeadlineSeconds``, ``ttlSecondsAfterFinished``;
 * one worker Job per :class:`WorkerCluster` and per add-workers request
   (``skydriver worker --scan-id ID``) with ``parallelism`` = the requested count (a work-queue Job:
   workers exit 0 when the queue stays idle), each pod bounded by ``max_worker_runtime_s``.
 
-RabbitMQ and MongoDB URIs are never literal values: the pods read them with ``secretKeyRef`` from the
-deployment's Secret (``SKYDRIVER_K8S_SECRET_NAME``, written by the Helm chart). Non-secret settings come
-from the chart's ConfigMap with ``envFrom`` (``SKYDRIVER_K8S_CONFIG_MAP``).
+No secret is a literal value. The shared administrator RabbitMQ URL never reaches a scan pod; only the
+server reads the MongoDB URI, with ``secretKeyRef`` from the deployment's Secret
+(``SKYDRIVER_K8S_SECRET_NAME``, written by the Helm chart). Non-secret settings come from the chart's
+ConfigMap with ``envFrom`` (``SKYDRIVER_K8S_CONFIG_MAP``).
 
 One concern per module:
 

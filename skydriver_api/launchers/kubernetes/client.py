@@ -19,7 +19,6 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as TransportError
 
 from skydriver_api.launchers.base import LaunchError
-from skydriver_api.launchers.kubernetes.manifests import TOKEN_KEY
 from skydriver_api.launchers.kubernetes.settings import KubernetesSettings
 
 #: (API group, resource, verbs) this module uses; the Helm chart's Role grants exactly these.
@@ -109,9 +108,10 @@ class KubernetesAPI:
             )
 
     def apply_token_secret(self, namespace: str, manifest: dict[str, Any]) -> None:
-        """Create the token Secret; if it exists with another token, the new token replaces the old."""
+        """Create the scan's Secret; if it exists with other values (a rescan's new token), the new
+        values replace the old ones (its owners and labels stay)."""
         _, core = self._apis()
-        token = manifest["stringData"][TOKEN_KEY]
+        wanted: dict[str, str] = manifest["stringData"]
         with _mapped_errors():
             try:
                 core.create_namespaced_secret(
@@ -124,10 +124,11 @@ class KubernetesAPI:
             existing = core.read_namespaced_secret(
                 manifest["metadata"]["name"], namespace, _request_timeout=self._timeout
             )
-            if (existing.data or {}).get(TOKEN_KEY) == base64.b64encode(token.encode()).decode():
+            encoded = {k: base64.b64encode(v.encode()).decode() for k, v in wanted.items()}
+            if (existing.data or {}) == encoded:
                 return
-            existing.string_data = {TOKEN_KEY: token}
-            existing.data = None
+            existing.string_data = dict(wanted)
+            existing.data = None  # keys the scan no longer has go too
             core.replace_namespaced_secret(
                 existing.metadata.name, namespace, existing, _request_timeout=self._timeout
             )

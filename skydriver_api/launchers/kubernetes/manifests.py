@@ -1,4 +1,4 @@
-"""The manifests of a scan: its token Secret and its server and worker Jobs, as plain dicts.
+"""The manifests of a scan: its credentials Secret and its server and worker Jobs, as plain dicts.
 
 Pure functions of a :class:`LaunchSpec` and :class:`KubernetesSettings` (no API call), so the tests
 validate every manifest against the Kubernetes schemas and compare them with what was posted.
@@ -20,7 +20,16 @@ ANNOTATION_SCAN_ID = "skydriver.io/scan-id"
 COMPONENT_SERVER = "scan-server"
 COMPONENT_WORKER = "scan-worker"
 TOKEN_KEY = "token"
+SERVER_BROKER_KEY = "server-broker-url"
+WORKER_BROKER_KEY = "worker-broker-url"
+SCAN_KEY_KEY = "scan-key"
 TOKEN_MOUNT_DIR = "/var/run/skydriver/scan"
+#: the keys of the scan's Secret each role's pods see (a ``secret`` volume with these ``items``):
+#: workers never see the server's broker URL
+ROLE_KEYS: dict[str, tuple[str, ...]] = {
+    "server": (TOKEN_KEY, SERVER_BROKER_KEY, SCAN_KEY_KEY),
+    "worker": (TOKEN_KEY, WORKER_BROKER_KEY, SCAN_KEY_KEY),
+}
 
 
 # --- names and labels -----------------------------------------------------------------------------
@@ -86,6 +95,8 @@ class ScanManifests:
         return labels
 
     def token_secret_manifest(self, spec: LaunchSpec) -> dict[str, Any]:
+        """The scan's Secret: its token, both broker identities and its signing key (stringData)."""
+        c = spec.credentials
         return {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -96,19 +107,25 @@ class ScanManifests:
                 "annotations": {ANNOTATION_SCAN_ID: spec.scan_id},
             },
             "type": "Opaque",
-            "stringData": {TOKEN_KEY: spec.scan_token},
+            "stringData": {
+                TOKEN_KEY: spec.scan_token,
+                SERVER_BROKER_KEY: c.server_broker_url,
+                WORKER_BROKER_KEY: c.worker_broker_url,
+                SCAN_KEY_KEY: c.scan_key,
+            },
         }
 
     def _container(
         self, spec: LaunchSpec, role: Literal["server", "worker"], cpu: float, memory_mb: int, disk_mb: int
     ) -> dict[str, Any]:
         s = self.settings
+        broker_key = SERVER_BROKER_KEY if role == "server" else WORKER_BROKER_KEY
+        # paths of files of the scan's Secret (mounted below), never the secrets themselves; the
+        # shared administrator broker URL is not among them
         env: list[dict[str, Any]] = [
             {"name": "SKYDRIVER_SCAN_TOKEN_FILE", "value": f"{TOKEN_MOUNT_DIR}/{TOKEN_KEY}"},
-            {
-                "name": "SKYDRIVER_RABBITMQ_URL",
-                "valueFrom": {"secretKeyRef": {"name": s.secret_name, "key": s.rabbitmq_url_key}},
-            },
+            {"name": "SKYDRIVER_BROKER_URL_FILE", "value": f"{TOKEN_MOUNT_DIR}/{broker_key}"},
+            {"name": "SKYDRIVER_SCAN_KEY_FILE", "value": f"{TOKEN_MOUNT_DIR}/{SCAN_KEY_KEY}"},
         ]
         if role == "server":  # workers never touch the database
             env.append(
@@ -152,7 +169,9 @@ class ScanManifests:
             container["envFrom"] = [{"configMapRef": {"name": s.config_map, "optional": True}}]
         return container
 
-    def _pod_spec(self, spec: LaunchSpec, container: dict[str, Any], tmp_mb: int) -> dict[str, Any]:
+    def _pod_spec(
+        self, spec: LaunchSpec, role: Literal["server", "worker"], container: dict[str, Any], tmp_mb: int
+    ) -> dict[str, Any]:
         s = self.settings
         pod: dict[str, Any] = {
             "restartPolicy": "Never",
@@ -172,7 +191,7 @@ class ScanManifests:
                     "secret": {
                         "secretName": token_secret_name(spec.scan_id),
                         "defaultMode": 0o440,
-                        "items": [{"key": TOKEN_KEY, "path": TOKEN_KEY}],
+                        "items": [{"key": k, "path": k} for k in ROLE_KEYS[role]],
                     },
                 },
                 {"name": "tmp", "emptyDir": {"sizeLimit": f"{tmp_mb}Mi"}},
@@ -217,7 +236,7 @@ class ScanManifests:
     def server_job_manifest(self, spec: LaunchSpec, name: str | None = None) -> dict[str, Any]:
         s = self.settings
         container = self._container(spec, "server", s.server_cpu, s.server_memory_mb, s.server_disk_mb)
-        pod = self._pod_spec(spec, container, tmp_mb=max(16, s.server_disk_mb // 2))
+        pod = self._pod_spec(spec, "server", container, tmp_mb=max(16, s.server_disk_mb // 2))
         pod["terminationGracePeriodSeconds"] = 30
         job_spec = {
             "backoffLimit": 0,  # a replacement server is the reconciler's decision, not the Job's
@@ -245,7 +264,7 @@ class ScanManifests:
         if cluster.workers < 1:
             raise LaunchError(f"cluster {cluster.name!r}: at least one worker is needed")
         container = self._container(spec, "worker", r.cpus, r.memory_mb, r.disk_mb)
-        pod = self._pod_spec(spec, container, tmp_mb=max(16, r.disk_mb // 2))
+        pod = self._pod_spec(spec, "worker", container, tmp_mb=max(16, r.disk_mb // 2))
         pod["activeDeadlineSeconds"] = r.max_worker_runtime_s  # the maximum runtime of one worker
         pod["terminationGracePeriodSeconds"] = s.termination_grace_s
         job_spec = {

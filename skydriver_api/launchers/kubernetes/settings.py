@@ -14,7 +14,7 @@ class KubernetesSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SKYDRIVER_K8S_", env_file=None, extra="ignore")
 
-    namespace: str = Field("default", description="Namespace of the scan Jobs, Pods and token Secrets.")
+    namespace: str = Field("default", description="Namespace of the scan Jobs, Pods and Secrets.")
     kubeconfig: Path | None = Field(
         None,
         description="Kubeconfig file; unset: in-cluster credentials, else the client's default.",
@@ -26,8 +26,11 @@ class KubernetesSettings(BaseSettings):
     )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     image_pull_secrets: list[str] = Field(default_factory=list, description="Names of pull Secrets.")
-    secret_name: str = Field("skydriver", description="Secret holding the RabbitMQ URL and MongoDB URI.")
-    rabbitmq_url_key: str = Field("rabbitmq-url", description="Key of the RabbitMQ URL in that Secret.")
+    secret_name: str = Field(
+        "skydriver",
+        description="The deployment's Secret; scan servers read the MongoDB URI from it (workers nothing). "
+        "Scan pods never get its RabbitMQ URL: each scan's own broker identities come in its Secret.",
+    )
     mongodb_uri_key: str = Field("mongodb-uri", description="Key of the MongoDB URI in that Secret.")
     config_map: str | None = Field(
         None,
