@@ -191,16 +191,26 @@ def stop_api(api: LiveApi) -> None:
         api.proc.wait(20)
     except (ProcessLookupError, subprocess.TimeoutExpired):
         api.proc.kill()
-    # any scan process still alive belongs to this test: stop it
+    # any scan process still alive belongs to this test: stop it; and its scans' broker users,
+    # which the stopped API would have deleted when reaping them
     with MongoClient(MONGO_URI) as client:
         db = client[api.database]
-        for scan in db.scans.find({}, {"launch.handles": 1}):
+        scans = list(db.scans.find({}, {"launch.handles": 1}))
+        for scan in scans:
             handles = scan.get("launch", {}).get("handles", {})
             for pid in [handles.get("server_pid"), *handles.get("worker_pids", [])]:
                 if pid:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(pid, signal.SIGKILL)
         client.drop_database(api.database)
+    if (api.runtime_dir / "scan-secret").exists():
+        from skydriver_api.broker_identities import BrokerIdentities
+        from skydriver_api.settings import ApiSettings
+
+        identities = BrokerIdentities(ApiSettings(runtime_dir=api.runtime_dir, rabbitmq_url=AMQP_URL))
+        for scan in scans:
+            with contextlib.suppress(Exception):  # the broker may be down after a fault test
+                identities.delete(scan["_id"])
 
 
 @pytest.fixture

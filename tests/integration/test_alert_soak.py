@@ -40,6 +40,9 @@ def test_an_alert_stream_with_disruptions_loses_and_doubles_nothing(
         alert_workers="1",
         max_event_bytes=str(1024 * 1024),
         worker_idle_timeout_s="5",
+        # as a realtime deployment runs: pooled processes serve the alerts' scans one after another
+        warm_servers="2",
+        warm_workers="2",
         kafka_bootstrap=kafka_broker.bootstrap,
         kafka_notice_topic=notices,
     )

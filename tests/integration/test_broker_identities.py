@@ -33,7 +33,7 @@ from skyscan.wire import (
     queue_names,
     task_id,
 )
-from tests.conftest import AMQP_URL, LiveApi, make_event, signed, start_api, stop_api, wait_until
+from tests.conftest import AMQP_URL, MONGO_URI, LiveApi, make_event, signed, start_api, stop_api, wait_until
 
 NPIX8 = 768
 MANAGEMENT = "http://127.0.0.1:15672/api"
@@ -41,7 +41,8 @@ MANAGEMENT = "http://127.0.0.1:15672/api"
 
 @pytest.fixture(scope="module")
 def api(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
-    live = start_api(tmp_path_factory.mktemp("brokerid"), max_concurrent_scans="3")
+    # the database URL set explicitly, as a deployment does: the server must inherit it, a worker not
+    live = start_api(tmp_path_factory.mktemp("brokerid"), max_concurrent_scans="3", mongodb_uri=MONGO_URI)
     try:
         yield live
     finally:
@@ -114,7 +115,7 @@ def _get_and_return(queue: str) -> Callable[[Any], None]:
 
 
 def test_each_identity_reaches_only_what_its_holder_needs(api: LiveApi) -> None:
-    slow = {"delay_s": 0.05}
+    slow = {"delay_s": 0.02}  # running while probed: 768 pixels of 20 ms with one worker each
     scan_a = submit(api, reco_options=slow, workers=1)
     scan_b = submit(api, reco_options=slow, workers=1)
     wait_until(lambda: running(api, scan_a) and running(api, scan_b), 120, "both scans dispatching")
@@ -164,7 +165,7 @@ def test_a_forged_result_changes_nothing(api: LiveApi) -> None:
     unsigned copy and the copy signed with another scan's key are rejected and counted; the best
     fit and every stored result are the genuine ones, none of which is taken for a duplicate."""
     other = submit(api, workers=1)
-    scan_id = submit(api, reco_options={"delay_s": 0.05}, workers=1)
+    scan_id = submit(api, reco_options={"delay_s": 0.01}, workers=1)
     wait_until(lambda: running(api, scan_id), 120, "the scan dispatching")
     forged = encode(
         ResultBatch(
@@ -195,7 +196,7 @@ def test_a_forged_result_changes_nothing(api: LiveApi) -> None:
 def test_a_forged_task_is_never_fitted(api: LiveApi) -> None:
     """crash-dummy is enabled on this API (test recos): only the missing signature stops an
     unsigned task that would kill every worker."""
-    scan_id = submit(api, reco_options={"delay_s": 0.05}, workers=1)
+    scan_id = submit(api, reco_options={"delay_s": 0.01}, workers=1)
     wait_until(lambda: running(api, scan_id), 120, "the scan dispatching")
     poison = encode(
         TaskBatch(

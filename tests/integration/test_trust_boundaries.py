@@ -85,8 +85,9 @@ def test_test_recos_are_refused_where_not_enabled(guarded: OpsApi) -> None:
 
 
 def test_a_worker_refuses_a_task_whose_reco_is_not_enabled(guarded: OpsApi) -> None:
-    """A crash-dummy task on the scan's queue (any broker user can publish one today) is refused by
-    the worker: it lives on, and the scan completes with every pixel fitted."""
+    """A crash-dummy task on the scan's queue, even one signed with the scan's key (a holder of it
+    went wrong), is refused by a worker where that reco is not enabled: it lives on, and the scan
+    completes with every pixel fitted. Unsigned tasks: test_broker_identities.py."""
     with guarded.http("owner") as http:
         scan_id = http.post("/api/v1/scans", json=body(nsides="1:0", reco_options={"delay_s": 0.3})).json()[
             "scan_id"
