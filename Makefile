@@ -31,9 +31,13 @@ stop-services: venv
 demo: setup
 	$(VENV)/bin/skydriver demo --out demo-output
 
+# Integration tests wait on processes far more than they compute: three at a time (a file per
+# worker, so module fixtures start once). Tests that restart or disrupt a shared service run
+# alone afterwards.
 test: setup browser
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 3 --dist loadfile -m "not restarts_services"
+	$(PY) -m pytest -q -p no:cacheprovider -m restarts_services
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not integration and not faults"

@@ -104,6 +104,7 @@ class BrokerIdentities:
         self._auth = (unquote(admin.username or "guest"), unquote(admin.password or "guest"))
         self._management = (settings.rabbitmq_management_url or f"http://{admin.hostname}:15672").rstrip("/")
         self._scan_host = settings.rabbitmq_scan_host or admin.netloc.rpartition("@")[2]
+        self._client: httpx.Client | None = None  # one connection pool, made on first use
 
     def _amqp_url(self, user: str, password: str) -> str:
         a = self._admin_url
@@ -122,9 +123,10 @@ class BrokerIdentities:
         )
 
     def _api(self, method: str, path: str, json: dict[str, str] | None = None) -> httpx.Response:
+        if self._client is None:
+            self._client = httpx.Client(auth=self._auth, timeout=_TIMEOUT_S)
         try:
-            with httpx.Client(auth=self._auth, timeout=_TIMEOUT_S) as client:
-                return client.request(method, f"{self._management}/api/{path}", json=json)
+            return self._client.request(method, f"{self._management}/api/{path}", json=json)
         except httpx.HTTPError as err:
             raise LaunchError(f"RabbitMQ management API at {self._management} unreachable: {err}") from err
 

@@ -127,6 +127,14 @@ class ApiSettings(BrokerSettings, DatabaseSettings, RecoSettings, KafkaSettings)
         15.0, gt=0, description="How often the /metrics snapshot is recomputed (in the background)."
     )
 
+    retry_initial_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="First wait before a failed launch, webhook or notice is tried again (then doubling, "
+        "at most 60 s).",
+    )
+
     # --- per-scan broker identities and signing keys ---------------------------------------
     scan_secret: SecretStr | None = Field(
         None,

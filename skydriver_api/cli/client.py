@@ -16,6 +16,7 @@ from skydriver_api.cli.common import (
     load_event_file,
     print_best_fit,
     refuse,
+    scan_id_column,
 )
 from skyscan.refinement.progression import DEFAULT_PROGRESSION
 
@@ -179,7 +180,7 @@ def list_scans(
                 params["cursor"] = page["next_cursor"]
         except ApiError as err:
             fail_api(err)
-    table = Table("scan id", "state", "owner", "prio", "reco", "run", "event", "progress", "created")
+    table = Table(scan_id_column(), "state", "owner", "prio", "reco", "run", "event", "progress", "created")
     for s in scans:
         p = s["progress"]
         table.add_row(
@@ -265,7 +266,7 @@ def backlog(api: ApiOpt = None, token: TokenOpt = None) -> None:
         f"{data['active_scans']}/{data['max_concurrent_scans']} scans active, "
         f"{data['workers_in_use']}/{data['max_total_workers']} workers in use"
     )
-    table = Table("#", "scan id", "prio", "owner", "workers", "attempts", "waiting for")
+    table = Table("#", scan_id_column(), "prio", "owner", "workers", "attempts", "waiting for")
     for e in data["entries"]:
         table.add_row(
             str(e["position"]),

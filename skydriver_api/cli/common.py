@@ -173,3 +173,10 @@ def print_best_fit(result: dict[str, Any]) -> None:
             f"truth offset: {truth['offset_deg']:.3f} deg" + (f", 2*dLLH {d2:.2f}" if d2 is not None else "")
         )
     warn_unresolved(result)
+
+
+def scan_id_column() -> Any:
+    """The scan id column of a table: ids are copied from it, so it is never cut or wrapped."""
+    from rich.table import Column
+
+    return Column("scan id", no_wrap=True, min_width=32)

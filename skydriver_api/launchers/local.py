@@ -9,7 +9,7 @@ database URL are removed from the environment a child inherits.
 
 Warm pool (``SKYDRIVER_WARM_SERVERS``, ``SKYDRIVER_WARM_WORKERS``): processes started ahead of
 any scan with ``--warm``. Launching takes an idle one and writes it a claim (``skyinfra.warm``)
-naming its scan, log file and token file; it serves that scan, reports the end on its status pipe
+naming its scan, log file and secret files; it serves that scan, reports the end on its status pipe
 and is idle again, bound to one scan at a time. A pooled process that dies is replaced; when none is
 idle, a process is started cold as without a pool. Status and abort of a scan look only at what a
 pooled process does for that scan: it may be serving another one by then.

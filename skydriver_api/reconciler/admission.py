@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 from typing import Any
 
-from skydriver_api.reconciler.context import RETRY_BACKOFF, Context, log, merge_handles
+from skydriver_api.reconciler.context import Context, log, merge_handles
 from skydriver_api.scheduling import QUEUE_FIELDS, admission_order
 from skyscan.records.scan import utcnow
 
@@ -95,6 +95,6 @@ async def launch_failed(ctx: Context, scan: dict[str, Any], reason: str) -> None
         reason=f"launch failed, retrying: {reason}",
         set_fields={
             **bookkeeping,
-            "launch.next_attempt_at": utcnow() + dt.timedelta(seconds=RETRY_BACKOFF.delay(attempts)),
+            "launch.next_attempt_at": utcnow() + dt.timedelta(seconds=ctx.retry_backoff.delay(attempts)),
         },
     )

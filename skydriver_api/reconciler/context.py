@@ -20,9 +20,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("skydriver.reconciler")
 
-# launches, webhooks and notices that failed wait 2, 4, 8 ... 60 s before their next attempt
-RETRY_BACKOFF = Backoff(initial_s=1.0, max_s=60.0)
-
 
 @dataclass
 class Context:
@@ -36,6 +33,8 @@ class Context:
     def __post_init__(self) -> None:
         if self.identities is None:
             self.identities = BrokerIdentities(self.settings)
+        # launches, webhooks and notices that failed wait 2, 4, 8 ... 60 s (by default) to retry
+        self.retry_backoff = Backoff(initial_s=self.settings.retry_initial_s, max_s=60.0)
 
     @property
     def brokers(self) -> BrokerIdentities:

@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from skydriver_api.reconciler.context import RETRY_BACKOFF, Context, log
+from skydriver_api.reconciler.context import Context, log
 from skydriver_api.reconciler.webhooks import payload_of
 from skydriver_api.services.alerts import alert_key
 from skydriver_api.settings import ApiSettings
@@ -94,7 +94,7 @@ async def settle(ctx: Context, report: Delivery) -> None:
         await ctx.db.scans.notice_published(scan_id, where, attempts)
         log.info("published the notice of %s at %s", scan_id, where, extra={"scan_id": scan_id})
         return
-    delay = RETRY_BACKOFF.delay(attempts)
+    delay = ctx.retry_backoff.delay(attempts)
     log.warning(
         "notice of %s not delivered (attempt %d), retrying in %.0f s: %s",
         scan_id,

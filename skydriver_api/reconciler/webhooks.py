@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from skydriver_api.reconciler.context import RETRY_BACKOFF, Context
+from skydriver_api.reconciler.context import Context
 from skydriver_api.services.results import with_notice_context
 from skyscan.physics.event import parse_event
 from skyscan.records.scan import utcnow
@@ -67,7 +67,7 @@ async def send(ctx: Context, scan: dict[str, Any]) -> None:
         if attempts >= ctx.settings.alert_webhook_attempts:
             await ctx.db.scans.webhook_done(scan_id, f"failed after {attempts} attempts: {reason}", attempts)
             return
-        next_at = utcnow() + dt.timedelta(seconds=RETRY_BACKOFF.delay(attempts))
+        next_at = utcnow() + dt.timedelta(seconds=ctx.retry_backoff.delay(attempts))
         await ctx.db.scans.webhook_retry(scan_id, attempts, reason, next_at)
         return
     await ctx.db.scans.webhook_done(scan_id, f"delivered (HTTP {resp.status_code})", attempts)

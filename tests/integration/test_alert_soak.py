@@ -26,6 +26,7 @@ def can_drop_connections() -> bool:
     return os.geteuid() == 0 and shutil.which("ss") is not None
 
 
+@pytest.mark.restarts_services  # it drops every connection to the Kafka broker for a while
 @pytest.mark.timeout(1500)  # the stream takes a minute; 35 scans' processes take what the machine gives
 def test_an_alert_stream_with_disruptions_loses_and_doubles_nothing(
     kafka_broker: Broker, tmp_path: Path, services: None

@@ -141,6 +141,7 @@ def test_kill_9_server_resumes_without_refitting(api_with) -> None:  # type: ign
     assert NPIX8 <= sum_worker_fits(api, scan_id) <= NPIX8 + (NPIX8 - resumed)
 
 
+@pytest.mark.restarts_services
 def test_rabbitmq_restart_mid_scan(api_with) -> None:  # type: ignore[no-untyped-def]
     if subprocess.run(["which", "rabbitmqctl"], capture_output=True).returncode != 0:
         pytest.skip("rabbitmqctl not on PATH: cannot restart the broker")
@@ -169,6 +170,7 @@ def _start_mongo_wire() -> None:
     services.mongo_up()
 
 
+@pytest.mark.restarts_services
 def test_mongodb_restart_mid_scan(api_with) -> None:  # type: ignore[no-untyped-def]
     if os.environ.get("SKYDRIVER_MONGODB_URI") or not (ROOT / ".services" / "mongo.pid").exists():
         pytest.skip(

@@ -187,13 +187,15 @@ def test_a_launch_that_always_fails_does_not_delay_the_others(database: str) -> 
     bad = insert(database, scan_doc("alice", priority=50))[0]
     good = insert(database, *[scan_doc("bob") for _ in range(3)])
     launcher = FakeLauncher(failing={bad})
-    kw = {"max_concurrent_scans": 10, "max_total_workers": 100}
+    # a back-off long enough that a slow machine cannot outrun it between the two passes
+    kw = {"max_concurrent_scans": 10, "max_total_workers": 100, "retry_initial_s": 30.0}
+    before = dt.datetime.now(dt.UTC)
     run(database, launcher, once, **kw)
     assert launcher.servers == good  # the others launched in the very same pass
     db = MongoClient(MONGO_URI, tz_aware=True)[database]
     doc = db.scans.find_one({"_id": bad})
     assert doc["state"] == "queued" and doc["launch"]["attempts"] == 1
-    assert doc["launch"]["next_attempt_at"] > dt.datetime.now(dt.UTC)  # backing off, not retried at once
+    assert doc["launch"]["next_attempt_at"] >= before + dt.timedelta(seconds=60)  # 30 s, doubled once
     assert "quota exceeded" in doc["launch"]["last_error"]
     run(database, launcher, once, **kw)
     assert db.scans.find_one({"_id": bad})["launch"]["attempts"] == 1  # still backing off
