@@ -7,7 +7,6 @@ without a scan, then serve the scans of the claims on standard input one at a ti
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import signal
 import sys
@@ -15,7 +14,7 @@ import sys
 from server.scan import ScanServer
 from server.settings import ServerSettings
 from skyinfra.logs import setup_logging
-from skyinfra.warm import serve_claims
+from skyinfra.warm import process_arguments, serve_claims
 from skyscan.sky.coordinates import astrometry_context
 
 
@@ -43,16 +42,9 @@ def serve(scan_id: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="skydriver server", description=__doc__)
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--scan-id")
-    group.add_argument("--warm", action="store_true", help="warm up, then serve claimed scans in turn")
-    parser.add_argument("--status-fd", type=int, help="with --warm: where to report each scan's end")
-    args = parser.parse_args(argv)
+    args = process_arguments("skydriver server", __doc__, argv)
     if not args.warm:
         return serve(args.scan_id)
-    if args.status_fd is None:
-        parser.error("--warm needs --status-fd")
     astrometry_context(51544.5)  # the tables the first directions would otherwise wait for
     return serve_claims(serve, args.status_fd)
 

@@ -17,6 +17,7 @@ the next claim: one scan at a time, never two. Closing the claim pipe stops it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -72,6 +73,19 @@ def wait_for_claim() -> Claim | None:
         if not Path(path).is_file():
             raise RuntimeError(f"claim for scan {claim.scan_id} names a missing file {path}")
     return claim
+
+
+def process_arguments(prog: str, description: str | None, argv: list[str] | None) -> argparse.Namespace:
+    """How a launcher starts a scan server or worker: ``--scan-id ID``, or ``--warm --status-fd N``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--scan-id")
+    group.add_argument("--warm", action="store_true", help="warm up, then serve claimed scans in turn")
+    parser.add_argument("--status-fd", type=int, help="with --warm: where to report each scan's end")
+    args = parser.parse_args(argv)
+    if args.warm and args.status_fd is None:
+        parser.error("--warm needs --status-fd")
+    return args
 
 
 READY = "ready"

@@ -6,11 +6,10 @@ scan, then serve the scans of the claims on standard input one at a time (``skyi
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from skyinfra.logs import setup_logging
-from skyinfra.warm import serve_claims
+from skyinfra.warm import process_arguments, serve_claims
 from worker.fitter import Fitter
 from worker.run import Worker
 from worker.settings import WorkerSettings
@@ -26,17 +25,10 @@ def _run(scan_id: str, fitter: Fitter | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="skydriver worker", description=__doc__)
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--scan-id")
-    group.add_argument("--warm", action="store_true", help="warm up, then serve claimed scans in turn")
-    parser.add_argument("--status-fd", type=int, help="with --warm: where to report each scan's end")
-    args = parser.parse_args(argv)
+    args = process_arguments("skydriver worker", __doc__, argv)
     if not args.warm:
         setup_logging("worker", args.scan_id)
         return _run(args.scan_id, None)
-    if args.status_fd is None:
-        parser.error("--warm needs --status-fd")
     fitter = Fitter()
     fitter.start()
 

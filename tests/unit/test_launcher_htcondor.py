@@ -19,30 +19,18 @@ from skydriver_api.launchers.base import (
     LaunchError,
     LaunchSpec,
     Resources,
-    ScanCredentials,
     WorkerCluster,
     WorkforceStatus,
 )
 from skydriver_api.launchers.htcondor import HTCondorLauncher, HTCondorSettings
 from skydriver_api.launchers.htcondor.status import job_state
 from skydriver_api.launchers.htcondor.submit import ATTR_SCAN_ID, BROKER_FILE, SCAN_KEY_FILE, TOKEN_FILE
+from tests.support.credentials import CREDENTIALS, secrets_with
 
 TOKEN = "per-scan-token-0123456789"
 SIF = "/cvmfs/icecube.opensciencegrid.org/containers/skydriver/skydriver_1.2.3.sif"
-CREDENTIALS = ScanCredentials(
-    server_broker_url="amqp://s:sp@rabbit:5672/%2F",
-    worker_broker_url="amqp://w:wp@rabbit:5672/%2F",
-    scan_key="00ff" * 16,
-)
 BROKER = CREDENTIALS.worker_broker_url
-SECRETS = (
-    TOKEN,
-    CREDENTIALS.server_broker_url,
-    CREDENTIALS.worker_broker_url,
-    CREDENTIALS.scan_key,
-    "sp@",
-    "wp@",
-)
+SECRETS = secrets_with(TOKEN)
 SPEC = LaunchSpec(
     scan_id="5f1c0a9e2b7d4c3a8e6f1d2c3b4a5968",
     scan_token=TOKEN,

@@ -32,25 +32,14 @@ from skydriver_api.launchers.kubernetes.manifests import (
     scan_label,
     token_secret_name,
 )
+from tests.support.credentials import CREDENTIALS, secrets_with
 from tests.support.fake_kube import FakeKubeAPI
 
 K8S_VERSION = kubernetes_validate.latest_version()
 NS = "science"
 TOKEN = "tok-0123456789-very-secret"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-CREDENTIALS = ScanCredentials(
-    server_broker_url="amqp://s:sp@rabbit:5672/%2F",
-    worker_broker_url="amqp://w:wp@rabbit:5672/%2F",
-    scan_key="00ff" * 16,
-)
-SECRETS = (
-    TOKEN,
-    CREDENTIALS.server_broker_url,
-    CREDENTIALS.worker_broker_url,
-    CREDENTIALS.scan_key,
-    "sp@",
-    "wp@",
-)
+SECRETS = secrets_with(TOKEN)
 SECRET_DATA = {
     "token": TOKEN,
     "server-broker-url": CREDENTIALS.server_broker_url,

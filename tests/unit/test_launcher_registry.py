@@ -21,7 +21,6 @@ from skydriver_api.launchers.base import (
     Launcher,
     LaunchError,
     LaunchSpec,
-    ScanCredentials,
     WorkerCluster,
     WorkforceStatus,
 )
@@ -31,15 +30,11 @@ from skydriver_api.launchers.kubernetes import KubernetesLauncher
 from skydriver_api.launchers.local import LocalLauncher
 from skydriver_api.launchers.registry import launcher_class
 from skydriver_api.settings import ApiSettings as Settings
+from tests.support.credentials import CREDENTIALS
 from tests.support.fake_kube import FakeKubeAPI
 
 NS = "science"
 ADMIN_BROKER = "amqps://admin:admin-password@rabbitmq.example.org:5671/%2F"
-CREDENTIALS = ScanCredentials(
-    server_broker_url="amqp://s:sp@rabbit:5672/%2F",
-    worker_broker_url="amqp://w:wp@rabbit:5672/%2F",
-    scan_key="00ff" * 16,
-)
 SPEC = LaunchSpec(
     scan_id="5f1c0a9e2b7d4c3a8e6f1d2c3b4a5968",
     scan_token="per-scan-token-0123456789",
