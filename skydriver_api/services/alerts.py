@@ -55,16 +55,19 @@ def _geometry_path(settings: ApiSettings) -> Path | None:
 
 
 def _convert_i3live(document: dict[str, Any], settings: ApiSettings) -> Event:
-    from skyscan.readers.realtime import RealtimeFormatError, read_realtime_event
+    from skyscan.readers.realtime import RealtimeFormatError, decode_frames, read_realtime_event
 
     path = _geometry_path(settings)
-    if path is None or not Path(path).is_file():
-        raise Invalid(
-            "i3live alerts need a detector geometry: set SKYDRIVER_GEOMETRY_FILE "
-            "(or send the open format: {event, alert})",
-        )
     try:
+        if path is None or not Path(path).is_file():
+            decode_frames(document)  # a corrupt document says so first, whatever the configuration
+            raise Invalid(
+                "i3live alerts need a detector geometry: set SKYDRIVER_GEOMETRY_FILE "
+                "(or send the open format: {event, alert})",
+            )
         return read_realtime_event(document, _geometry(str(path)))
+    except Invalid:
+        raise
     except RealtimeFormatError as err:
         raise Invalid(f"i3live event: {err}") from None
     except Exception as err:  # untrusted input, malformed beyond what the reader names: still a 4xx

@@ -328,9 +328,10 @@ def test_abort_stops_processes_deletes_queues_and_keeps_results(api_with) -> Non
 
 
 def test_heartbeats_survive_fits_longer_than_the_heartbeat(api_with) -> None:  # type: ignore[no-untyped-def]
-    # heartbeat 1 s: without heartbeats during a 3 s fit the broker would drop the connection
-    api = api_with(rabbitmq_heartbeat_s="1")
-    scan_id = submit(api, reco="dummy", reco_options={"delay_s": 3.0}, workers=2, nsides="1:0")
+    # heartbeat 2 s: without heartbeats during a 5 s fit the broker would drop the connection
+    # (1 s was too close to what a busy machine's scheduler does to a process between two beats)
+    api = api_with(rabbitmq_heartbeat_s="2")
+    scan_id = submit(api, reco="dummy", reco_options={"delay_s": 5.0}, workers=2, nsides="1:0")
     status = final_status(api, scan_id, timeout_s=120)
     assert status["state"] == "completed"
     assert_each_pixel_once(api, scan_id, nside=1)

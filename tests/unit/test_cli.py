@@ -153,7 +153,8 @@ def test_scan_local_runs_and_flags_an_unresolved_region(
 
 
 # -- simulate, simulate-batch, import-realtime ---------------------------------------------------
-SIM = ["simulate", "--zenith", "1.0", "--azimuth", "2.0", "--energy", "2e4"]
+# the Pandel simulator needs no shared data: these tests are about the options, not the photons
+SIM = ["simulate", "--simulator", "pandel", "--zenith", "1.0", "--azimuth", "2.0", "--energy", "2e4"]
 
 
 @pytest.mark.parametrize(
@@ -188,7 +189,11 @@ def test_simulate_output_folders(capsys: pytest.CaptureFixture[str], tmp_path: P
     # a folder where the file should go, or a file where a folder should be
     assert_refused(cli(capsys, *SIM, "-o", tmp_path / "new"), "--output", "is a folder")
     assert_refused(cli(capsys, *SIM, "-o", target / "x.json"), "--output", "cannot make the folder")
-    assert_refused(cli(capsys, "simulate-batch", "--n", "1", "-o", target), "--output", "is a file")
+    assert_refused(
+        cli(capsys, "simulate-batch", "--simulator", "pandel", "--n", "1", "-o", target),
+        "--output",
+        "is a file",
+    )
 
 
 def test_import_realtime_checks(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
