@@ -89,6 +89,7 @@ def private_api(tmp: Path, **settings: str) -> Iterator[BenchApi]:
         SKYDRIVER_LOG_FORMAT="text",
         SKYDRIVER_RECONCILE_INTERVAL_S="0.2",
         SKYDRIVER_WORKER_IDLE_TIMEOUT_S="60",
+        SKYDRIVER_TEST_RECOS="true",  # a load test: the dummy reco measures the service, not physics
         PYTHONPATH=str(ROOT),
     )
     env.update({f"SKYDRIVER_{k.upper()}": str(v) for k, v in settings.items()})

@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 try:  # typer now ships its own copy of click; its exceptions are not click's
     from typer._click import exceptions as click_errors
@@ -74,9 +75,15 @@ def run(argv: Sequence[str] | None = None) -> int:
     except click_errors.ClickException as err:
         print_error(err.format_message())
         return err.exit_code
-    except click_errors.Abort:
+    except typer.Abort:
         print_error("aborted")
         return 1
+    except ValidationError as err:  # settings from the environment (or a file) that do not hold
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in err.errors()
+        )
+        print_error(f"invalid configuration: {problems}")
+        return BAD_INPUT
     except Exception as err:  # a bug: one line unless asked for the traceback
         if os.environ.get("SKYDRIVER_DEBUG"):
             raise

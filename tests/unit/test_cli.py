@@ -84,6 +84,17 @@ def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2 and "scan-local" in out
 
 
+def test_a_configuration_that_does_not_hold_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Settings are read before any work: an alert reco that is not enabled stops the API at once."""
+    monkeypatch.setenv("SKYDRIVER_ALERT_RECO", "dummy")
+    monkeypatch.setenv("SKYDRIVER_TEST_RECOS", "false")
+    assert_refused(
+        cli(capsys, "api"), "invalid configuration", "SKYDRIVER_ALERT_RECO 'dummy' is not an enabled reco"
+    )
+
+
 def test_submit_and_scan_local_share_the_default_progression() -> None:
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
 
