@@ -4,6 +4,7 @@ run outside that set-up."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -31,6 +32,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+    # make test runs files in parallel (pytest-xdist), which runs one test per id: a repeated id
+    # would silently run once
+    counts = collections.Counter(i.nodeid for i in items)
+    repeated = sorted(nodeid for nodeid, n in counts.items() if n > 1)
+    if repeated:
+        raise pytest.UsageError(f"test ids must be unique; repeated: {', '.join(repeated[:5])}")
 
 
 def _setup_checks():  # type: ignore[no-untyped-def]

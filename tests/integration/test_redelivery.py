@@ -109,6 +109,7 @@ def test_duplicate_result_messages_store_one_result_each(database, tmp_path) -> 
                 ch.basic_publish("", queues["results"], message, signed(TEST_SCAN_KEY, message))
             ch.basic_ack(method.delivery_tag)
             answered += len(results)
+            last_message = len(results)
             if answered == 768:
                 break
         ch.cancel()
@@ -123,7 +124,9 @@ def test_duplicate_result_messages_store_one_result_each(database, tmp_path) -> 
     assert scan["state"] == "completed"
     assert scan["progress"]["nsides"]["8"]["tasks_done"] == 768
     assert scan["progress"]["nsides"]["8"]["pixels_done"] == 768
-    assert scan["counters"]["duplicates"] == 768
+    # every copy read before the scan completed is counted; the copy of the last message may come
+    # after the first copy completed the scan, when the server has stopped reading
+    assert 768 - last_message <= scan["counters"]["duplicates"] <= 768
     skymap = db.skymaps.find_one({"scan_id": scan_id})
     assert skymap["result"]["n_pixels"] == 768
 
