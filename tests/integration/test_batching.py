@@ -14,7 +14,7 @@ import pytest
 from server.settings import ServerSettings
 from skyscan.physics.event import parse_event
 from skyscan.physics.recos.dummy import DummyReco
-from skyscan.wire import PixelResult, ResultBatch, TaskBatch, decode_tasks, encode, queue_names
+from skyscan.wire import decode_tasks, queue_names
 from tests.conftest import (
     AMQP_URL,
     MONGO_URI,
@@ -27,30 +27,12 @@ from tests.conftest import (
     stop_api,
     wait_until,
 )
-from tests.integration.test_redelivery import database, insert_scan, run_server_in_thread  # noqa: F401
+from tests.integration.test_redelivery import answer, database, insert_scan, run_server_in_thread  # noqa: F401
 
 V1_RESULT = (
     b'{"schema": "skydriver.result/1", "task_id": "x:8:1:0", "scan_id": "x", "nside": 8, "pixel": 1,'
     b' "variation": 0, "llh": -1e9}'
 )
-
-
-def answer(reco: DummyReco, prepared, scan_id: str, batch: TaskBatch) -> bytes:  # type: ignore[no-untyped-def]
-    results = []
-    for task in batch.tasks:
-        fit = reco.fit(prepared, task.direction, task.variation, task.seed)
-        results.append(
-            PixelResult(
-                task_id=task.task_id,
-                nside=task.nside,
-                pixel=task.pixel,
-                variation=task.variation,
-                llh=fit.llh,
-                fit=fit.params,
-                runtime_s=1e-4,
-            )
-        )
-    return encode(ResultBatch(scan_id=scan_id, worker="test", results=results))
 
 
 def publish_answer(ch, queue: str, body: bytes) -> None:  # type: ignore[no-untyped-def]

@@ -20,7 +20,7 @@ from skydriver_api.models import ScanRequest
 from skydriver_api.services.scans import new_scan_document, spec_of
 from skyscan.physics.event import parse_event
 from skyscan.physics.recos.dummy import DummyReco
-from skyscan.wire import PixelResult, ResultBatch, decode_tasks, encode, queue_names
+from skyscan.wire import PixelResult, ResultBatch, TaskBatch, decode_tasks, encode, queue_names
 from tests.conftest import AMQP_URL, MONGO_URI, TEST_SCAN_KEY, make_event, scan_key_file, signed
 
 
@@ -40,6 +40,25 @@ def insert_scan(db, event: dict, nsides: str = "8:0") -> str:  # type: ignore[no
     db.scans.insert_one(doc)
     db.pixel_results.create_index("task_id", unique=True)
     return doc["_id"]
+
+
+def answer(reco: DummyReco, prepared, scan_id: str, batch: TaskBatch) -> bytes:  # type: ignore[no-untyped-def]
+    """What a worker would send back for a task message: one result message of its pixels."""
+    results = []
+    for task in batch.tasks:
+        fit = reco.fit(prepared, task.direction, task.variation, task.seed)
+        results.append(
+            PixelResult(
+                task_id=task.task_id,
+                nside=task.nside,
+                pixel=task.pixel,
+                variation=task.variation,
+                llh=fit.llh,
+                fit=fit.params,
+                runtime_s=1e-4,
+            )
+        )
+    return encode(ResultBatch(scan_id=scan_id, worker="test", results=results))
 
 
 def run_server_in_thread(settings: Settings, scan_id: str) -> tuple[threading.Thread, list[int]]:
@@ -91,25 +110,12 @@ def test_duplicate_result_messages_store_one_result_each(database, tmp_path) -> 
             if method is None:
                 break
             batch = decode_tasks(body)
-            results = []
-            for task in batch.tasks:
-                fit = reco.fit(prepared, task.direction, task.variation, task.seed)
-                results.append(
-                    PixelResult(
-                        task_id=task.task_id,
-                        nside=task.nside,
-                        pixel=task.pixel,
-                        variation=task.variation,
-                        llh=fit.llh,
-                        fit=fit.params,
-                    )
-                )
-            message = encode(ResultBatch(scan_id=scan_id, worker="test", results=results))
+            message = answer(reco, prepared, scan_id, batch)
             for _ in range(2):  # the same results, delivered twice
                 ch.basic_publish("", queues["results"], message, signed(TEST_SCAN_KEY, message))
             ch.basic_ack(method.delivery_tag)
-            answered += len(results)
-            last_message = len(results)
+            answered += len(batch.tasks)
+            last_message = len(batch.tasks)
             if answered == 768:
                 break
         ch.cancel()
