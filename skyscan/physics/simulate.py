@@ -98,6 +98,14 @@ def hlc_flags(
     return flags
 
 
+def check_track(zenith: float, azimuth: float, energy_gev: float) -> None:
+    """A track's direction (radians) and energy, as every simulator accepts them."""
+    if not (0.0 <= zenith <= math.pi and 0.0 <= azimuth <= 2 * math.pi):
+        raise ValueError("zenith must be within [0, pi] and azimuth within [0, 2 pi] (radians)")
+    if not energy_gev > 0:
+        raise ValueError("energy must be positive (GeV)")
+
+
 def simulate_track(
     zenith: float,
     azimuth: float,
@@ -110,10 +118,7 @@ def simulate_track(
     event_id: int | None = None,
 ) -> Event:
     """One through-going muon as an open-format event (truth attached)."""
-    if not (0.0 <= zenith <= math.pi and 0.0 <= azimuth <= 2 * math.pi):
-        raise ValueError("zenith must be within [0, pi] and azimuth within [0, 2 pi] (radians)")
-    if not energy_gev > 0:
-        raise ValueError("energy must be positive (GeV)")
+    check_track(zenith, azimuth, energy_gev)
     geometry = geometry or icecube_like_geometry()
     config = config or SimulationConfig()
     ice = get_ice_model(config.ice_model)

@@ -20,7 +20,6 @@ Deterministic for a seed. Speed: see ``docs/physics.md`` (a few seconds per even
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +30,7 @@ from skyscan.physics.pandel_model import travel_direction
 from skyscan.physics.photonsim.ice import LayeredIce, spice_mie
 from skyscan.physics.photonsim.muon import muon_light
 from skyscan.physics.photonsim.propagate import DOM_RADIUS_M, DomSpheres, propagate
-from skyscan.physics.simulate import DEFAULT_MJD, assemble_event, track_vertex
+from skyscan.physics.simulate import DEFAULT_MJD, assemble_event, check_track, track_vertex
 
 
 @dataclass(frozen=True)
@@ -141,10 +140,7 @@ def simulate_track_photons(
     ice: LayeredIce | None = None,
 ) -> Event:
     """One through-going muon, photon by photon through layered ice (truth attached)."""
-    if not (0.0 <= zenith <= math.pi and 0.0 <= azimuth <= 2 * math.pi):
-        raise ValueError("zenith must be within [0, pi] and azimuth within [0, 2 pi] (radians)")
-    if not energy_gev > 0:
-        raise ValueError("energy must be positive (GeV)")
+    check_track(zenith, azimuth, energy_gev)
     geometry = geometry or default_photonsim_geometry()
     config = config or PhotonSimConfig()
     ice = ice or spice_mie()
