@@ -23,6 +23,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,10 +84,19 @@ class LocalLauncher(Launcher):
         return path
 
     def _secret_file(self, scan_id: str, name: str, value: str) -> str:
+        """Write a secret file whole, then move it into place: every process of a scan reads the
+        same token and key files, and a process started earlier may be reading one while the
+        next launch writes it again (truncating in place, that reader saw an empty token)."""
         path = self._scan_dir(scan_id) / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(value)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.")  # 0600, on the same disk
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(value)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         return str(path)
 
     @staticmethod
