@@ -1,8 +1,9 @@
 """The per-scan server: drives the refinement state machine over RabbitMQ and MongoDB.
 
 Resumable: on start it reloads every stored pixel result of the scan id and publishes only what is
-missing. Idempotent: each result is stored under its task id as the document key, so a
-redelivered result changes nothing (and one the server knows is answered is not even written).
+missing. Idempotent: it never writes a result for a task it knows is answered (a redelivered result
+changes nothing), and each flush is one bundle of results whose retried write is a no-op
+(``skyinfra.store.pixel_results``).
 Robust: broker and database outages are retried with backoff; malformed or foreign messages are
 rejected to the dead-letter queue and counted; task messages that exceed the delivery limit come
 back through the dead-letter queue: a batch is split into single-pixel messages (so a poison pixel
@@ -436,8 +437,9 @@ class ScanServer:
                     continue
                 fresh.add(r.task_id)
                 records.append(PixelResultRecord.from_wire(r, self.scan_id, worker, now))
-        if records:
-            await self.db_retry("store results", lambda: self.db.pixel_results.store_once(records))
+        bundle = self.db.pixel_results.bundle(records)  # made once: a retried write is the same bundle
+        if bundle is not None:
+            await self.db_retry("store results", lambda: self.db.pixel_results.store(bundle))
         for record in records:
             self.ref.record(record.to_variation_result())
             self.outstanding.pop(record.task_id, None)

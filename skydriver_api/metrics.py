@@ -24,7 +24,11 @@ log = logging.getLogger("skydriver.metrics")
 REGISTRY = CollectorRegistry()
 
 SCANS_BY_STATE = Gauge("skydriver_scans", "Scans by state", ["state"], registry=REGISTRY)
-PIXELS_DONE = Gauge("skydriver_pixel_results_total", "Pixel results stored (all scans)", registry=REGISTRY)
+PIXELS_DONE = Gauge(
+    "skydriver_pixel_results_total",
+    "Pixel results recorded (all scans, as of each scan server's last progress report)",
+    registry=REGISTRY,
+)
 PIXEL_RATE = Gauge(
     "skydriver_pixels_per_second", "Pixel results per second over active scans", registry=REGISTRY
 )
@@ -79,7 +83,7 @@ async def refresh(db: Database, settings: BrokerSettings | None = None) -> None:
     counts.update(await db.scans.counts_by_state())
     for state, n in counts.items():
         SCANS_BY_STATE.labels(state).set(n)
-    total = await db.pixel_results.estimated_count()
+    total = await db.scans.tasks_done_total()
     PIXELS_DONE.set(total)
     now = time.monotonic()
     if "t" in _last and now > _last["t"]:

@@ -7,7 +7,7 @@ directly. ``Database`` opens the client and holds the repositories:
 |---|---|---|
 | ``scans`` | ``scans`` | the scan record: ``state``/``history`` change only through ``transition()`` |
 | ``events`` | ``events`` | the event of each scan (kept apart: it can be large) |
-| ``pixel_results`` | ``pixel_results`` | one document per task id (unique), first result wins |
+| ``pixel_results`` | ``pixel_results`` | a bundle of results per server flush; first result of a task wins |
 | ``skymaps`` | ``skymaps`` | the final result document of a scan, written once |
 | ``tokens`` | ``tokens`` | hashed bearer tokens |
 | ``idempotency_keys`` | ``idempotency_keys`` | one per owner and ``Idempotency-Key`` |

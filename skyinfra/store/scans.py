@@ -194,6 +194,11 @@ class ScanRepository:
         cursor = self._c.find({"state": {"$in": list(TERMINAL_STATES)}, "cleanup_pending": True})
         return [d async for d in cursor]
 
+    async def tasks_done_total(self) -> int:
+        """Pixel results recorded over every scan, as of each server's last progress report."""
+        rows = await self._c.aggregate([{"$group": {"_id": None, "n": {"$sum": "$progress.tasks_done"}}}])
+        return sum([int(row["n"] or 0) async for row in rows])
+
     async def counts_by_state(self) -> dict[str, int]:
         rows = await self._c.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}])
         return {row["_id"]: row["n"] async for row in rows}

@@ -28,6 +28,7 @@ from tests.conftest import (
     wait_until,
 )
 from tests.integration.test_redelivery import answer, database, insert_scan, run_server_in_thread  # noqa: F401
+from tests.support.stored_results import stored_count, stored_results
 
 V1_RESULT = (
     b'{"schema": "skydriver.result/1", "task_id": "x:8:1:0", "scan_id": "x", "nside": 8, "pixel": 1,'
@@ -98,9 +99,9 @@ def test_partly_answered_and_redelivered_batches_change_nothing(database, tmp_pa
     assert exit_codes == [0]
     assert handed_back and answered_twice >= 2
     assert max(sizes) > 1  # the batch size grew once fit times were measured
-    stored = list(db.pixel_results.find({"scan_id": scan_id}, {"task_id": 1, "pixel": 1}))
+    stored = stored_results(db, scan_id)
     assert sorted(d["pixel"] for d in stored) == list(range(768))
-    assert all(d["_id"] == d["task_id"] for d in stored)
+    assert sorted(d["task_id"] for d in stored) == sorted(f"{scan_id}:8:{d['pixel']}:0" for d in stored)
     scan = db.scans.find_one({"_id": scan_id})
     assert scan["state"] == "completed"
     assert scan["progress"]["nsides"]["8"]["tasks_done"] == 768
@@ -149,4 +150,4 @@ def test_a_poison_pixel_in_a_batch_is_dead_lettered_alone(poison_api: LiveApi) -
         int(line.split("a batch of ")[1].split()[0]) for line in logs.splitlines() if "a batch of" in line
     ]
     assert splits and max(splits) > 1, logs[-3000:]
-    assert api.db().pixel_results.count_documents({"scan_id": scan_id}) == 768
+    assert stored_count(api.db(), scan_id) == 768

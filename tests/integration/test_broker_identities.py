@@ -34,6 +34,7 @@ from skyscan.wire import (
     task_id,
 )
 from tests.conftest import AMQP_URL, MONGO_URI, LiveApi, make_event, signed, start_api, stop_api, wait_until
+from tests.support.stored_results import stored_count, stored_results
 
 NPIX8 = 768
 MANAGEMENT = "http://127.0.0.1:15672/api"
@@ -156,7 +157,7 @@ def test_each_identity_reaches_only_what_its_holder_needs(api: LiveApi) -> None:
     for scan_id in (scan_a, scan_b):  # the probes changed nothing: both scans complete in full
         status = final(api, scan_id)
         assert status["state"] == "completed" and status["failed_pixels"] == 0, status
-        assert api.db().pixel_results.count_documents({"scan_id": scan_id}) == NPIX8
+        assert stored_count(api.db(), scan_id) == NPIX8
 
 
 # -- forged messages -----------------------------------------------------------------------------------
@@ -189,7 +190,7 @@ def test_a_forged_result_changes_nothing(api: LiveApi) -> None:
     assert status["counters"]["duplicates"] == 0
     with api.client() as client:
         assert client.result(scan_id).json()["best_fit"]["llh"] > -1e6
-    stored = list(api.db().pixel_results.find({"scan_id": scan_id}, {"llh": 1, "worker": 1}))
+    stored = stored_results(api.db(), scan_id)
     assert len(stored) == NPIX8 and not [d for d in stored if d.get("llh") == -1e6]
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from skyscan.sky.coordinates import angular_distance, detector_to_equatorial
 from tests.conftest import LiveApi, make_event
+from tests.support.stored_results import stored_results
 
 
 def test_dummy_scan_at_nside_8_completes_with_one_result_per_pixel(shared_api: LiveApi) -> None:
@@ -22,7 +23,7 @@ def test_dummy_scan_at_nside_8_completes_with_one_result_per_pixel(shared_api: L
         result = client.result(scan_id).json()
 
     db = shared_api.db()
-    stored = list(db.pixel_results.find({"scan_id": scan_id}, {"nside": 1, "pixel": 1}))
+    stored = stored_results(db, scan_id)
     assert len(stored) == 768
     assert sorted(r["pixel"] for r in stored) == list(range(768))
     assert {r["nside"] for r in stored} == {8}

@@ -18,6 +18,7 @@ import pytest
 
 from skyscan.wire import PixelResult, ResultBatch, encode, queue_names, task_id
 from tests.conftest import AMQP_URL, ROOT, LiveApi, make_event, signed, start_api, stop_api, wait_until
+from tests.support.stored_results import stored_count, stored_results
 
 pytestmark = pytest.mark.faults
 
@@ -46,7 +47,7 @@ def scan_doc(api: LiveApi, scan_id: str) -> dict[str, Any]:
 
 
 def tasks_done(api: LiveApi, scan_id: str) -> int:
-    return api.db().pixel_results.count_documents({"scan_id": scan_id})
+    return stored_count(api.db(), scan_id)
 
 
 def assert_each_pixel_once(api: LiveApi, scan_id: str, nside: int = 8) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def assert_each_pixel_once(api: LiveApi, scan_id: str, nside: int = 8) -> dict[s
         result = client.result(scan_id).json()
     pixels = [(p["nside"], p["pixel"]) for p in result["pixels"]]
     assert sorted(pixels) == [(nside, i) for i in range(12 * nside * nside)]
-    stored = list(api.db().pixel_results.find({"scan_id": scan_id}, {"task_id": 1, "scan_id": 1}))
+    stored = stored_results(api.db(), scan_id)
     assert len(stored) == len({d["task_id"] for d in stored}) == 12 * nside * nside
     assert all(d["task_id"].startswith(f"{scan_id}:") for d in stored)  # nothing from another scan
     return result
@@ -238,7 +239,7 @@ def test_malformed_and_foreign_messages_are_rejected_and_counted(api_with) -> No
     assert status["counters"]["unexpected"] == 1
     result = assert_each_pixel_once(api, scan_id)
     assert result["best_fit"]["llh"] > 0  # the forged -1e9 never entered the map
-    assert api.db().pixel_results.count_documents({"scan_id": other}) == NPIX8  # the other scan is untouched
+    assert stored_count(api.db(), other) == NPIX8  # the other scan is untouched
 
 
 def test_crash_dummy_raising_hanging_and_poison_pixels(api_with) -> None:  # type: ignore[no-untyped-def]

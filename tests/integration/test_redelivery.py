@@ -22,6 +22,7 @@ from skyscan.physics.event import parse_event
 from skyscan.physics.recos.dummy import DummyReco
 from skyscan.wire import PixelResult, ResultBatch, TaskBatch, decode_tasks, encode, queue_names
 from tests.conftest import AMQP_URL, MONGO_URI, TEST_SCAN_KEY, make_event, scan_key_file, signed
+from tests.support.stored_results import stored_count
 
 
 @pytest.fixture
@@ -38,7 +39,6 @@ def insert_scan(db, event: dict, nsides: str = "8:0") -> str:  # type: ignore[no
     doc = new_scan_document(req, "tester", spec_of(req))
     db.events.insert_one({"_id": doc["_id"], "event": event})
     db.scans.insert_one(doc)
-    db.pixel_results.create_index("task_id", unique=True)
     return doc["_id"]
 
 
@@ -125,7 +125,7 @@ def test_duplicate_result_messages_store_one_result_each(database, tmp_path) -> 
     thread.join(120)
     assert exit_codes == [0]
     assert answered == 768
-    assert db.pixel_results.count_documents({"scan_id": scan_id}) == 768
+    assert stored_count(db, scan_id) == 768
     scan = db.scans.find_one({"_id": scan_id})
     assert scan["state"] == "completed"
     assert scan["progress"]["nsides"]["8"]["tasks_done"] == 768

@@ -130,14 +130,25 @@ def test_pixel_results_and_skymaps_are_written_once(database: str) -> None:
         )
 
     async def body(db: Database) -> Any:
-        await db.pixel_results.store_once([result(1.0)])
-        await db.pixel_results.store_once([result(-1e6), result(2.0)])  # a duplicate changes nothing
+        bundle = db.pixel_results.bundle([result(1.0)])
+        stored = [await db.pixel_results.store(bundle), await db.pixel_results.store(bundle)]  # a retry
+        # a later writer of the same task (a second server): readers keep the first result written
+        await db.pixel_results.store(db.pixel_results.bundle([result(-1e6), result(2.0)]))
         first = await db.skymaps.store_final("s1", {"n": 1})
         second = await db.skymaps.store_final("s1", {"n": 2})
-        return await db.pixel_results.for_scan("s1"), first, second, await db.skymaps.get("s1")
+        n_bundles = await db.db.pixel_results.count_documents({"scan_id": "s1"})
+        return (
+            await db.pixel_results.for_scan("s1"),
+            stored,
+            n_bundles,
+            first,
+            second,
+            await db.skymaps.get("s1"),
+        )
 
-    stored, first, second, skymap = run(database, body)
+    stored, written, n_bundles, first, second, skymap = run(database, body)
     assert [r.llh for r in stored] == [1.0]
+    assert written == [1, 1] and n_bundles == 2  # the retried write of one bundle added nothing
     assert (first, second, skymap) == (True, False, {"n": 1})
 
 

@@ -27,6 +27,7 @@ import pytest
 from skyscan.wire import Direction, PixelTask, TaskBatch, encode, queue_names, task_id
 from tests.conftest import AMQP_URL, make_event, signed, start_api, stop_api, wait_until
 from tests.integration.conftest import OpsApi, make_tokens
+from tests.support.stored_results import stored_count
 
 BODY_LIMIT = 1024 * 1024
 
@@ -93,7 +94,7 @@ def test_a_worker_refuses_a_task_whose_reco_is_not_enabled(guarded: OpsApi) -> N
             "scan_id"
         ]
     worker = wait_until(lambda: _pids(guarded, scan_id, "worker_pids"), 60, "a worker")[0]
-    wait_until(lambda: guarded.db().pixel_results.count_documents({"scan_id": scan_id}) >= 1, 60, "a fit")
+    wait_until(lambda: stored_count(guarded.db(), scan_id) >= 1, 60, "a fit")
     poison = TaskBatch(
         scan_id=scan_id,
         reco="crash-dummy",
