@@ -11,8 +11,10 @@ import sys
 from skyinfra.logs import setup_logging
 from skyinfra.warm import process_arguments, serve_claims
 from worker.fitter import Fitter
-from worker.run import Worker
+from worker.run import Worker, tls_context
 from worker.settings import WorkerSettings
+
+WARM_UP_TIMEOUT_S = 300.0  # past this the worker says it is ready anyway (a fit waits, nothing fails)
 
 
 def _run(scan_id: str, fitter: Fitter | None) -> int:
@@ -29,8 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.warm:
         setup_logging("worker", args.scan_id)
         return _run(args.scan_id, None)
+    tls_context()
     fitter = Fitter()
-    fitter.start()
+    fitter.wait_warm(WARM_UP_TIMEOUT_S)  # ready means ready: a claim never waits for the fit process
 
     def serve(scan_id: str) -> int:
         setup_logging("worker", scan_id)

@@ -37,13 +37,14 @@ def warm_up() -> None:
     astrometry_context(51544.5)
 
 
-def _child(conn: Connection) -> None:
+def _child(conn: Connection, warmed: Any) -> None:
     die_with_parent()  # a fit never outlives its worker, however the worker ends
     signal.signal(
         signal.SIGTERM, signal.SIG_IGN
     )  # a SIGTERM to the group is for the parent: it hands the task back
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     warm_up()
+    warmed.set()
     event = None
     cache: dict[str, tuple[Any, Any]] = {}
     while True:
@@ -97,17 +98,25 @@ class Fitter:
         self._ctx = mp.get_context("spawn")
         self._proc: Any = None
         self._conn: Connection | None = None
+        self._warmed: Any = None  # set by the child once it has warmed up
         self._event_sent = False
 
     def start(self) -> None:
         """Start the fit process now (it warms up while the worker waits for its scan)."""
         if self._proc is None or not self._proc.is_alive():
             parent, child = self._ctx.Pipe()
-            self._proc = self._ctx.Process(target=_child, args=(child,), daemon=True)
+            self._warmed = self._ctx.Event()
+            self._proc = self._ctx.Process(target=_child, args=(child, self._warmed), daemon=True)
             self._proc.start()
             child.close()
             self._conn = parent
             self._event_sent = False
+
+    def wait_warm(self, timeout_s: float) -> bool:
+        """Wait until the fit process has warmed up (a warm worker says it is ready only then, so
+        a scan it takes never waits for the fit process's imports and astrometry tables)."""
+        self.start()
+        return bool(self._warmed.wait(timeout_s))
 
     def use_event(self, event_doc: dict[str, Any]) -> None:
         """Fit for this event from now on (a warm worker's next scan)."""

@@ -17,11 +17,13 @@ workers (the server makes the messages of a step's tail small).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 import signal
 import socket
+import ssl
 import time
 from typing import Any
 
@@ -68,6 +70,13 @@ class EventUnavailable(RuntimeError):
     pass
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The default verifying TLS context, made once per process (a warm worker makes it before its
+    first scan): httpx would otherwise load the CA store on every request, 0.2-0.3 s of CPU."""
+    return ssl.create_default_context()
+
+
 def fetch_event(settings: WorkerSettings, scan_id: str, deadline_s: float = 120.0) -> dict[str, Any]:
     """GET the scan's event from the API with the scan's system token (retrying while the API is away)."""
     token = settings.read_scan_token()
@@ -76,7 +85,7 @@ def fetch_event(settings: WorkerSettings, scan_id: str, deadline_s: float = 120.
     waits, start = RECONNECT_BACKOFF.waits(), time.monotonic()
     while True:
         try:
-            resp = httpx.get(url, headers=headers, timeout=30)
+            resp = httpx.get(url, headers=headers, timeout=30, verify=tls_context())
             if resp.status_code == 200:
                 return resp.json()
             if resp.status_code in (401, 403, 404):

@@ -32,8 +32,9 @@ class PixelResultRecord(BaseModel):
     def from_wire(
         cls, result: PixelResult, scan_id: str, worker: str, stored_at: dt.datetime
     ) -> PixelResultRecord:
-        """A result off a result message (whose envelope names the scan and the worker)."""
-        return cls(
+        """A result off a result message (whose envelope names the scan and the worker); the
+        message was validated when it was decoded, so its fields are not validated again."""
+        return cls.model_construct(
             **{name: getattr(result, name) for name in _WIRE_FIELDS},
             scan_id=scan_id,
             worker=worker,

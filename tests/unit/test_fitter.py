@@ -1,0 +1,32 @@
+"""The worker's fit process: warmed up before a warm worker says it is ready, and fits once it has an event."""
+
+from __future__ import annotations
+
+from skyscan.wire import Direction, PixelTask, TaskBatch, encode, task_id
+from tests.conftest import make_event
+from worker.fitter import Fitter
+
+
+def test_a_fit_process_is_warm_before_its_first_event_and_then_fits_without_start_up() -> None:
+    fitter = Fitter()
+    try:
+        assert fitter.wait_warm(120)  # imports and astrometry tables loaded, no scan yet
+        fitter.use_event(make_event())
+        tasks = [
+            PixelTask(
+                task_id=task_id("s1", 8, pixel, 0),
+                nside=8,
+                pixel=pixel,
+                variation=0,
+                direction=Direction(ra=1.0, dec=0.1 * pixel, zenith=1.5, azimuth=0.2),
+            )
+            for pixel in range(3)
+        ]
+        body = encode(TaskBatch(scan_id="s1", reco="dummy", tasks=tasks))
+        fits = list(fitter.fit_batch(body, 3, 30.0, lambda: None, lambda: False))
+        assert [index for index, *_ in fits] == [0, 1, 2]
+        assert all(fit is not None and fit.status == "ok" and error is None for _, fit, _, error in fits)
+        assert len({fit.llh for _, fit, _, _ in fits}) == 3  # three directions, three likelihoods
+        assert fitter.wait_warm(0)  # the same process, still warm
+    finally:
+        fitter.close()
