@@ -1,4 +1,4 @@
-"""The worker's fit process: warmed up before a warm worker says it is ready, and fits once it has an event."""
+"""The worker's fit process: warm before a warm worker says it is ready; fits once it has an event."""
 
 from __future__ import annotations
 
