@@ -438,8 +438,8 @@ class ScanServer:
                 records.append(PixelResultRecord.from_wire(r, self.scan_id, worker, now))
         if records:
             await self.db_retry("store results", lambda: self.db.pixel_results.store_once(records))
+        self.ref.record_many([record.to_variation_result() for record in records])
         for record in records:
-            self.ref.record(record.to_variation_result())
             self.outstanding.pop(record.task_id, None)
         self.add_plan()
         await self.publish_pending()
