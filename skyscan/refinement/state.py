@@ -22,6 +22,7 @@ import struct
 from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
 from itertools import islice
+from operator import itemgetter
 from typing import Protocol
 
 import healpy as hp
@@ -249,8 +250,20 @@ class _PixelTable:
             if not keys.issubset(self.fit):  # new columns, first seen first: the read-back order
                 for key in dict.fromkeys(k for f in fits for k in f):
                     self._column(key)
-            for key in [k for k in self.fit if k in keys]:
-                self.fit[key][index] = _column_values(fits, key)
+            order = [k for k in self.fit if k in keys]
+            try:  # the common case, every fit with every key: one 2-D conversion in C
+                block = np.array(list(map(itemgetter(*order), fits)), dtype=np.float64)
+            except (KeyError, TypeError, ValueError):
+                for key in order:
+                    self.fit[key][index] = _column_values(fits, key)
+            else:
+                block = block.reshape(len(fits), len(order))
+                for j, key in enumerate(order):
+                    values = block[:, j]
+                    for i in np.flatnonzero(np.isnan(values)).tolist():
+                        if fits[i][key] is None:  # None became a plain NaN
+                            values[i] = _NONE
+                    self.fit[key][index] = values
         for row, error in zip(rows, errors, strict=True):
             if error is not None:
                 self.errors[row] = self._error_text.setdefault(error, error)

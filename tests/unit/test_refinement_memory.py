@@ -340,3 +340,28 @@ def test_a_whole_sky_step_costs_the_same_few_bytes_per_pixel_at_any_nside() -> N
     assert planned64 < 35 and planned128 < 35
     assert held64 < 100 and held128 < 100
     assert abs(held128 / held64 - 1) < 0.1
+
+
+@pytest.mark.parametrize("batch", [1, 40])
+def test_fit_values_read_back_as_they_came_none_nan_and_absent_apart(batch: int) -> None:
+    ref = Refinement(Scripted([4], [{4: np.arange(40)}]), 1, 58000.0)
+    ref.next_plan()
+    fits: list[dict[str, float | None]] = []
+    for p in range(40):
+        fit: dict[str, float | None] = {"X": p * 0.25, "E_tot": None if p % 3 == 0 else 1e300}
+        if p % 5 == 0:
+            fit["E_tot"] = math.nan
+        if p == 7:
+            fit["X"] = "not a number"  # type: ignore[assignment]  # a reco bug: stored as None
+        if p == 8:
+            fit["X"] = math.inf
+        fits.append(fit)
+    results = [VariationResult(4, p, 0, 1.0 + p, fits[p]) for p in range(40)]
+    for i in range(0, 40, batch):
+        ref.record_many(results[i : i + batch])
+    for p in range(40):
+        got = ref.complete[(4, p)].fit
+        want = {**fits[p], "X": None} if p == 7 else fits[p]
+        assert same_fit(got, want), (p, got, want)
+    assert ref.complete[(4, 15)].fit["E_tot"] is not None and math.isnan(ref.complete[(4, 15)].fit["E_tot"])
+    assert ref.complete[(4, 3)].fit["E_tot"] is None and ref.complete[(4, 8)].fit["X"] == math.inf
