@@ -137,11 +137,11 @@ class _PixelTable:
     """
 
     MIN_ROWS = 256
-    # Pixel -> row. A dict entry costs about 100 bytes (hash slot, key and value objects), a dense
-    # int32 index 4 bytes per pixel of the sphere (-1: not planned). The index becomes dense once
-    # the nside holds more than 1/16 of the sphere: from then on it costs at most 64 bytes per
-    # planned pixel and 4 for a whole-sky step, below that the dict costs about 100 bytes for each
-    # of a few pixels. Single lookups stay O(1) both ways (the server checks every result).
+    # Pixel -> row. A dict entry costs about 100 bytes (hash slot, key and value objects); a dense
+    # int32 index costs 4 bytes per pixel of the sphere (-1: not planned) however few are planned.
+    # So a dict while the nside holds at most 1/16 of the sphere (small steps: at most 100 bytes a
+    # planned pixel), the dense index beyond (at most 64 bytes a planned pixel at the switch, 4 for
+    # a whole-sky step). Lookups of one pixel are O(1) both ways: the server checks every result.
     DENSE_FRACTION = 16
 
     def __init__(self, nside: int, number: int, count_dtype: type[np.unsignedinteger]) -> None:
