@@ -444,8 +444,8 @@ class ScanServer:
         bundle = self.db.pixel_results.bundle(records)  # made once: a retried write is the same bundle
         if bundle is not None:
             await self.db_retry("store results", lambda: self.db.pixel_results.store(bundle))
+        self.ref.record_many([record.to_variation_result() for record in records])
         for record in records:
-            self.ref.record(record.to_variation_result())
             self.outstanding.pop(record.task_id, None)
         self.add_plan()
         await self.publish_pending()

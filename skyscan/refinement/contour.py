@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from itertools import islice
 
 import healpy as hp
 import numpy as np
 
 from skyscan.refinement.fits import PixelBest, PixelKey
-from skyscan.refinement.state import RefinementView
+from skyscan.refinement.state import RefinementView, completed_key_at, completed_since
 from skyscan.sky import pixels as px
 from skyscan.skymap.contours import level_for
 
@@ -214,8 +213,7 @@ class ContourStrategy:
         n = len(complete)
         stale = self._seen_view != id(view) or n < self._seen_n
         if not stale and self._seen_n:
-            last = next(islice(complete, self._seen_n - 1, None), None)
-            stale = last != self._seen_last
+            stale = completed_key_at(complete, self._seen_n - 1) != self._seen_last
         if stale:
             self._values = {}
             self._level_best = {}
@@ -224,7 +222,7 @@ class ContourStrategy:
             self._memo = {}
             self._seen_n = 0
             self._seen_view = id(view)
-        for key, pb in islice(complete.items(), self._seen_n, None):
+        for key, pb in completed_since(complete, self._seen_n):
             nside, pixel = key
             llh = _llh(pb)
             self._values.setdefault(nside, {})[pixel] = llh

@@ -16,7 +16,7 @@ from typing import Any
 from skyscan.physics.event import Event
 from skyscan.physics.recos.base import Reco
 from skyscan.physics.recos.evaluate import fit_direction
-from skyscan.refinement.fits import FIT_VERTEX_KEYS, VariationResult, global_best
+from skyscan.refinement.fits import FIT_VERTEX_KEYS, VariationResult
 from skyscan.refinement.state import Refinement, TaskSpec
 from skyscan.sky.coordinates import detector_to_equatorial
 from skyscan.wire import Direction, Vertex
@@ -108,7 +108,7 @@ def llh_at_truth(reco: Reco, prepared: Any, event: Event, refinement: Refinement
     leads the fit at the truth into a worse local minimum (seen: 74 instead of 50).
     """
     direction = truth_direction(event)
-    best = global_best(refinement.complete)
+    best = refinement.best()  # global_best of complete, kept as results come (no pass over every pixel)
     if direction is None or best is None:
         return None
     seeds: list[Vertex | None] = [None]

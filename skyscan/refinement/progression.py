@@ -6,8 +6,10 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
+
 from skyscan.refinement.fits import PixelBest, PixelKey
-from skyscan.refinement.state import RefinementView
+from skyscan.refinement.state import RefinementView, completed_nsides
 from skyscan.sky import pixels as px
 
 DEFAULT_PROGRESSION = "8:0,64:12,512:24"
@@ -103,28 +105,34 @@ class ProgressionStrategy:
             out.append((fine.nside, min(px.npix(fine.nside), parents * (fine.nside // coarse.nside) ** 2)))
         return out
 
-    def refine_pairs(self, best: PixelBest, scanned_nsides: set[int]) -> list[PixelKey]:
-        """Children of the discs around ``best`` for every pair whose coarse nside has results."""
+    def refine_arrays(self, best: PixelBest, scanned_nsides: set[int]) -> dict[int, np.ndarray]:
+        """Children of the discs around ``best`` for every pair whose coarse nside has results:
+        {fine nside: pixels}, parents in pixel order, each parent's children in pixel order."""
         ra, dec = best.radec
-        wanted: list[PixelKey] = []
+        wanted: dict[int, np.ndarray] = {}
         for coarse, fine in zip(self.steps, self.steps[1:], strict=False):
             if coarse.nside not in scanned_nsides:
                 continue
             radius = math.sqrt(fine.extension * px.pixel_area_sr(coarse.nside) / math.pi)
             coarse_pixels = set(px.disc_pixels(coarse.nside, ra, dec, radius).tolist())
             coarse_pixels.add(int(px.radec_pixel(coarse.nside, ra, dec)))
-            for cp in sorted(coarse_pixels):
-                wanted.extend((fine.nside, int(p)) for p in px.children(coarse.nside, cp, fine.nside))
+            children = [px.children(coarse.nside, cp, fine.nside) for cp in sorted(coarse_pixels)]
+            wanted[fine.nside] = np.concatenate(children)
         return wanted
 
-    def plan(self, view: RefinementView) -> list[PixelKey]:
+    def refine_pairs(self, best: PixelBest, scanned_nsides: set[int]) -> list[PixelKey]:
+        """:meth:`refine_arrays` as (nside, pixel) pairs."""
+        arrays = self.refine_arrays(best, scanned_nsides)
+        return [(nside, p) for nside, pixels in arrays.items() for p in pixels.tolist()]
+
+    def plan(self, view: RefinementView) -> dict[int, np.ndarray]:
+        """Arrays of pixels per nside (the refinement drops those planned already)."""
         if view.pending:
-            return []
+            return {}
         if not view.complete:
             first = self.steps[0].nside
-            return [(first, p) for p in range(px.npix(first))]
+            return {first: np.arange(px.npix(first), dtype=np.int64)}
         best = view.best()
         if best is None:  # every pixel failed: nothing sensible to refine around
-            return []
-        scanned = {nside for nside, _ in view.complete}
-        return [k for k in self.refine_pairs(best, scanned) if k not in view.complete]
+            return {}
+        return self.refine_arrays(best, completed_nsides(view.complete))
