@@ -8,7 +8,7 @@ directly. ``Database`` opens the client and holds the repositories:
 | ``scans`` | ``scans`` | the scan record: ``state``/``history`` change only through ``transition()`` |
 | ``events`` | ``events`` | the event of each scan (kept apart: it can be large) |
 | ``pixel_results`` | ``pixel_results`` | a bundle of results per server flush; first result of a task wins |
-| ``skymaps`` | ``skymaps`` | the final result document of a scan, written once |
+| ``skymaps`` | ``skymaps``, ``skymap_pixels`` | the final result of a scan, written once; rows in parts |
 | ``tokens`` | ``tokens`` | hashed bearer tokens |
 | ``idempotency_keys`` | ``idempotency_keys`` | one per owner and ``Idempotency-Key`` |
 | ``alerts`` | ``alerts`` | one per realtime alert revision (run, event, revision) |
@@ -51,7 +51,7 @@ class Database:
         self.scans = ScanRepository(self.db.scans)
         self.events = EventRepository(self.db.events)
         self.pixel_results = PixelResultRepository(self.db.pixel_results)
-        self.skymaps = SkymapRepository(self.db.skymaps)
+        self.skymaps = SkymapRepository(self.db.skymaps, self.db.skymap_pixels)
         self.tokens = TokenRepository(self.db.tokens)
         self.idempotency_keys = IdempotencyKeyRepository(self.db.idempotency_keys)
         self.alerts = AlertRepository(self.db.alerts)

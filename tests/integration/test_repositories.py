@@ -13,6 +13,7 @@ import pytest
 from pymongo import MongoClient
 
 from skyinfra.store import Database, Duplicate
+from skyinfra.store.skymaps import SkymapRepository
 from skyscan.records.pixel_result import PixelResultRecord
 from skyscan.records.scan import IllegalTransition, ScanRecord, WorkerShare
 from skyscan.records.spec import ScanSpec
@@ -150,6 +151,51 @@ def test_pixel_results_and_skymaps_are_written_once(database: str) -> None:
     assert [r.llh for r in stored] == [1.0]
     assert written == [1, 1] and n_bundles == 2  # the retried write of one bundle added nothing
     assert (first, second, skymap) == (True, False, {"n": 1})
+
+
+def test_a_final_skymap_larger_than_one_document_is_stored_in_parts_and_read_back_whole(
+    database: str,
+) -> None:
+    # 120,000 rows of the real shape are about 18 MB of BSON: over MongoDB's 16 MB per document
+    row = {
+        "nside": 128,
+        "llh": 1234.5678,
+        "X": 1.5,
+        "Y": -2.5,
+        "Z": 3.5,
+        "T": 1e4,
+        "E_tot": 2e4,
+        "E_in": None,
+    }
+    rows = [{**row, "pixel": i, "variation": 0, "status": "ok"} for i in range(120_000)]
+    result = {"n_pixels": len(rows), "best_fit": {"pixel": 7}, "pixels": rows}
+
+    async def body(db: Database) -> Any:
+        assert await db.skymaps.store_final("big", result)
+        return await db.skymaps.get("big"), await db.db.skymap_pixels.count_documents({"scan_id": "big"})
+
+    stored, n_parts = run(database, body)
+    assert stored["pixels"] == rows and stored["best_fit"] == {"pixel": 7} and stored["n_pixels"] == 120_000
+    assert n_parts == 3  # 40,000 rows a part
+
+
+def test_skymap_parts_are_in_order_a_late_writer_leaves_them_and_strays_are_removed(database: str) -> None:
+    rows = [{"pixel": i} for i in range(8)]
+
+    async def body(db: Database) -> Any:
+        skymaps = SkymapRepository(db.db.skymaps, db.db.skymap_pixels, pixels_per_part=3)
+        # a part left by an attempt that failed before its head was written
+        await db.db.skymap_pixels.insert_one({"_id": "s1:dead:0", "scan_id": "s1", "pixels": [{"pixel": -1}]})
+        first = await skymaps.store_final("s1", {"n": 8, "pixels": rows})
+        late = await skymaps.store_final("s1", {"n": 1, "pixels": [{"pixel": 99}]})
+        parts = await db.db.skymap_pixels.count_documents({"scan_id": "s1"})
+        empty = await skymaps.store_final("s2", {"n": 0, "pixels": []})
+        return first, late, parts, await skymaps.get("s1"), empty, await skymaps.get("s2")
+
+    first, late, parts, stored, empty, stored_empty = run(database, body)
+    assert (first, late, parts) == (True, False, 3)  # 8 rows in parts of 3; the stray is gone
+    assert stored == {"n": 8, "pixels": rows}
+    assert empty is True and stored_empty == {"n": 0, "pixels": []}
 
 
 def test_idempotency_keys_and_alert_identities_are_unique(database: str) -> None:
