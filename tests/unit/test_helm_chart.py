@@ -58,6 +58,16 @@ def one(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> di
     return found[0]
 
 
+def api_config(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The API's ConfigMap (the bundled RabbitMQ has one of its own)."""
+    (config,) = [
+        c
+        for c in by_kind(objects, "ConfigMap")
+        if c["metadata"]["labels"].get("app.kubernetes.io/component") != "rabbitmq"
+    ]
+    return config
+
+
 def secret_data(objects: list[dict[str, Any]]) -> dict[str, str]:
     return {k: base64.b64decode(v).decode() for k, v in one(objects, "Secret")["data"].items()}
 
@@ -174,14 +184,14 @@ def test_api_deployment_probes_security_and_secrets(chart: Any, values_name: str
     secrets = secret_data(objects)
     assert len(secrets["scan-secret"]) >= 32
     assert "condor-broker-url" not in secrets  # grid workers get their scan's own identity
-    configmap = one(objects, "ConfigMap")["data"]
+    configmap = api_config(objects)["data"]
     for value in secrets.values():
         assert all(value not in v for v in configmap.values())
         assert all(value not in e.get("value", "") for e in api["env"])
     # the ConfigMap is loaded into scan pods: nothing of the API's broker or scan secrets in it
     assert not {"SKYDRIVER_SCAN_SECRET", "SKYDRIVER_RABBITMQ_URL"} & set(configmap)
     assert "SKYDRIVER_CONDOR_BROKER_URL" not in env
-    assert api["envFrom"] == [{"configMapRef": {"name": one(objects, "ConfigMap")["metadata"]["name"]}}]
+    assert api["envFrom"] == [{"configMapRef": {"name": api_config(objects)["metadata"]["name"]}}]
 
 
 def test_role_grants_exactly_what_the_kubernetes_launcher_uses(chart: Any) -> None:
@@ -207,13 +217,13 @@ def test_role_grants_exactly_what_the_kubernetes_launcher_uses(chart: Any) -> No
 
 def test_configmap_configures_the_kubernetes_launcher(chart: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     objects, _ = render(chart, None)
-    data = one(objects, "ConfigMap")["data"]
+    data = api_config(objects)["data"]
     for key, value in data.items():
         monkeypatch.setenv(key, value)
     settings = KubernetesSettings()
     assert settings.namespace == NAMESPACE
     assert settings.secret_name == one(objects, "Secret")["metadata"]["name"]
-    assert settings.config_map == one(objects, "ConfigMap")["metadata"]["name"]
+    assert settings.config_map == api_config(objects)["metadata"]["name"]
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     assert settings.image == f"ghcr.io/skydriver/skydriver:{app_version}"
     assert settings.instance == RELEASE
@@ -272,7 +282,7 @@ def test_ci_values_external_services_ingress_and_htcondor(
     volume = next(v for v in pod["volumes"] if v["name"] == "condor-token")
     assert volume["secret"]["secretName"] == "skydriver-condor-idtoken"
     assert api["image"].endswith("@sha256:" + "0" * 64)
-    data = one(objects, "ConfigMap")["data"]
+    data = api_config(objects)["data"]
     assert data["SKYDRIVER_MAX_CONCURRENT_SCANS"] == "8" and data["SKYDRIVER_WORKER_PIXEL_TIMEOUT_S"] == "900"
     assert data["SKYDRIVER_API_URL"] == "https://skydriver.ci.example.org"  # config overrides computed values
     for key, value in data.items():
@@ -297,14 +307,14 @@ def test_requests_choose_only_what_the_chart_configures(chart: Any, monkeypatch:
         "scans": {"workerProfiles": {"default": {}, "large": {"cpus": 8}}, "enabledRecos": ["pandel-mpe"]}
     }
     objects, _ = render(chart, values)
-    for key, value in one(objects, "ConfigMap")["data"].items():
+    for key, value in api_config(objects)["data"].items():
         monkeypatch.setenv(key, value)
     api, worker = ApiSettings(), WorkerSettings()  # what the API and (envFrom) the scan pods read
     assert sorted(api.worker_profiles) == ["default", "large"] and api.worker_profiles["large"].cpus == 8
     assert api.recos() == worker.recos() == {"pandel-mpe"}
     assert KubernetesSettings().image == f"ghcr.io/skydriver/skydriver:{chart.metadata['appVersion']}"
     objects, _ = render(chart, None)
-    for key, value in one(objects, "ConfigMap")["data"].items():
+    for key, value in api_config(objects)["data"].items():
         monkeypatch.setenv(key, value)
     assert ApiSettings().recos() == {
         "pandel-spe",
@@ -329,7 +339,7 @@ def test_local_launcher_gets_no_kubernetes_permissions(chart: Any) -> None:
     assert by_kind(objects, "Role") == [] and by_kind(objects, "RoleBinding") == []
     pod, _ = _api_container(objects)
     assert pod["automountServiceAccountToken"] is False
-    assert not any(k.startswith("SKYDRIVER_K8S_") for k in one(objects, "ConfigMap")["data"])
+    assert not any(k.startswith("SKYDRIVER_K8S_") for k in api_config(objects)["data"])
     assert "demos only" in notes
 
 
@@ -344,7 +354,7 @@ def test_existing_secret_means_no_chart_secret(chart: Any) -> None:
     assert refs == {"my-skydriver"}
     keys = {e["valueFrom"]["secretKeyRef"]["key"] for e in api["env"] if "valueFrom" in e}
     assert keys == {"rabbitmq-url", "mongodb-uri", "admin-token", "scan-secret"}
-    assert one(objects, "ConfigMap")["data"]["SKYDRIVER_K8S_SECRET_NAME"] == "my-skydriver"
+    assert api_config(objects)["data"]["SKYDRIVER_K8S_SECRET_NAME"] == "my-skydriver"
 
 
 def test_schema_and_required_values_reject_bad_input(chart: Any) -> None:
@@ -392,6 +402,13 @@ def test_api_gets_its_scan_secret_and_broker_settings(chart: Any, monkeypatch: p
     (container,) = rabbit["spec"]["template"]["spec"]["containers"]
     assert "management" in container["image"].rsplit(":", 1)[1]
     assert {"name": "management", "containerPort": 15672, "protocol": "TCP"} in container["ports"]
+    # its quorum queues' in-memory write-ahead log is capped (the broker stays flat over long steps)
+    config = one(objects, "ConfigMap", f"{RELEASE}-skydriver-rabbitmq-config")
+    assert config["data"]["20-skydriver.conf"].strip() == "raft.wal_max_size_bytes = 67108864"
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "config")
+    assert mount["mountPath"] == "/etc/rabbitmq/conf.d/20-skydriver.conf" and mount["readOnly"] is True
+    volumes = rabbit["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "config", "configMap": {"name": f"{RELEASE}-skydriver-rabbitmq-config"}} in volumes
 
     # another Secret may hold it
     objects, _ = render(chart, {"auth": {"scanSecretRef": {"name": "vault-scan-secret", "key": "value"}}})
