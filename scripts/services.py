@@ -123,6 +123,20 @@ def rabbitmq_management_up(url: str) -> None:
     wait_for(lambda: management_ok(url), "RabbitMQ's management API", 60)
 
 
+RABBITMQ_CONFIG = Path("/etc/rabbitmq/conf.d/20-skydriver.conf")
+# Quorum queues hold their write-ahead log in memory up to this size; RabbitMQ's 512 MiB default let
+# the broker grow by ~250 MB over a whole-sky nside-256 step (docs/benchmarks.md). The Helm chart
+# sets the same (rabbitmq.walMaxSizeBytes).
+RABBITMQ_SETTINGS = "raft.wal_max_size_bytes = 67108864\n"
+
+
+def write_rabbitmq_config() -> None:
+    """The broker's settings for a RabbitMQ these scripts start (a running one is left as it is)."""
+    if not RABBITMQ_CONFIG.exists() or RABBITMQ_CONFIG.read_text() != RABBITMQ_SETTINGS:
+        RABBITMQ_CONFIG.parent.mkdir(parents=True, exist_ok=True)
+        RABBITMQ_CONFIG.write_text(RABBITMQ_SETTINGS)
+
+
 def rabbitmq_up() -> None:
     url = os.environ.get("SKYDRIVER_RABBITMQ_URL", DEFAULT_AMQP)
     if amqp_ok(url):
@@ -147,6 +161,7 @@ def rabbitmq_up() -> None:
         raise SetupError(
             "rabbitmq-server is installed but not running; start it (as root: rabbitmq-server -detached)"
         )
+    write_rabbitmq_config()
     subprocess.run(
         ["rabbitmq-server", "-detached"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
