@@ -80,10 +80,10 @@ def priority_class(priority: int) -> str:
 
 async def refresh(db: Database, settings: BrokerSettings | None = None) -> None:
     counts = {state: 0 for state in SCAN_STATES}
-    counts.update(await db.scans.counts_by_state())
+    by_state, total = await db.scans.counts_by_state()
+    counts.update(by_state)
     for state, n in counts.items():
         SCANS_BY_STATE.labels(state).set(n)
-    total = await db.scans.tasks_done_total()
     PIXELS_DONE.set(total)
     now = time.monotonic()
     if "t" in _last and now > _last["t"]:

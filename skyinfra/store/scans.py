@@ -194,14 +194,17 @@ class ScanRepository:
         cursor = self._c.find({"state": {"$in": list(TERMINAL_STATES)}, "cleanup_pending": True})
         return [d async for d in cursor]
 
-    async def tasks_done_total(self) -> int:
-        """Pixel results recorded over every scan, as of each server's last progress report."""
-        rows = await self._c.aggregate([{"$group": {"_id": None, "n": {"$sum": "$progress.tasks_done"}}}])
-        return sum([int(row["n"] or 0) async for row in rows])
-
-    async def counts_by_state(self) -> dict[str, int]:
-        rows = await self._c.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}])
-        return {row["_id"]: row["n"] async for row in rows}
+    async def counts_by_state(self) -> tuple[dict[str, int], int]:
+        """Scans per state, and the pixel results recorded over every scan (as of each server's
+        last progress report): one query, which the metrics run on their schedule."""
+        rows = await self._c.aggregate(
+            [{"$group": {"_id": "$state", "n": {"$sum": 1}, "done": {"$sum": "$progress.tasks_done"}}}]
+        )
+        counts, done = {}, 0
+        async for row in rows:
+            counts[row["_id"]] = row["n"]
+            done += int(row["done"] or 0)
+        return counts, done
 
     async def search(
         self, query: dict[str, Any], sort: list[tuple[str, int]], limit: int

@@ -266,8 +266,11 @@ def test_backlog_lists_queued_scans_in_admission_order(quiet_api: OpsApi) -> Non
 def test_metrics_show_backlog_and_queue_depths_without_per_scan_labels(quiet_api: OpsApi) -> None:
     for _ in range(2):
         quiet_api.insert_scan("alice", priority=100)
-    quiet_api.insert_scan("alice", priority=-10)
+    catalog_scan = quiet_api.insert_scan("alice", priority=-10)
     db = quiet_api.db()
+    db.scans.update_one({"_id": catalog_scan}, {"$set": {"progress.tasks_done": 37}})
+    results_recorded = sum((d.get("progress") or {}).get("tasks_done", 0) for d in db.scans.find({}))
+    assert results_recorded >= 37
     queued = [d["priority"] for d in db.scans.find({"state": "queued"}, {"priority": 1})]
     expected = {
         "realtime": sum(p >= 100 for p in queued),
@@ -296,6 +299,7 @@ def test_metrics_show_backlog_and_queue_depths_without_per_scan_labels(quiet_api
         f'skydriver_queue_messages{{queue="{q}"}}' for q in ("pixels", "results", "dead")
     }
     assert values['skydriver_scans{state="running"}'] == db.scans.count_documents({"state": "running"})
+    assert values["skydriver_pixel_results_total"] == results_recorded  # from the scans' progress
     assert not any(scan_id in text for scan_id in (d["_id"] for d in db.scans.find({}, {"_id": 1})))
 
 
