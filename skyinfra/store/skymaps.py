@@ -5,7 +5,7 @@ limits (250,000 tasks) can have more. The head document (collection ``skymaps``)
 but the rows and names the parts that hold them (collection ``skymap_pixels``, at most
 ``PIXELS_PER_PART`` rows each). Parts are written first and the head last, so a reader never sees a
 head whose parts are missing; a late writer (a second server) finds the head there and removes its
-own parts.
+own parts, and parts no head names are removed once the head is written.
 """
 
 from __future__ import annotations
@@ -41,8 +41,6 @@ class SkymapRepository:
         """
         if await self._c.find_one({"scan_id": scan_id, "final": True}, {"_id": 1}) is not None:
             return False
-        # rows of an earlier attempt that never wrote its head: no reader can reach them
-        await self._parts.delete_many({"scan_id": scan_id})
         rows = result.get("pixels") or []
         writer = uuid.uuid4().hex
         n = self._per_part
@@ -60,6 +58,10 @@ class SkymapRepository:
         except DuplicateKeyError:
             await self._parts.delete_many({"_id": {"$in": part_ids}})
             return False
+        # The head is final now and never replaced: parts it does not name (an attempt that failed
+        # before its head, a writer that lost the race) can never be read. Removed only now, so a
+        # concurrent writer's parts are never deleted under a head that names them.
+        await self._parts.delete_many({"scan_id": scan_id, "_id": {"$nin": part_ids}})
         return True
 
     async def get(self, scan_id: str) -> dict[str, Any] | None:
