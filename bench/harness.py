@@ -128,13 +128,18 @@ def private_api(tmp: Path, **settings: str) -> Iterator[BenchApi]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         db = api.db()
+        launched = []
         for scan in db.scans.find({}, {"launch.handles": 1}):
             handles = scan.get("launch", {}).get("handles", {})
+            launched.append(scan["_id"])
             for pid in [handles.get("server_pid"), *handles.get("worker_pids", [])]:
                 if pid:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(pid, signal.SIGKILL)
         db.client.drop_database(database)
+        from tests.support.broker_cleanup import delete_scan_queues
+
+        delete_scan_queues(AMQP_URL, launched)  # what the stopped API's reconciler would have reaped
 
 
 def wait_for_warm_pool(runtime_dir: Path, processes: int, timeout_s: float = 300.0) -> float:

@@ -193,6 +193,8 @@ def start_api(tmp: Path, **settings: str) -> LiveApi:
 def stop_api(api: LiveApi) -> None:
     from pymongo import MongoClient
 
+    from tests.support.broker_cleanup import delete_scan_queues
+
     try:
         os.killpg(api.proc.pid, signal.SIGTERM)
         api.proc.wait(20)
@@ -210,6 +212,8 @@ def stop_api(api: LiveApi) -> None:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(pid, signal.SIGKILL)
         client.drop_database(api.database)
+    launched = [scan["_id"] for scan in scans if scan.get("launch", {}).get("handles")]
+    delete_scan_queues(AMQP_URL, launched)
     if (api.runtime_dir / "scan-secret").exists():
         from skydriver_api.broker_identities import BrokerIdentities
         from skydriver_api.settings import ApiSettings

@@ -259,3 +259,30 @@ def test_workers_hold_their_scan_identity_and_nothing_shared_and_it_ends_with_th
     assert not (api.runtime_dir / scan_id / "worker-broker-url").exists()
     assert not (api.runtime_dir / scan_id / "scan-key").exists()
     assert json.dumps(doc(api, scan_id), default=str).find(creds.scan_key) == -1  # not in the database
+
+
+# -- what a stopped test API leaves on the shared broker ----------------------------------------------
+
+
+def _queue_exists(name: str) -> bool:
+    conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        conn.channel().queue_declare(name, passive=True)
+        return True
+    except pika.exceptions.ChannelClosedByBroker:
+        return False
+    finally:
+        if conn.is_open:
+            conn.close()
+
+
+def test_an_api_stopped_mid_scan_leaves_no_queues_on_the_broker(services: None, tmp_path: Path) -> None:
+    api = start_api(tmp_path)
+    try:
+        scan_id = submit(api, reco_options={"delay_s": 0.05}, workers=1)
+        wait_until(lambda: running(api, scan_id), 120, "the scan dispatching")
+        names = list(queue_names(scan_id).values())
+        assert all(_queue_exists(name) for name in names)  # the scan's server declared them
+    finally:
+        stop_api(api)  # before the reconciler could reap the scan
+    assert not any(_queue_exists(name) for name in names)
