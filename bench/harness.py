@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.support.broker_cleanup import delete_scan_queues  # noqa: E402
+
 MONGO_URI = os.environ.get("SKYDRIVER_MONGODB_URI", "mongodb://127.0.0.1:27017")
 AMQP_URL = os.environ.get("SKYDRIVER_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
@@ -137,8 +139,6 @@ def private_api(tmp: Path, **settings: str) -> Iterator[BenchApi]:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(pid, signal.SIGKILL)
         db.client.drop_database(database)
-        from tests.support.broker_cleanup import delete_scan_queues
-
         delete_scan_queues(AMQP_URL, launched)  # what the stopped API's reconciler would have reaped
 
 

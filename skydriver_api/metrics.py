@@ -80,7 +80,7 @@ def priority_class(priority: int) -> str:
 
 async def refresh(db: Database, settings: BrokerSettings | None = None) -> None:
     counts = {state: 0 for state in SCAN_STATES}
-    by_state, total = await db.scans.counts_by_state()
+    by_state, total = await db.scans.state_summary()
     counts.update(by_state)
     for state, n in counts.items():
         SCANS_BY_STATE.labels(state).set(n)

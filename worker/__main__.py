@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.warm:
         setup_logging("worker", args.scan_id)
         return _run(args.scan_id, None)
-    tls_context()
+    tls_context()  # made now, not in the first scan's event request
     fitter = Fitter()
     fitter.wait_warm(WARM_UP_TIMEOUT_S)  # ready means ready: a claim never waits for the fit process
 

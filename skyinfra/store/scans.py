@@ -194,7 +194,7 @@ class ScanRepository:
         cursor = self._c.find({"state": {"$in": list(TERMINAL_STATES)}, "cleanup_pending": True})
         return [d async for d in cursor]
 
-    async def counts_by_state(self) -> tuple[dict[str, int], int]:
+    async def state_summary(self) -> tuple[dict[str, int], int]:
         """Scans per state, and the pixel results recorded over every scan (as of each server's
         last progress report): one query, which the metrics run on their schedule."""
         rows = await self._c.aggregate(
