@@ -321,6 +321,7 @@ def test_requests_choose_only_what_the_chart_configures(chart: Any, monkeypatch:
         "pandel-mpe",
         "pandel-layered",
         "table-mpe",
+        "table-spe",
     }  # no test recos
     for bad in (
         {"config": {"SKYDRIVER_TEST_RECOS": "true"}},

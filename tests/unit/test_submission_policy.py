@@ -39,7 +39,7 @@ def policy(**settings: object) -> SubmissionPolicy:
 def test_test_recos_are_off_unless_enabled() -> None:
     assert sorted(TEST_RECOS) == ["crash-dummy", "dummy"]
     for settings in (ApiSettings(), WorkerSettings()):
-        assert settings.recos() == {"pandel-spe", "pandel-mpe", "pandel-layered", "table-mpe"}
+        assert settings.recos() == {"pandel-spe", "pandel-mpe", "pandel-layered", "table-mpe", "table-spe"}
         assert not settings.reco_enabled("crash-dummy")
     assert ApiSettings(test_recos=True).recos() >= TEST_RECOS
     assert ApiSettings(enabled_recos=["dummy"], alert_reco="dummy").recos() == {"dummy"}  # just those

@@ -1,4 +1,4 @@
-"""table-mpe and pandel-layered: physics sanity, determinism, NaN safety; calibrated level sets;
+"""table-mpe, table-spe and pandel-layered: physics sanity, determinism, NaN safety; calibrated level sets;
 the truth fit's seeds; the sigma_ns range of the Pandel table."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from skyscan.skymap.contours import LevelCalibration, LevelSet, calibrate_levels
 from skyscan.wire import Direction, Vertex
 
 ZENITH, AZIMUTH = 1.1, 3.9
-NEW_RECOS = ("table-mpe", "pandel-layered")
+NEW_RECOS = ("table-mpe", "table-spe", "pandel-layered")
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,30 @@ def test_table_mpe_options_are_validated() -> None:
         get_reco("table-mpe", {"sigma_ns": 5.0})
     with pytest.raises(ValueError, match="bad options"):
         get_reco("table-mpe", {"no_such_option": 1})
+
+
+def test_table_spe_is_table_mpe_with_one_photon_per_dom(event) -> None:  # type: ignore[no-untyped-def]
+    """table-spe tabulates only the first photon's density; it must be exactly table-mpe's N = 1."""
+    spe, mpe = get_reco("table-spe"), get_reco("table-mpe")
+    mpe_one = get_reco("table-mpe", {"max_photons": 1})
+    spe_prep, one_prep, mpe_prep = spe.prepare(event), mpe_one.prepare(event), mpe.prepare(event)
+    assert spe_prep.table.photon_nodes == (1,) and (spe_prep.extra["node"] == 0).all()
+    first_photon = spe_prep.table.log_density
+    assert np.array_equal(first_photon, one_prep.table.log_density[: first_photon.shape[0]])
+    for zenith, azimuth in ((ZENITH, AZIMUTH), (1.4, 3.5)):
+        d = direction(zenith, azimuth)
+        a = fit_direction(spe, spe_prep, d)
+        assert a.llh == fit_direction(mpe_one, one_prep, d).llh
+        assert math.isfinite(a.llh) and a.llh != fit_direction(mpe, mpe_prep, d).llh  # N > 1 does count
+
+
+def test_table_spe_refuses_the_photon_count_options() -> None:
+    for option in ("max_photons", "bright_photons", "charge_weight"):
+        with pytest.raises(ValueError, match=f"table-spe has no {option}"):
+            get_reco("table-spe", {option: 2})
+    with pytest.raises(ValueError, match="has no sigma_ns"):
+        get_reco("table-spe", {"sigma_ns": 5.0})
+    assert get_reco("table-spe", {"jitter_ns": 5.0}).jitter_ns == 5.0  # type: ignore[attr-defined]
 
 
 def test_table_mpe_charge_term_changes_the_likelihood(event) -> None:  # type: ignore[no-untyped-def]
@@ -164,7 +188,7 @@ def test_scan_level_set_prefers_the_request_then_the_reco_calibration(event, mon
     calibration.load_calibration.cache_clear()
 
 
-@pytest.mark.parametrize("name", ["table-mpe", "pandel-mpe", "pandel-spe", "pandel-layered"])
+@pytest.mark.parametrize("name", ["table-spe", "table-mpe", "pandel-mpe", "pandel-spe", "pandel-layered"])
 def test_shipped_calibrations_are_the_recos_default(event, name: str) -> None:  # type: ignore[no-untyped-def]
     calibration.load_calibration.cache_clear()
     cal = calibration.load_calibration(name)

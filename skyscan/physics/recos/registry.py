@@ -20,6 +20,7 @@ _ENTRIES: tuple[str, ...] = (
     "skyscan.physics.recos.pandel:PandelMPE",
     "skyscan.physics.recos.pandel_layered:PandelLayeredSPE",
     "skyscan.physics.recos.table_mpe:TableMPE",
+    "skyscan.physics.recos.table_spe:TableSPE",
 )
 
 

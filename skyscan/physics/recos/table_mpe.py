@@ -12,7 +12,7 @@ orientation cos_eta_i, charge q_i):
   charge rounded to photons, at most ``max_photons``; "bright" DOMs (charge above
   ``bright_factor`` times the median charge of hit DOMs) are capped at ``bright_photons``, since
   their photon count is least trustworthy (saturation, late pulses, the shared timing errors of
-  one DOM); N is read at the nearest of 17 log-spaced counts from 1 to 200;
+  one DOM); N is read at the nearest of 16 tabulated counts from 1 to 200 (17 log-spaced, rounded);
 * charge: the Poisson probability of q_i given that the DOM was hit,
   ``q ln mu - mu - ln(1 - e^-mu)``, with ``mu_i = A m(rho_i/s_i, cos_eta_i) / s_i`` from the table
   and the light yield A profiled per hypothesis (``A = sum q / sum m`` over the DOMs used);
@@ -38,7 +38,7 @@ from skyscan.physics.pandel_model import SIN_CHERENKOV
 from skyscan.physics.recos.pandel import PandelPrepared, PandelTrackReco
 from skyscan.physics.tables.photon_table import PathIce, load_table
 
-PHOTON_NODES = np.unique(np.round(np.geomspace(1.0, 200.0, 17))).astype(int)
+ALL_PHOTON_NODES: tuple[int, ...] = tuple(int(n) for n in np.unique(np.round(np.geomspace(1.0, 200.0, 17))))
 _T_SCALE_NS = 5.0  # time axis u = asinh(t / 5 ns): sub-ns steps near the direct light, ~t/10 late
 _N_U = 120
 _FINE_STEP_NS = 0.5
@@ -60,6 +60,7 @@ class FirstOfNTable:
     log_mu: np.ndarray  # (n_rho, n_cos): ln expected PE per detectable photon per m
     path_ice: PathIce
     jitter_ns: float
+    photon_nodes: tuple[int, ...]  # the photon counts N tabulated, one block of log_density each
 
     def lookup(
         self, node: np.ndarray, rho: np.ndarray, cos_eta: np.ndarray, t: np.ndarray
@@ -92,8 +93,11 @@ class FirstOfNTable:
 
 
 @lru_cache(maxsize=4)
-def first_of_n_table(jitter_ns: float, table_path: str | None = None) -> FirstOfNTable:
-    """Build (once per process) the jittered first-of-N densities from the packaged photon table."""
+def first_of_n_table(
+    jitter_ns: float, table_path: str | None = None, photon_nodes: tuple[int, ...] = ALL_PHOTON_NODES
+) -> FirstOfNTable:
+    """Build (once per process) the jittered first-of-N densities from the packaged photon table
+    (about 0.35 s per photon count)."""
     table = load_table(table_path)
     sqrt_rho = np.linspace(math.sqrt(table.rho_m[0]), math.sqrt(table.rho_m[-1]), 40)
     cos_nodes = np.linspace(-1.0, 1.0, 9)
@@ -114,9 +118,9 @@ def first_of_n_table(jitter_ns: float, table_path: str | None = None) -> FirstOf
         axis=-1,
     )
     survival = np.clip(1.0 - cdf / cdf[..., -1:], 0.0, 1.0)
-    out = np.empty((len(PHOTON_NODES), len(sqrt_rho), len(cos_nodes), _N_U))
+    out = np.empty((len(photon_nodes), len(sqrt_rho), len(cos_nodes), _N_U))
     sigma_bins = jitter_ns / _FINE_STEP_NS
-    for k, n in enumerate(PHOTON_NODES):
+    for k, n in enumerate(photon_nodes):
         density = n * pdf * survival ** (n - 1)
         if sigma_bins > 0:
             density = ndimage.gaussian_filter1d(density, sigma_bins, axis=-1, mode="constant", truncate=6.0)
@@ -138,6 +142,7 @@ def first_of_n_table(jitter_ns: float, table_path: str | None = None) -> FirstOf
         log_mu=np.log(np.maximum(mu, 1e-300)),
         path_ice=PathIce.from_table(table),
         jitter_ns=float(jitter_ns),
+        photon_nodes=tuple(photon_nodes),
     )
 
 
@@ -147,6 +152,7 @@ class TableMPE(PandelTrackReco):
         "Photon-table MPE track likelihood (layered ice per DOM, jittered first-of-N timing, charge term)."
     )
     use_charge: ClassVar[bool] = True
+    photon_nodes: ClassVar[tuple[int, ...]] = ALL_PHOTON_NODES
 
     def __init__(
         self,
@@ -176,7 +182,7 @@ class TableMPE(PandelTrackReco):
         self.charge_weight = float(charge_weight)
 
     def _pdf_table(self) -> FirstOfNTable:
-        return first_of_n_table(self.jitter_ns)
+        return first_of_n_table(self.jitter_ns, None, self.photon_nodes)
 
     def prepare(self, event: Event) -> PandelPrepared:
         prep = super().prepare(event)
@@ -184,7 +190,8 @@ class TableMPE(PandelTrackReco):
         bright = q > self.bright_factor * float(np.median(q))
         photons = np.clip(np.round(q), 1, self.max_photons)
         photons = np.where(bright, np.minimum(photons, self.bright_photons), photons)
-        node = np.abs(np.log(PHOTON_NODES)[None, :] - np.log(photons)[:, None]).argmin(axis=1)
+        nodes = np.log(np.asarray(prep.table.photon_nodes, dtype=float))
+        node = np.abs(nodes[None, :] - np.log(photons)[:, None]).argmin(axis=1)
         in_charge = (~bright & (q < self.saturation_pe)).astype(float) * self.charge_weight
         return replace(prep, extra={"node": node.astype(np.intp), "charge_weight": in_charge})
 
