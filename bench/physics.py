@@ -250,6 +250,7 @@ def main() -> int:
     options = parse_reco_options(args.reco_option)
     recos = [r for r in args.recos.split(",") if r]
     started = time.perf_counter()
+    reused = args.events is not None and args.events.is_file()
     events = make_events(args)
     simulated = time.perf_counter() - started
     jobs = [(ev.to_json_dict(), reco, args.nsides, options) for reco in recos for ev in events]
@@ -257,10 +258,12 @@ def main() -> int:
     rows = run_pool(scan_one, jobs, args.processes, partial)
     wall = time.perf_counter() - started
     energies = [ev.truth.energy for ev in events if ev.truth is not None]
+    origin = (
+        f"events read from {args.events}" if reused else f"simulator `{args.simulator}`, seed {args.seed}"
+    )
     print(
-        f"simulator `{args.simulator}`, {len(events)} events "
-        f"({min(energies) / 1e3:.1f}-{max(energies) / 1e3:.1f} TeV), "
-        f"seed {args.seed}, options {json.dumps(options)}, progression `{args.nsides}`"
+        f"{origin}, {len(events)} events ({min(energies) / 1e3:.1f}-{max(energies) / 1e3:.1f} TeV), "
+        f"options {json.dumps(options)}, progression `{args.nsides}`"
     )
     print(
         f"{args.processes} processes, wall {wall:.0f} s (simulation {simulated:.0f} s), CPU: {cpu_model()}; "
