@@ -106,9 +106,8 @@ def calibrate_levels(
 
     Slopes by least squares of ln(2*dLLH) on the log features (values floored at 0.1, so a truth
     at the minimum does not dominate), clipped to [0, 2] (model errors add up with the DOMs; they
-    do not shrink), and set to 0 when within two standard errors of 0; below ``two_feature_min``
-    events only the DOM slope is fitted, because the two features are strongly correlated. Offsets
-    are the containment quantiles of the residuals.
+    do not shrink); below ``two_feature_min`` events only the DOM slope is fitted, because the two
+    features are strongly correlated. Offsets are the containment quantiles of the residuals.
     """
     d = np.asarray(delta_2llh, float)
     keep = np.isfinite(d)
@@ -119,20 +118,9 @@ def calibrate_levels(
     x_doms = np.log(np.maximum(n, 1) / 100.0)
     x_charge = np.log(np.maximum(q, 1.0) / 1000.0)
     columns = [np.ones_like(y), x_doms] + ([x_charge] if d.size >= two_feature_min else [])
-    design = np.column_stack(columns)
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-    # ln chi2 is broad (variance 1.6 for two dof), so a few dozen events constrain a slope poorly:
-    # one within two standard errors of zero is noise, and fitting it moves the levels the wrong
-    # way in half the sample (the table-spe calibration on 64 events, docs/physics.md).
-    dof = max(1, d.size - design.shape[1])
-    sigma2 = float(np.sum((y - design @ coef) ** 2)) / dof
-    errors = np.sqrt(np.diag(np.linalg.pinv(design.T @ design)) * sigma2)
-    slopes = [
-        float(np.clip(c, 0.0, 2.0)) if abs(c) > 2.0 * e else 0.0
-        for c, e in zip(coef[1:], errors[1:], strict=True)
-    ]
-    slope_doms = slopes[0]
-    slope_charge = slopes[1] if len(slopes) > 1 else 0.0
+    coef, *_ = np.linalg.lstsq(np.column_stack(columns), y, rcond=None)
+    slope_doms = float(np.clip(coef[1], 0.0, 2.0))
+    slope_charge = float(np.clip(coef[2], 0.0, 2.0)) if len(coef) > 2 else 0.0
     resid = y - slope_doms * x_doms - slope_charge * x_charge
     offsets = {c: float(np.quantile(resid, c)) for c in containments}
     return LevelCalibration(name, offsets, slope_doms, slope_charge, int(d.size), source)

@@ -173,19 +173,6 @@ def test_level_calibration_fits_scales_and_round_trips() -> None:
         calibrate_levels("x", np.ones(3), np.ones(3), np.ones(3))
 
 
-def test_level_calibration_drops_a_slope_the_events_do_not_support() -> None:
-    """64 events whose 2dLLH does not depend on the DOMs: a constant level, near Wilks' 4.61."""
-    rng = np.random.default_rng(9)  # a sample whose chance slope is +0.4
-    n_doms = rng.integers(40, 300, 64)
-    delta = rng.chisquare(2, 64)
-    raw_slope = np.polyfit(np.log(n_doms / 100.0), np.log(np.maximum(delta, 0.1)), 1)[0]
-    assert raw_slope > 0.3  # what a plain least-squares fit would have shipped
-    cal = calibrate_levels("flat-sim", delta, n_doms, 10.0 * n_doms)
-    assert cal.slope_doms == 0.0 and cal.slope_charge == 0.0
-    assert cal.level_set(40, 400.0).levels == cal.level_set(300, 3000.0).levels
-    assert cal.level_set(100, 1000.0).levels[0.9] == pytest.approx(4.61, rel=0.35)
-
-
 def test_scan_level_set_prefers_the_request_then_the_reco_calibration(event, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(calibration, "CALIBRATION_DIR", tmp_path)
     calibration.load_calibration.cache_clear()
