@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from skyscan.physics.event import parse_event  # noqa: E402
-from skyscan.physics.pandel_model import travel_direction  # noqa: E402
+from skyscan.physics.pandel_model import transverse_basis, travel_direction  # noqa: E402
 from skyscan.physics.recos.evaluate import fit_direction  # noqa: E402
 from skyscan.physics.recos.registry import get_reco  # noqa: E402
 from skyscan.refinement.drive import truth_vertex  # noqa: E402
@@ -38,9 +38,7 @@ def detector_direction(zenith: float, azimuth: float) -> Direction:
 def offset_directions(zenith: float, azimuth: float, offset_deg: float, n_angles: int) -> list[Direction]:
     """Directions ``offset_deg`` from (zenith, azimuth), evenly spread in position angle."""
     source = -travel_direction(zenith, azimuth)  # where the muon comes from
-    a = np.cross(source, [0.0, 0.0, 1.0])
-    a = a / np.linalg.norm(a) if np.linalg.norm(a) > 1e-9 else np.array([1.0, 0.0, 0.0])
-    b = np.cross(source, a)
+    a, b = transverse_basis(source)
     out = []
     for phi in np.linspace(0.0, 2 * math.pi, n_angles, endpoint=False):
         off = math.radians(offset_deg)

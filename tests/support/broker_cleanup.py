@@ -28,15 +28,12 @@ def delete_scan_queues(amqp_url: str, scan_ids: Iterable[str]) -> None:
     try:
         channel = conn.channel()
         for scan_id in scan_ids:
-            for name in queue_names(scan_id).values():
+            targets = [("queue_delete", name) for name in queue_names(scan_id).values()]
+            for method, name in [*targets, ("exchange_delete", exchange_name(scan_id))]:
                 with contextlib.suppress(pika.exceptions.ChannelClosed):
-                    channel.queue_delete(name)
-                if channel.is_closed:
+                    getattr(channel, method)(name)
+                if channel.is_closed:  # a refused delete closes the channel: go on with a new one
                     channel = conn.channel()
-            with contextlib.suppress(pika.exceptions.ChannelClosed):
-                channel.exchange_delete(exchange_name(scan_id))
-            if channel.is_closed:
-                channel = conn.channel()
     except pika.exceptions.AMQPError:
         pass
     finally:
