@@ -43,15 +43,31 @@ WILKS_90 = 4.61
 DEFAULT_PROGRESSION = "4:0,16:6,64:6,256:4,1024:4"
 
 
-def simulate_one(args: tuple[str, float, float, float, int, int, str | None]) -> dict[str, Any]:
+def simulate_one(args: tuple[str, float, float, float, int, int, str | None, float]) -> dict[str, Any]:
     from skyscan.physics.geometry import load_geometry_csv
-    from skyscan.physics.photonsim.simulate import simulate_track_photons
+    from skyscan.physics.photonsim.ice import spice_mie
+    from skyscan.physics.photonsim.simulate import PhotonSimConfig, simulate_track_photons
     from skyscan.physics.simulate import simulate_track
 
-    simulator, zenith, azimuth, energy, seed, event_id, geometry_path = args
+    simulator, zenith, azimuth, energy, seed, event_id, geometry_path, systematics = args
     geometry = load_geometry_csv(geometry_path) if geometry_path else None
-    simulate = simulate_track_photons if simulator == "photonsim" else simulate_track
-    event = simulate(zenith, azimuth, energy, seed=seed, geometry=geometry, run_id=seed, event_id=event_id)
+    if simulator != "photonsim":
+        event = simulate_track(
+            zenith, azimuth, energy, seed=seed, geometry=geometry, run_id=seed, event_id=event_id
+        )
+        return event.to_json_dict()
+    extra: dict[str, Any] = {}
+    if systematics > 0:  # SnowStorm-like: each event draws its own absorption, scattering, DOM efficiency
+        absorption, scattering, efficiency = np.random.default_rng([seed, 0x5E5]).uniform(
+            1.0 - systematics, 1.0 + systematics, 3
+        )
+        extra = {
+            "ice": spice_mie().scaled(absorption=absorption, scattering=scattering),
+            "config": PhotonSimConfig(dom_efficiency_scale=float(efficiency)),
+        }
+    event = simulate_track_photons(
+        zenith, azimuth, energy, seed=seed, geometry=geometry, run_id=seed, event_id=event_id, **extra
+    )
     return event.to_json_dict()
 
 
@@ -75,6 +91,7 @@ def make_events(args: argparse.Namespace) -> list[Event]:
             int(seeds[i]),
             i,
             geometry,
+            args.ice_systematics,
         )
         for i in range(args.n)
     ]
@@ -233,6 +250,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--simulator", choices=("photonsim", "pandel"), default="photonsim")
     parser.add_argument("--recos", default="table-mpe,pandel-mpe,pandel-spe,pandel-layered")
+    parser.add_argument(
+        "--ice-systematics",
+        type=float,
+        default=0.0,
+        help="photonsim: each event scales absorption, scattering and DOM efficiency by U(1-s, 1+s)",
+    )
     parser.add_argument("--nsides", default=DEFAULT_PROGRESSION)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--reco-option", action="append", default=[], help="k=v, repeatable (all recos)")
@@ -244,6 +267,10 @@ def main() -> int:
         "--geometry", type=Path, default=None, help="DOM table CSV; photonsim default: IC86 when present"
     )
     args = parser.parse_args()
+    if not 0.0 <= args.ice_systematics < 0.5:
+        parser.error("--ice-systematics must be within [0, 0.5)")
+    if args.ice_systematics and args.simulator != "photonsim":
+        parser.error("--ice-systematics needs --simulator photonsim")
 
     from skyscan.records.spec import parse_options as parse_reco_options
 
@@ -260,7 +287,7 @@ def main() -> int:
     energies = [ev.truth.energy for ev in events if ev.truth is not None]
     origin = (
         f"events read from {args.events}" if reused else f"simulator `{args.simulator}`, seed {args.seed}"
-    )
+    ) + (f", ice systematics +-{args.ice_systematics:.0%}" if args.ice_systematics and not reused else "")
     print(
         f"{origin}, {len(events)} events ({min(energies) / 1e3:.1f}-{max(energies) / 1e3:.1f} TeV), "
         f"options {json.dumps(options)}, progression `{args.nsides}`"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Scan real IceCube events and compare our best fit with IceCube's own (HESE_SPEFit2, SplineMPE).
 
-By default reads the four HESE realtime files and the IC86 geometry from the shared data folder
+By default reads the five HESE realtime files (``--hese``) and the IC86 geometry from the shared data folder
 (never from the repository); ``--event-json`` scans open-format events instead (for instance the
 alert tracks written by ``skydriver import-realtime``). For each event and reco: our best pixel,
 the angle to the reference fit (the first of ``--references`` the event carries), 2dLLH at the
@@ -10,12 +10,16 @@ reference lies inside our 90% region of the reco's default level set (calibrated
 has a calibration, else Wilks).
 
     nice -n 10 python bench/physics_hese.py --recos table-mpe,pandel-mpe --processes 2
+    # IceCube's own SPE fit settings (ICECUBE_SPE_OPTIONS), the like-for-like check of HESE_SPEFit2:
+    nice -n 10 python bench/physics_hese.py --recos pandel-spe \
+        --reco-options '{"pulse_cleaning": "hlc", "noise_floor": 1e-8}'
     nice -n 10 python bench/physics_hese.py --event-json GOLD.json BRONZE.json 138632.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -43,15 +47,23 @@ def angle_deg(zen1: float, az1: float, zen2: float, az2: float) -> float:
     return math.degrees(float(angular_distance(az1, math.pi / 2 - zen1, az2, math.pi / 2 - zen2)))
 
 
-def hese_events(data: Path) -> list[tuple[str, Event]]:
+HESE_FILES = {
+    "0": "hese_event_00.json",
+    "1": "hese_event_01.json",
+    "2": "hese_event_02.json",
+    "3": "hese_event_03.json",
+    "2017": "event_HESE_2017-11-28.json",
+}
 
+
+def hese_events(data: Path, numbers: list[str]) -> list[tuple[str, Event]]:
     geometry = load_geometry_csv(data / "icecube" / "ic86_geometry.csv")
     return [
         (
-            f"hese_event_{i:02d}",
-            read_realtime_event(data / "realtime_events" / f"hese_event_{i:02d}.json", geometry),
+            Path(HESE_FILES[n]).stem,
+            read_realtime_event(data / "realtime_events" / HESE_FILES[n], geometry),
         )
-        for i in range(4)
+        for n in numbers
     ]
 
 
@@ -61,11 +73,20 @@ def main() -> int:
     )
     parser.add_argument("--data", type=Path, default=shared_data_dir(), help="shared data folder")
     parser.add_argument("--event-json", type=Path, nargs="*", default=None, help="open-format events to scan")
+    parser.add_argument(
+        "--hese", default="0,1,2,3,2017", help=f"which HESE files to scan, of {', '.join(HESE_FILES)}"
+    )
     parser.add_argument("--recos", default="table-mpe,pandel-mpe,pandel-spe,pandel-layered")
     parser.add_argument(
         "--references", default=DEFAULT_REFERENCES, help="reference fit names, first found wins"
     )
     parser.add_argument("--nsides", default="8:0,64:12,512:12")
+    parser.add_argument(
+        "--reco-options",
+        type=json.loads,
+        default={},
+        help='JSON options for every reco, e.g. \'{"pulse_cleaning": "hlc"}\'',
+    )
     parser.add_argument("--processes", type=int, default=2)
     args = parser.parse_args()
     if args.event_json:
@@ -74,9 +95,12 @@ def main() -> int:
         print("shared data folder not found (pass --data or --event-json)", file=sys.stderr)
         return 2
     else:
-        events = hese_events(args.data)
+        unknown = set(args.hese.split(",")) - set(HESE_FILES)
+        if unknown:
+            parser.error(f"--hese: unknown {', '.join(sorted(unknown))}; known: {', '.join(HESE_FILES)}")
+        events = hese_events(args.data, args.hese.split(","))
     references = args.references.split(",")
-    print(f"progression `{args.nsides}`, {args.processes} processes\n")
+    print(f"progression `{args.nsides}`, reco options {args.reco_options}, {args.processes} processes\n")
     print(
         "| event | pulses | reco | best zenith, azimuth (deg) | reference | "
         "reference zenith, azimuth (deg) | angle (deg) | 2dLLH at reference | our 90% level (set) | "
@@ -92,10 +116,15 @@ def main() -> int:
         for reco in args.recos.split(","):
             stats: dict[str, float] = {}
             started = time.perf_counter()
-            doc = run_local_scan(event, ScanSpec(reco=reco, nsides=args.nsides), args.processes, stats=stats)
+            doc = run_local_scan(
+                event,
+                ScanSpec(reco=reco, reco_options=args.reco_options, nsides=args.nsides),
+                args.processes,
+                stats=stats,
+            )
             wall = time.perf_counter() - started
             best = doc["best_fit"]
-            reco_obj = get_reco(reco)
+            reco_obj = get_reco(reco, dict(args.reco_options))
             prepared = reco_obj.prepare(event)
             ra, dec = detector_to_equatorial(ref.zenith, ref.azimuth, event.mjd)
             at_ref = Direction(

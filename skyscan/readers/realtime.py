@@ -18,6 +18,8 @@ Binary layouts (reco_physics_data.md section 1.C, checked on every frame of the 
   (bit 0 local coincidence).
 * ``I3Particle`` (150 bytes): float64 x, y, z at 64, 72, 80; zenith 98, azimuth 106, time 114,
   energy 122, speed 138.
+* ``I3LogLikelihoodFitParams`` (a fit's ``<name>FitParams``): class name, 12 bytes of class info,
+  float64 logl, float64 rlogl, int32 ndof, int32 nmini (the minimiser's iterations).
 * ``I3EventHeader``: 12 bytes of class info after the class name, uint32 run, subrun, event, two
   more words, the sub-event stream string, then the start time (an I3Time: int32 year and int64
   tenths of ns since the year began) after a few bytes of class info.
@@ -302,6 +304,20 @@ def decode_particle(buf: bytes) -> dict[str, float]:
     return {k: float(struct.unpack_from("<d", buf, off)[0]) for k, off in PARTICLE_OFFSETS.items()}
 
 
+FIT_PARAMS_TYPE = "I3LogLikelihoodFitParams"
+
+
+def decode_fit_params(buf: bytes) -> dict[str, float]:
+    """-lnL of a gulliver fit at its minimum (``logl``), per degree of freedom, ndof, iterations."""
+    r = _Reader(buf, FIT_PARAMS_TYPE)
+    _skip_class_name(r, FIT_PARAMS_TYPE)
+    r.take(12)
+    logl, rlogl, ndof, nmini = r.unpack("ddii")
+    if r.pos != len(buf):
+        raise RealtimeFormatError(f"{FIT_PARAMS_TYPE}: {len(buf) - r.pos} bytes left over")
+    return {"logl": logl, "rlogl": rlogl, "ndof": float(ndof), "nmini": float(nmini)}
+
+
 @dataclass(frozen=True)
 class EventHeader:
     run_id: int
@@ -465,7 +481,8 @@ def reference_fits(physics: dict[str, FrameObject], info: dict[str, Any]) -> dic
     """IceCube's own fits: every I3Particle of the P frame under its key, then each direction of the
     JSON ``reco`` block (SplineMPE, SPEFit2, the online best fit) that no frame fit already gives.
     A frame fit the JSON names (``OnlineL2_BestFit`` is ``OnlineL2_MPEFit``) takes that name;
-    numeric extras (llh, rllh, ndof, Cramer-Rao errors) are kept."""
+    numeric extras (llh, rllh, ndof, Cramer-Rao errors) are kept, and a frame fit's own
+    ``<key>FitParams`` adds its -lnL at the minimum (``logl``, ``rlogl``, ``ndof``, ``nmini``)."""
     fits: dict[str, dict[str, float]] = {}
     for key, obj in physics.items():
         if obj.type_name != "I3Particle":
@@ -473,6 +490,11 @@ def reference_fits(physics: dict[str, FrameObject], info: dict[str, Any]) -> dic
         particle = decode_particle(obj.buffer)
         if math.isfinite(particle["zenith"]) and math.isfinite(particle["azimuth"]):
             fits[key] = {k: v for k, v in particle.items() if math.isfinite(v)}
+            params = physics.get(key + "FitParams")
+            if params is not None and params.type_name == FIT_PARAMS_TYPE:
+                fits[key].update(
+                    {k: v for k, v in decode_fit_params(params.buffer).items() if math.isfinite(v)}
+                )
     reco = info.get("reco")
     for label, fit in reco.items() if isinstance(reco, dict) else ():
         if not isinstance(fit, dict):

@@ -136,3 +136,28 @@ def test_simulated_event_is_deterministic_and_carries_truth() -> None:
     assert a.metadata["simulator"] == "skyscan.physics.photonsim/1"
     assert float(a.metadata["signal_pe"]) > 20  # type: ignore[arg-type]
     assert all(k in a.metadata for k in ("vertex_x", "vertex_y", "vertex_z", "vertex_t"))
+
+
+def test_a_systematic_variation_scales_the_ice_and_the_dom_efficiency() -> None:
+    from skyscan.physics.geometry import icecube_like_geometry
+    from skyscan.physics.photonsim.simulate import PhotonSimConfig, simulate_track_photons
+
+    ice = homogeneous_ice(25.0, 100.0)
+    varied = ice.scaled(absorption=1.1, scattering=0.9)
+    assert np.allclose(varied.absorption, 1.1 * ice.absorption)
+    assert np.allclose(varied.eff_scattering, 0.9 * ice.eff_scattering)
+    assert np.array_equal(varied.mean_cos, ice.mean_cos) and "abs 1.100" in varied.name
+    with pytest.raises(ValueError, match="scale factors"):
+        ice.scaled(absorption=0.0)
+
+    geometry = icecube_like_geometry()
+
+    def signal_pe(**kwargs: object) -> float:
+        config = PhotonSimConfig(max_tracers=20_000, **kwargs)  # type: ignore[arg-type]
+        event = simulate_track_photons(1.2, 0.5, 2e4, seed=5, geometry=geometry, config=config, ice=ice)
+        return float(event.metadata["signal_pe"])  # type: ignore[arg-type]
+
+    nominal, half = signal_pe(), signal_pe(dom_efficiency_scale=0.5)
+    assert nominal > 50 and 0.35 < half / nominal < 0.65
+    with pytest.raises(ValueError, match="dom_efficiency_scale"):
+        signal_pe(dom_efficiency_scale=0.0)

@@ -21,6 +21,7 @@ from skyscan.physics.event import load_event
 from skyscan.physics.geometry import find_default_geometry, icecube_like_geometry, load_geometry_csv
 from skyscan.readers.realtime import (
     RealtimeFormatError,
+    decode_fit_params,
     decode_frames,
     decode_pulse_map,
     decode_pulse_mask,
@@ -96,6 +97,10 @@ def header_buffer(run: int, event: int, year: int, daq: int) -> bytes:
     )
 
 
+def fit_params_buffer(logl: float, rlogl: float, ndof: int, nmini: int) -> bytes:
+    return _name("I3LogLikelihoodFitParams") + bytes(12) + struct.pack("<ddii", logl, rlogl, ndof, nmini)
+
+
 GEO = icecube_like_geometry()
 
 
@@ -108,7 +113,13 @@ def synthetic_event() -> dict[str, object]:
             "I3EventHeader": ("I3EventHeader", header_buffer(4242, 77, 2020, 86400 * 10**10 * 31)),
         },
     )
-    p = frame_bytes("P", {"MyFit": ("I3Particle", particle_buffer(1.25, 3.5))})
+    p = frame_bytes(
+        "P",
+        {
+            "MyFit": ("I3Particle", particle_buffer(1.25, 3.5)),
+            "MyFitFitParams": ("I3LogLikelihoodFitParams", fit_params_buffer(123.5, 7.25, 17, 88)),
+        },
+    )
     return realtime_doc([("Q", q), ("P", p)])
 
 
@@ -124,7 +135,19 @@ def test_synthetic_event_round_trip() -> None:
     assert (event.pulses[2].x, event.pulses[2].y, event.pulses[2].z) == GEO.position(2, 30)
     fit = event.reference_fits["MyFit"]
     assert (fit.zenith, fit.azimuth) == (1.25, 3.5)
+    assert fit.model_dump().items() >= {"logl": 123.5, "rlogl": 7.25, "ndof": 17.0, "nmini": 88.0}.items()
     assert event.is_real_event and event.metadata["pulse_series"] == "UncleanedInIcePulses"
+
+
+def test_fit_params_must_be_what_they_say_and_consumed_exactly() -> None:
+    good = fit_params_buffer(1.0, 0.5, 3, 4)
+    assert decode_fit_params(good) == {"logl": 1.0, "rlogl": 0.5, "ndof": 3.0, "nmini": 4.0}
+    with pytest.raises(RealtimeFormatError, match="bytes left over"):
+        decode_fit_params(good + b"\x00")
+    with pytest.raises(RealtimeFormatError, match="truncated"):
+        decode_fit_params(good[:-3])
+    with pytest.raises(RealtimeFormatError, match="expected 'I3LogLikelihoodFitParams'"):
+        decode_fit_params(_name("I3LineFitParams") + good[len(_name("I3LogLikelihoodFitParams")) :])
 
 
 def test_pulse_map_must_be_consumed_exactly() -> None:
@@ -473,3 +496,35 @@ def test_the_alert_message_counts_are_the_cleaned_split_pulses(
     assert n_doms == stated[0]
     assert abs(n_pulses - stated[1]) <= tolerance
     assert charge == pytest.approx(stated[2], abs=2.0 * tolerance + 0.01)
+
+
+# IceCube's -lnL at HESE_SPEFit2 (its I3LogLikelihoodFitParams), read from the files by the test
+HESE_FILES = [f"hese_event_0{i}.json" for i in range(4)] + ["event_HESE_2017-11-28.json"]
+
+
+@needs_data
+@pytest.mark.parametrize("name", HESE_FILES)
+def test_pandel_spe_with_icecube_settings_reproduces_icecubes_likelihood(name: str) -> None:
+    """Our Pandel SPE likelihood, configured as lilliput's standard fit, gives IceCube's -lnL at
+    IceCube's own fitted direction: the same DOMs (ndof = DOMs - 5) and the same value to 0.1."""
+    from skyscan.physics.recos.evaluate import fit_direction
+    from skyscan.physics.recos.pandel import ICECUBE_SPE_OPTIONS
+    from skyscan.physics.recos.registry import get_reco
+    from skyscan.sky.coordinates import detector_to_equatorial
+    from skyscan.wire import Direction
+
+    assert EVENTS is not None and GEOMETRY_CSV is not None
+    event = read_realtime_event(EVENTS / name, load_geometry_csv(GEOMETRY_CSV))
+    fit = event.reference_fits["HESE_SPEFit2"].model_dump()
+    reco = get_reco("pandel-spe", dict(ICECUBE_SPE_OPTIONS))
+    prepared = reco.prepare(event)
+    assert len(prepared.times) == fit["ndof"] + 5
+    ra, dec = detector_to_equatorial(fit["zenith"], fit["azimuth"], event.mjd)
+    direction = Direction(
+        ra=float(ra), dec=float(dec), zenith=fit["zenith"], azimuth=fit["azimuth"] % (2 * math.pi)
+    )
+    ours = fit_direction(reco, prepared, direction).llh
+    assert ours == pytest.approx(fit["logl"], abs=0.1)
+    # and the default cleaning is a different likelihood (so the match is not a coincidence)
+    default = get_reco("pandel-spe")
+    assert abs(fit_direction(default, default.prepare(event), direction).llh - fit["logl"]) > 1.0

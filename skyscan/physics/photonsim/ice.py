@@ -115,6 +115,21 @@ class LayeredIce:
         clamped = np.clip(target, 0.0, cum[wl, -1])
         return np.interp(clamped + offset * wl, flat, z_flat)
 
+    def scaled(self, absorption: float = 1.0, scattering: float = 1.0) -> LayeredIce:
+        """The same ice with every absorption and effective scattering coefficient multiplied
+        (a systematic variation, as IceCube's SnowStorm samples them per event)."""
+        if not (0.0 < absorption < 10.0 and 0.0 < scattering < 10.0):
+            raise ValueError("ice scale factors must be within (0, 10)")
+        return LayeredIce(
+            z_edges=self.z_edges,
+            absorption=self.absorption * absorption,
+            eff_scattering=self.eff_scattering * scattering,
+            mean_cos=self.mean_cos,
+            n_group=self.n_group,
+            n_phase=self.n_phase,
+            name=f"{self.name} x abs {absorption:.3f} x scat {scattering:.3f}",
+        )
+
     # -- depth averages used by the recos -----------------------------------------------------
     def at_400nm(self) -> tuple[np.ndarray, np.ndarray]:
         """(effective scattering, absorption) coefficients per layer at 400 nm."""

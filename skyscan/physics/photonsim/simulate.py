@@ -49,6 +49,7 @@ class PhotonSimConfig:
     readout_after_ns: float = 6000.0
     hlc_window_ns: float = 1000.0
     hlc_om_span: int = 2
+    dom_efficiency_scale: float = 1.0  # on every DOM's relative efficiency (a systematic variation)
 
 
 def angular_acceptance(cos_incidence: np.ndarray) -> np.ndarray:
@@ -143,6 +144,8 @@ def simulate_track_photons(
     check_track(zenith, azimuth, energy_gev)
     geometry = geometry or default_photonsim_geometry()
     config = config or PhotonSimConfig()
+    if not 0.0 < config.dom_efficiency_scale <= 2.0:
+        raise ValueError("dom_efficiency_scale must be within (0, 2]")
     ice = ice or spice_mie()
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0xF07051])
 
@@ -175,7 +178,13 @@ def simulate_track_photons(
         light.photons, ice, rng, doms=spheres, t_max_ns=t_hi, max_step_m=15.0, region=near_array
     )
     hits = result.hits
-    mean_pe = weight / config.oversize**2 * angular_acceptance(hits.dir_z) * geometry.efficiency[hits.dom]
+    mean_pe = (
+        weight
+        / config.oversize**2
+        * angular_acceptance(hits.dir_z)
+        * geometry.efficiency[hits.dom]
+        * config.dom_efficiency_scale
+    )
     n_pe = rng.poisson(mean_pe)
     dom = np.repeat(hits.dom, n_pe)
     speed = 0.299792458 / ice.n_group[hits.wl]
@@ -221,6 +230,7 @@ def simulate_track_photons(
             "simulator": "skyscan.physics.photonsim/1",
             "seed": int(seed),
             "ice_model": ice.name,
+            "dom_efficiency_scale": config.dom_efficiency_scale,
             "impact_m": round(impact, 3),
             "tracers": n_tracers,
             "photons_per_tracer": round(weight, 3),

@@ -51,6 +51,10 @@ from skyscan.wire import Direction, Vertex
 GEV_PER_PE = 30.0
 MIN_DOMS = 5  # 3 fitted parameters plus some redundancy
 CLEANING_MODES = ("srt", "hlc", "none")
+# IceCube's own Pandel SPE fit as lilliput's standard segments run it (HESE_SPEFit2): HLC pulses,
+# 10 Hz noise (1e-8 per ns), 15 ns jitter, H2 bulk ice. With these options pandel-spe reproduces
+# IceCube's -lnL at its fitted direction (docs/physics.md, "Our likelihood against IceCube's").
+ICECUBE_SPE_OPTIONS = {"pulse_cleaning": "hlc", "noise_floor": 1e-8}
 _CUBE = np.array([o for o in itertools.product((-1.0, 0.0, 1.0), repeat=3) if any(o)])
 _AXES = np.vstack([np.eye(3), -np.eye(3)])
 
