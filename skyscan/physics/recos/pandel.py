@@ -51,10 +51,14 @@ from skyscan.wire import Direction, Vertex
 GEV_PER_PE = 30.0
 MIN_DOMS = 5  # 3 fitted parameters plus some redundancy
 CLEANING_MODES = ("srt", "hlc", "none")
-# IceCube's own Pandel SPE fit as lilliput's standard segments run it (HESE_SPEFit2): HLC pulses,
-# 10 Hz noise (1e-8 per ns), 15 ns jitter, H2 bulk ice. With these options pandel-spe reproduces
-# IceCube's -lnL at its fitted direction (docs/physics.md, "Our likelihood against IceCube's").
-ICECUBE_SPE_OPTIONS = {"pulse_cleaning": "hlc", "noise_floor": 1e-8}
+# IceCube's own Pandel SPE fits (lilliput's standard segments: 10 Hz noise, i.e. 1e-8 per ns, 15 ns
+# jitter, H2 bulk ice) on the pulses each filter fits: the HESE filter's HESE_SPEFit2 on HLC pulses,
+# OnlineL2's SPEFit2 on SRT-cleaned pulses. With these options pandel-spe reproduces IceCube's -lnL
+# at IceCube's fitted direction (docs/physics.md, "Our likelihood against IceCube's").
+ICECUBE_SPE_OPTIONS: dict[str, dict[str, Any]] = {
+    "HESE_SPEFit2": {"pulse_cleaning": "hlc", "noise_floor": 1e-8},
+    "SPEFit2": {"pulse_cleaning": "srt", "noise_floor": 1e-8},
+}
 _CUBE = np.array([o for o in itertools.product((-1.0, 0.0, 1.0), repeat=3) if any(o)])
 _AXES = np.vstack([np.eye(3), -np.eye(3)])
 
