@@ -43,6 +43,32 @@ def test_path_ice_scales_follow_the_layers() -> None:
     assert s_dust[0] < 0.5 and a_dust[0] < 0.5 and s_clear[0] > 1.5
 
 
+def test_path_ice_on_equal_layers_interpolates_as_np_interp_does() -> None:
+    """The arithmetic layer lookup (equal layers) gives np.interp's values, across the table's ends too."""
+    import dataclasses
+
+    ice = packaged_path_ice()
+    z = np.random.default_rng(3).uniform(-850.0, 850.0, (7, 300))  # the table spans -855.4 to 854.6 m
+    z_b = z + np.random.default_rng(4).uniform(-40.0, 40.0, z.shape)
+    uneven = dataclasses.replace(
+        ice, z_edges=ice.z_edges * (1.0 + 1e-3 * np.linspace(0.0, 1.0, len(ice.z_edges)))
+    )
+    for path_ice in (ice, uneven):
+        mid, half = 0.5 * (z + z_b), np.maximum(0.5 * np.abs(z - z_b), 0.5)
+        lo, hi = mid - half, mid + half
+        b_e = (
+            np.interp(hi, path_ice.z_edges, path_ice.cum_eff_scattering)
+            - np.interp(lo, path_ice.z_edges, path_ice.cum_eff_scattering)
+        ) / (2 * half)
+        a = (
+            np.interp(hi, path_ice.z_edges, path_ice.cum_absorption)
+            - np.interp(lo, path_ice.z_edges, path_ice.cum_absorption)
+        ) / (2 * half)
+        s_scat, s_abs = path_ice.scales(z, z_b)
+        np.testing.assert_allclose(s_scat, 1.0 / (b_e * path_ice.ref_eff_scattering_m), rtol=1e-9)
+        np.testing.assert_allclose(s_abs, 1.0 / (a * path_ice.ref_absorption_m), rtol=1e-9)
+
+
 def test_table_reproduces_the_simulator_in_the_reference_ice() -> None:
     """Tolerance: expected charge within 15% at 15 m and 30% at 40 m, median residual within 15% (or 3 ns).
 

@@ -63,9 +63,10 @@ class FirstOfNTable:
     photon_nodes: tuple[int, ...]  # the photon counts N tabulated, one block of log_density each
 
     def lookup(
-        self, node: np.ndarray, rho: np.ndarray, cos_eta: np.ndarray, t: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(ln f_N(t), ln m) by trilinear (bilinear for m) interpolation; ``node`` per DOM."""
+        self, node: np.ndarray, rho: np.ndarray, cos_eta: np.ndarray, t: np.ndarray, want_mu: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(ln f_N(t), ln m) by trilinear (bilinear for m) interpolation; ``node`` per DOM.
+        ``want_mu=False`` skips m (None), which a timing-only likelihood does not read."""
         fr = np.clip((np.sqrt(rho) - self.sqrt_rho0) / self.sqrt_rho_step, 0.0, self.n_rho - 1.000001)
         fc = np.clip((cos_eta + 1.0) / self.cos_step, 0.0, self.n_cos - 1.000001)
         fu = np.clip((np.arcsinh(t / _T_SCALE_NS) - self.u0) / self.u_step, 0.0, self.n_u - 1.000001)
@@ -85,6 +86,8 @@ class FirstOfNTable:
 
         lo = along_c(base)
         log_f = lo + (along_c(base + s_r) - lo) * wr
+        if not want_mu:
+            return log_f, None
         mu = self.log_mu.ravel()
         m_base = ir * self.n_cos + ic
         m_lo = mu[m_base] * (1.0 - wc) + mu[m_base + 1] * wc
@@ -203,11 +206,12 @@ class TableMPE(PandelTrackReco):
         z_emit = z_dom - (rho / SIN_CHERENKOV) * cos_eta
         s_scat, s_abs = table.path_ice.scales(z_dom, z_emit)
         scale = np.sqrt(s_scat * s_abs)
-        log_f, log_m = table.lookup(prep.extra["node"], rho / scale, cos_eta, t_res / scale)
+        w = prep.extra["charge_weight"]
+        with_charge = bool(w.any())
+        log_f, log_m = table.lookup(prep.extra["node"], rho / scale, cos_eta, t_res / scale, with_charge)
         log_scale = np.log(scale)
         log_l = log_f - log_scale
-        w = prep.extra["charge_weight"]
-        if not w.any():
+        if log_m is None:
             return log_l, 0.0
         m = np.exp(log_m - log_scale)
         q = prep.charges

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -277,6 +277,30 @@ class PathIce:
             ref_absorption_m=table.ref_absorption_m,
         )
 
+    @cached_property
+    def _uniform_width(self) -> float:
+        """The layer width when all layers are equal, else 0."""
+        widths = np.diff(self.z_edges)
+        return float(widths[0]) if np.allclose(widths, widths[0]) else 0.0
+
+    def _cumulative_at(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both cumulative sums at heights z (clamped to the table), linear between edges.
+
+        On equal layers (the packaged table) the layer is found arithmetically and shared by both
+        sums: the same values as ``np.interp`` at a quarter of its binary searches, which dominated
+        a fit's per-DOM ice (it runs for every hypothesis of every fit).
+        """
+        edges = self.z_edges
+        width = self._uniform_width
+        if not width:
+            return (np.interp(z, edges, self.cum_eff_scattering), np.interp(z, edges, self.cum_absorption))
+        n_layers = len(edges) - 1
+        f = np.clip((z - edges[0]) * (1.0 / width), 0.0, n_layers)
+        k = np.minimum(f.astype(np.intp), n_layers - 1)
+        w = f - k
+        cs, ca = self.cum_eff_scattering, self.cum_absorption
+        return cs[k] + (cs[k + 1] - cs[k]) * w, ca[k] + (ca[k + 1] - ca[k]) * w
+
     def scales(self, z_a: np.ndarray, z_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Effective-scattering and absorption lengths between heights z_a and z_b, over the reference.
 
@@ -284,16 +308,11 @@ class PathIce:
         """
         mid = 0.5 * (z_a + z_b)
         half = np.maximum(0.5 * np.abs(z_a - z_b), 0.5)
-        lo, hi = mid - half, mid + half
         span = 2.0 * half
-        b_e = (
-            np.interp(hi, self.z_edges, self.cum_eff_scattering)
-            - np.interp(lo, self.z_edges, self.cum_eff_scattering)
-        ) / span
-        a = (
-            np.interp(hi, self.z_edges, self.cum_absorption)
-            - np.interp(lo, self.z_edges, self.cum_absorption)
-        ) / span
+        s_hi, a_hi = self._cumulative_at(mid + half)
+        s_lo, a_lo = self._cumulative_at(mid - half)
+        b_e = (s_hi - s_lo) / span
+        a = (a_hi - a_lo) / span
         return 1.0 / (b_e * self.ref_eff_scattering_m), 1.0 / (a * self.ref_absorption_m)
 
 
