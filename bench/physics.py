@@ -43,13 +43,18 @@ WILKS_90 = 4.61
 DEFAULT_PROGRESSION = "4:0,16:6,64:6,256:4,1024:4"
 
 
-def simulate_one(args: tuple[str, float, float, float, int, int, str | None, float]) -> dict[str, Any]:
+FLOW_AZIMUTH_DEG = 130.0  # roughly the direction of the ice flow at the South Pole, detector coordinates
+
+
+def simulate_one(
+    args: tuple[str, float, float, float, int, int, str | None, float, float],
+) -> dict[str, Any]:
     from skyscan.physics.geometry import load_geometry_csv
     from skyscan.physics.photonsim.ice import spice_mie
     from skyscan.physics.photonsim.simulate import PhotonSimConfig, simulate_track_photons
     from skyscan.physics.simulate import simulate_track
 
-    simulator, zenith, azimuth, energy, seed, event_id, geometry_path, systematics = args
+    simulator, zenith, azimuth, energy, seed, event_id, geometry_path, systematics, anisotropy = args
     geometry = load_geometry_csv(geometry_path) if geometry_path else None
     if simulator != "photonsim":
         event = simulate_track(
@@ -57,12 +62,18 @@ def simulate_one(args: tuple[str, float, float, float, int, int, str | None, flo
         )
         return event.to_json_dict()
     extra: dict[str, Any] = {}
-    if systematics > 0:  # SnowStorm-like: each event draws its own absorption, scattering, DOM efficiency
+    if systematics > 0 or anisotropy > 0:
+        # SnowStorm-like: each event draws its own absorption, scattering and DOM efficiency
         absorption, scattering, efficiency = np.random.default_rng([seed, 0x5E5]).uniform(
             1.0 - systematics, 1.0 + systematics, 3
         )
         extra = {
-            "ice": spice_mie().scaled(absorption=absorption, scattering=scattering),
+            "ice": spice_mie().scaled(
+                absorption=absorption,
+                scattering=scattering,
+                anisotropy=anisotropy,
+                flow_azimuth=math.radians(FLOW_AZIMUTH_DEG),
+            ),
             "config": PhotonSimConfig(dom_efficiency_scale=float(efficiency)),
         }
     event = simulate_track_photons(
@@ -92,6 +103,7 @@ def make_events(args: argparse.Namespace) -> list[Event]:
             i,
             geometry,
             args.ice_systematics,
+            args.ice_anisotropy,
         )
         for i in range(args.n)
     ]
@@ -256,6 +268,12 @@ def main() -> int:
         default=0.0,
         help="photonsim: each event scales absorption, scattering and DOM efficiency by U(1-s, 1+s)",
     )
+    parser.add_argument(
+        "--ice-anisotropy",
+        type=float,
+        default=0.0,
+        help=f"photonsim: scattering 1-a along the flow axis (azimuth {FLOW_AZIMUTH_DEG:g} deg), 1+a across",
+    )
     parser.add_argument("--nsides", default=DEFAULT_PROGRESSION)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--reco-option", action="append", default=[], help="k=v, repeatable (all recos)")
@@ -267,10 +285,10 @@ def main() -> int:
         "--geometry", type=Path, default=None, help="DOM table CSV; photonsim default: IC86 when present"
     )
     args = parser.parse_args()
-    if not 0.0 <= args.ice_systematics < 0.5:
-        parser.error("--ice-systematics must be within [0, 0.5)")
-    if args.ice_systematics and args.simulator != "photonsim":
-        parser.error("--ice-systematics needs --simulator photonsim")
+    if not (0.0 <= args.ice_systematics < 0.5 and 0.0 <= args.ice_anisotropy < 0.5):
+        parser.error("--ice-systematics and --ice-anisotropy must be within [0, 0.5)")
+    if (args.ice_systematics or args.ice_anisotropy) and args.simulator != "photonsim":
+        parser.error("--ice-systematics and --ice-anisotropy need --simulator photonsim")
 
     from skyscan.records.spec import parse_options as parse_reco_options
 
@@ -287,7 +305,11 @@ def main() -> int:
     energies = [ev.truth.energy for ev in events if ev.truth is not None]
     origin = (
         f"events read from {args.events}" if reused else f"simulator `{args.simulator}`, seed {args.seed}"
-    ) + (f", ice systematics +-{args.ice_systematics:.0%}" if args.ice_systematics and not reused else "")
+    )
+    if not reused and args.ice_systematics:
+        origin += f", ice systematics +-{args.ice_systematics:.0%}"
+    if not reused and args.ice_anisotropy:
+        origin += f", anisotropy {args.ice_anisotropy:.0%} along {FLOW_AZIMUTH_DEG:g} deg"
     print(
         f"{origin}, {len(events)} events ({min(energies) / 1e3:.1f}-{max(energies) / 1e3:.1f} TeV), "
         f"options {json.dumps(options)}, progression `{args.nsides}`"

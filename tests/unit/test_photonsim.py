@@ -161,3 +161,25 @@ def test_a_systematic_variation_scales_the_ice_and_the_dom_efficiency() -> None:
     assert nominal > 50 and 0.35 < half / nominal < 0.65
     with pytest.raises(ValueError, match="dom_efficiency_scale"):
         signal_pe(dom_efficiency_scale=0.0)
+
+
+def test_anisotropic_ice_scatters_less_along_the_flow_axis() -> None:
+    ice = homogeneous_ice(25.0, math.inf).scaled(anisotropy=0.3, flow_azimuth=0.0)
+    axes = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    assert np.allclose(ice.scattering_factor(axes), [0.7, 1.3, 1.0])
+    assert homogeneous_ice(25.0, math.inf).scattering_factor(axes) == 1.0
+    with pytest.raises(ValueError, match="anisotropy"):
+        ice.scaled(anisotropy=0.7)
+
+    # Photons started along the axis get farther in a fixed time than photons started across it
+    # (13% farther here; the same run in isotropic ice gives a ratio of 1.00).
+    rng = np.random.default_rng(8)
+    n = 4000
+
+    def mean_reach(direction: list[float]) -> float:
+        start = Photons(np.zeros((n, 3)), np.tile(direction, (n, 1)), np.zeros(n), np.zeros(n, np.int64))
+        out = propagate(start, ice, rng, t_max_ns=60.0, max_step_m=15.0)
+        return float(np.mean(out.final_pos @ np.asarray(direction)))
+
+    along, across = mean_reach([1.0, 0.0, 0.0]), mean_reach([0.0, 1.0, 0.0])
+    assert along > 1.08 * across

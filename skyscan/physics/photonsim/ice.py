@@ -57,6 +57,11 @@ class LayeredIce:
     n_group: np.ndarray  # (n_wl,) group index (depth independent in the table)
     n_phase: np.ndarray
     name: str = "ice"
+    # Scattering anisotropy (a systematic variation; SPICE-Mie has none): the scattering coefficient
+    # of a photon moving along direction d is b (1 + anisotropy (|d_h|^2 - 2 (d . a)^2)), a the
+    # horizontal flow axis at ``flow_azimuth``: 1 - anisotropy along the axis, 1 + across it, 1 vertical.
+    anisotropy: float = 0.0
+    flow_azimuth: float = 0.0
 
     @property
     def n_layers(self) -> int:
@@ -115,11 +120,22 @@ class LayeredIce:
         clamped = np.clip(target, 0.0, cum[wl, -1])
         return np.interp(clamped + offset * wl, flat, z_flat)
 
-    def scaled(self, absorption: float = 1.0, scattering: float = 1.0) -> LayeredIce:
-        """The same ice with every absorption and effective scattering coefficient multiplied
-        (a systematic variation, as IceCube's SnowStorm samples them per event)."""
+    def scaled(
+        self,
+        absorption: float = 1.0,
+        scattering: float = 1.0,
+        anisotropy: float = 0.0,
+        flow_azimuth: float = 0.0,
+    ) -> LayeredIce:
+        """The same ice with every absorption and effective scattering coefficient multiplied, and
+        optionally an anisotropy (systematic variations, as IceCube's SnowStorm samples per event)."""
         if not (0.0 < absorption < 10.0 and 0.0 < scattering < 10.0):
             raise ValueError("ice scale factors must be within (0, 10)")
+        if not 0.0 <= anisotropy < 0.5:
+            raise ValueError("anisotropy must be within [0, 0.5)")
+        suffix = (
+            f" x anisotropy {anisotropy:.3f} at {math.degrees(flow_azimuth):.0f} deg" if anisotropy else ""
+        )
         return LayeredIce(
             z_edges=self.z_edges,
             absorption=self.absorption * absorption,
@@ -127,8 +143,19 @@ class LayeredIce:
             mean_cos=self.mean_cos,
             n_group=self.n_group,
             n_phase=self.n_phase,
-            name=f"{self.name} x abs {absorption:.3f} x scat {scattering:.3f}",
+            name=f"{self.name} x abs {absorption:.3f} x scat {scattering:.3f}{suffix}",
+            anisotropy=float(anisotropy),
+            flow_azimuth=float(flow_azimuth),
         )
+
+    def scattering_factor(self, direction: np.ndarray) -> np.ndarray | float:
+        """Factor on the scattering coefficient for photons moving along ``direction`` (n, 3)."""
+        if not self.anisotropy:
+            return 1.0
+        ax, ay = math.cos(self.flow_azimuth), math.sin(self.flow_azimuth)
+        dx, dy = direction[:, 0], direction[:, 1]
+        along = dx * ax + dy * ay
+        return 1.0 + self.anisotropy * (dx * dx + dy * dy - 2.0 * along * along)
 
     # -- depth averages used by the recos -----------------------------------------------------
     def at_400nm(self) -> tuple[np.ndarray, np.ndarray]:

@@ -238,7 +238,7 @@ def propagate(
         z0 = pos[:, 2]
         dz = direction[:, 2]
         layer = ice.layer_index(z0)
-        tau_s = rng.exponential(size=n)
+        tau_s = rng.exponential(size=n) / ice.scattering_factor(direction)
         flat = np.abs(dz) < 1e-4
         dz_safe = np.where(flat, 1.0, dz)
         target = ice.cumulative_at(cum_s, wl, z0) + tau_s * dz
