@@ -13,19 +13,16 @@ or ``llh`` of the JSON's reco block. Also printed: our DOMs against IceCube's nd
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from skyscan.physics.geometry import load_geometry_csv, shared_data_dir  # noqa: E402
-from skyscan.physics.recos.evaluate import fit_direction  # noqa: E402
+from skyscan.physics.recos.evaluate import detector_direction, fit_direction  # noqa: E402
 from skyscan.physics.recos.pandel import ICECUBE_SPE_OPTIONS  # noqa: E402
 from skyscan.physics.recos.registry import get_reco  # noqa: E402
 from skyscan.readers.realtime import read_realtime_event  # noqa: E402
-from skyscan.sky.coordinates import detector_to_equatorial  # noqa: E402
-from skyscan.wire import Direction  # noqa: E402
 
 EVENT_FILES = (
     "hese_event_00.json",
@@ -63,10 +60,7 @@ def main() -> int:
             icecube = fit.get("logl", fit.get("llh"))
             reco = get_reco("pandel-spe", dict(options))
             prepared = reco.prepare(event)
-            ra, dec = detector_to_equatorial(fit["zenith"], fit["azimuth"], event.mjd)
-            direction = Direction(
-                ra=float(ra), dec=float(dec), zenith=fit["zenith"], azimuth=fit["azimuth"] % (2 * math.pi)
-            )
+            direction = detector_direction(fit["zenith"], fit["azimuth"], event.mjd)
             ours = fit_direction(reco, prepared, direction).llh
             ndof = fit.get("ndof")
             doms = (

@@ -32,12 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from skydriver_api.local_scan import run_local_scan  # noqa: E402
 from skyscan.physics.event import Event, load_event  # noqa: E402
 from skyscan.physics.geometry import load_geometry_csv, shared_data_dir  # noqa: E402
-from skyscan.physics.recos.evaluate import fit_direction  # noqa: E402
+from skyscan.physics.recos.evaluate import detector_direction, fit_direction  # noqa: E402
 from skyscan.physics.recos.registry import get_reco  # noqa: E402
 from skyscan.readers.realtime import read_realtime_event  # noqa: E402
 from skyscan.records.spec import ScanSpec  # noqa: E402
-from skyscan.sky.coordinates import angular_distance, detector_to_equatorial  # noqa: E402
-from skyscan.wire import Direction, Vertex  # noqa: E402
+from skyscan.sky.coordinates import angular_distance  # noqa: E402
+from skyscan.wire import Vertex  # noqa: E402
 
 DEFAULT_REFERENCES = "HESE_SPEFit2,OnlineL2_SplineMPE,l2_online_SplineMPE,SplineMPE"
 
@@ -126,10 +126,7 @@ def main() -> int:
             best = doc["best_fit"]
             reco_obj = get_reco(reco, dict(args.reco_options))
             prepared = reco_obj.prepare(event)
-            ra, dec = detector_to_equatorial(ref.zenith, ref.azimuth, event.mjd)
-            at_ref = Direction(
-                ra=float(ra), dec=float(dec), zenith=ref.zenith, azimuth=ref.azimuth % (2 * math.pi)
-            )
+            at_ref = detector_direction(ref.zenith, ref.azimuth, event.mjd)
             ours = Vertex(x=best["X"], y=best["Y"], z=best["Z"], t=best["T"])
             llh_ref = min(fit_direction(reco_obj, prepared, at_ref, seed).llh for seed in (ours, None))
             delta = 2.0 * (llh_ref - best["llh"])

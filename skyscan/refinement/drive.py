@@ -15,10 +15,9 @@ from typing import Any
 
 from skyscan.physics.event import Event
 from skyscan.physics.recos.base import Reco
-from skyscan.physics.recos.evaluate import fit_direction
+from skyscan.physics.recos.evaluate import detector_direction, fit_direction
 from skyscan.refinement.fits import FIT_VERTEX_KEYS, VariationResult
 from skyscan.refinement.state import Refinement, TaskSpec
-from skyscan.sky.coordinates import detector_to_equatorial
 from skyscan.wire import Direction, Vertex
 
 
@@ -87,8 +86,7 @@ def drive(
 def truth_direction(event: Event) -> Direction | None:
     if event.truth is None:
         return None
-    ra, dec = detector_to_equatorial(event.truth.zenith, event.truth.azimuth, event.mjd)
-    return Direction(ra=float(ra), dec=float(dec), zenith=event.truth.zenith, azimuth=event.truth.azimuth)
+    return detector_direction(event.truth.zenith, event.truth.azimuth, event.mjd)
 
 
 def truth_vertex(event: Event) -> Vertex | None:

@@ -514,20 +514,15 @@ def test_pandel_spe_with_icecube_settings_reproduces_icecubes_likelihood(name: s
     fitted direction: the same DOMs (ndof = DOMs - 5) and the same value to 0.15 (IceCube's value
     from the frame's FitParams, or for the alerts from the JSON's reco block, whose directions are
     rounded to 1e-5 rad)."""
-    from skyscan.physics.recos.evaluate import fit_direction
+    from skyscan.physics.recos.evaluate import detector_direction, fit_direction
     from skyscan.physics.recos.pandel import ICECUBE_SPE_OPTIONS
     from skyscan.physics.recos.registry import get_reco
-    from skyscan.sky.coordinates import detector_to_equatorial
-    from skyscan.wire import Direction
 
     assert EVENTS is not None and GEOMETRY_CSV is not None
     event = read_realtime_event(EVENTS / name, load_geometry_csv(GEOMETRY_CSV))
     fit = event.reference_fits[fit_name].model_dump()
     icecube_llh = fit["logl"] if "logl" in fit else fit["llh"]
-    ra, dec = detector_to_equatorial(fit["zenith"], fit["azimuth"], event.mjd)
-    direction = Direction(
-        ra=float(ra), dec=float(dec), zenith=fit["zenith"], azimuth=fit["azimuth"] % (2 * math.pi)
-    )
+    direction = detector_direction(fit["zenith"], fit["azimuth"], event.mjd)
     reco = get_reco("pandel-spe", dict(ICECUBE_SPE_OPTIONS[fit_name]))
     prepared = reco.prepare(event)
     assert len(prepared.times) == fit["ndof"] + 5

@@ -1,4 +1,4 @@
-"""Fitting one direction over every vertex variation (used for the truth comparison)."""
+"""Fitting one direction over every vertex variation (used for the truth and reference comparisons)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import math
 from typing import Any
 
 from skyscan.physics.recos.base import FitResult, Reco
+from skyscan.sky.coordinates import detector_to_equatorial
 from skyscan.wire import Direction, Vertex
+
+
+def detector_direction(zenith: float, azimuth: float, mjd: float) -> Direction:
+    """The direction of a fit given in detector coordinates (a truth, IceCube's own fits) at ``mjd``."""
+    ra, dec = detector_to_equatorial(zenith, azimuth, mjd)
+    return Direction(ra=float(ra), dec=float(dec), zenith=zenith, azimuth=azimuth % (2 * math.pi))
 
 
 def fit_direction(reco: Reco, prepared: Any, direction: Direction, seed: Vertex | None = None) -> FitResult:
