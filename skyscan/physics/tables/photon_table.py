@@ -144,8 +144,9 @@ def reference_lengths(layered: LayeredIce) -> tuple[float, float]:
 def _smooth_log_rate(counts: np.ndarray, weight_sum: np.ndarray, norm: np.ndarray) -> np.ndarray:
     """ln of the rate histogram, smoothed by cubic smoothing splines along t, then rho and cos_eta."""
     n_rho, n_cos, n_t = weight_sum.shape
+    raw_rate = weight_sum * norm
     with np.errstate(divide="ignore"):
-        log_raw = np.log(weight_sum * norm)
+        log_raw = np.log(raw_rate)
     floor = np.nanmin(np.where(np.isfinite(log_raw), log_raw, np.nan)) - 2.0
     u_t = np.arcsinh(0.5 * (T_EDGES_NS[1:] + T_EDGES_NS[:-1]) / 5.0)
     out = np.full_like(log_raw, floor)
@@ -168,10 +169,12 @@ def _smooth_log_rate(counts: np.ndarray, weight_sum: np.ndarray, norm: np.ndarra
     # statistical error), its time integral is put back to the histogram's. A near DOM's direct
     # peak is narrower than the spline can follow, and it loses up to a third of its charge there.
     dt = np.diff(T_EDGES_NS)
-    raw_mass = (weight_sum * norm * dt).sum(axis=-1)
+    raw_mass = (raw_rate * dt).sum(axis=-1)
     smooth_mass = (np.exp(out) * dt).sum(axis=-1)
     measured = (counts.sum(axis=-1) >= 1e4) & (raw_mass > 0)
-    return out + np.where(measured, np.log(np.where(measured, raw_mass, 1.0) / smooth_mass), 0.0)[..., None]
+    correction = np.zeros_like(raw_mass)
+    correction[measured] = np.log(raw_mass[measured] / smooth_mass[measured])
+    return out + correction[..., None]
 
 
 def build_table(
