@@ -286,8 +286,8 @@ class PandelTrackReco:
             pu = du[None, :] - a
             pv = dv[None, :] - b
             rho = np.sqrt(pu * pu + pv * pv)
-            cos_eta = np.clip(
-                SIN_CHERENKOV * (pu * uz + pv * vz) / np.maximum(rho, 1e-6) + pz_term, -1.0, 1.0
+            cos_eta = np.minimum(  # not np.clip: the same values without its Python-level wrapper
+                np.maximum(SIN_CHERENKOV * (pu * uz + pv * vz) / np.maximum(rho, 1e-6) + pz_term, -1.0), 1.0
             )
             t_res = tau[None, :] - t0 - geo_over_c * rho
             log_l, extra = dom_terms(prep, rho, cos_eta, t_res)

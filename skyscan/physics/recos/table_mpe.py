@@ -67,18 +67,24 @@ class FirstOfNTable:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """(ln f_N(t), ln m) by trilinear (bilinear for m) interpolation; ``node`` per DOM.
         ``want_mu=False`` skips m (None), which a timing-only likelihood does not read."""
-        fr = np.clip((np.sqrt(rho) - self.sqrt_rho0) / self.sqrt_rho_step, 0.0, self.n_rho - 1.000001)
-        fc = np.clip((cos_eta + 1.0) / self.cos_step, 0.0, self.n_cos - 1.000001)
-        fu = np.clip((np.arcsinh(t / _T_SCALE_NS) - self.u0) / self.u_step, 0.0, self.n_u - 1.000001)
+        # minimum/maximum rather than np.clip: the same values without its Python-level wrapper
+        fr = np.minimum(
+            np.maximum((np.sqrt(rho) - self.sqrt_rho0) / self.sqrt_rho_step, 0.0), self.n_rho - 1.000001
+        )
+        fc = np.minimum(np.maximum((cos_eta + 1.0) / self.cos_step, 0.0), self.n_cos - 1.000001)
+        fu = np.minimum(
+            np.maximum((np.arcsinh(t / _T_SCALE_NS) - self.u0) / self.u_step, 0.0), self.n_u - 1.000001
+        )
         ir, ic, iu = fr.astype(np.intp), fc.astype(np.intp), fu.astype(np.intp)
         wr, wc, wu = fr - ir, fc - ic, fu - iu
+        keep_u = 1.0 - wu
         base = ((node * self.n_rho + ir) * self.n_cos + ic) * self.n_u + iu
         flat = self.log_density.ravel()
         s_c = self.n_u
         s_r = self.n_cos * self.n_u
 
         def along_u(b: np.ndarray) -> np.ndarray:
-            return flat[b] * (1.0 - wu) + flat[b + 1] * wu
+            return flat[b] * keep_u + flat[b + 1] * wu
 
         def along_c(b: np.ndarray) -> np.ndarray:
             lo = along_u(b)

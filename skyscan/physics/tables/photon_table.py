@@ -298,6 +298,11 @@ class PathIce:
         widths = np.diff(self.z_edges)
         return float(widths[0]) if np.allclose(widths, widths[0]) else 0.0
 
+    @cached_property
+    def _layer_steps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Both cumulative sums' rise across each layer (the same differences, computed once)."""
+        return np.diff(self.cum_eff_scattering), np.diff(self.cum_absorption)
+
     def _cumulative_at(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Both cumulative sums at heights z (clamped to the table), linear between edges.
 
@@ -310,25 +315,29 @@ class PathIce:
         if not width:
             return (np.interp(z, edges, self.cum_eff_scattering), np.interp(z, edges, self.cum_absorption))
         n_layers = len(edges) - 1
-        f = np.clip((z - edges[0]) * (1.0 / width), 0.0, n_layers)
+        # minimum/maximum rather than np.clip: the same values without its Python-level wrapper
+        f = np.minimum(np.maximum((z - edges[0]) * (1.0 / width), 0.0), n_layers)
         k = np.minimum(f.astype(np.intp), n_layers - 1)
         w = f - k
-        cs, ca = self.cum_eff_scattering, self.cum_absorption
-        return cs[k] + (cs[k + 1] - cs[k]) * w, ca[k] + (ca[k + 1] - ca[k]) * w
+        ds, da = self._layer_steps
+        return self.cum_eff_scattering[k] + ds[k] * w, self.cum_absorption[k] + da[k] * w
 
     def scales(self, z_a: np.ndarray, z_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Effective-scattering and absorption lengths between heights z_a and z_b, over the reference.
 
         Mean coefficients over [z_a, z_b], widened to at least 1 m (a horizontal path sees its layer).
+        Both ends are looked up in one call (a fit calls this for every stencil of every pixel).
         """
         mid = 0.5 * (z_a + z_b)
         half = np.maximum(0.5 * np.abs(z_a - z_b), 0.5)
+        ends = np.empty((2, *np.shape(mid)))
+        np.add(mid, half, out=ends[0])
+        np.subtract(mid, half, out=ends[1])
+        s, a = self._cumulative_at(ends)
         span = 2.0 * half
-        s_hi, a_hi = self._cumulative_at(mid + half)
-        s_lo, a_lo = self._cumulative_at(mid - half)
-        b_e = (s_hi - s_lo) / span
-        a = (a_hi - a_lo) / span
-        return 1.0 / (b_e * self.ref_eff_scattering_m), 1.0 / (a * self.ref_absorption_m)
+        b_e = (s[0] - s[1]) / span
+        a_mean = (a[0] - a[1]) / span
+        return 1.0 / (b_e * self.ref_eff_scattering_m), 1.0 / (a_mean * self.ref_absorption_m)
 
 
 @lru_cache(maxsize=1)
