@@ -114,6 +114,12 @@ def track_geometry(
     return TrackGeometry(along, rho, cos_eta, t_geo)
 
 
+def clamp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``np.clip(x, lo, hi)``, the same values (NaN stays NaN) without ``np.clip``'s Python-level
+    dispatch, which costs more than the arithmetic on the (hypotheses, DOMs) arrays of a fit."""
+    return np.minimum(np.maximum(x, lo), hi)
+
+
 def photon_cos_eta(perp_z: np.ndarray, rho: np.ndarray, direction_z: float) -> np.ndarray:
     """z-component of the direct Cherenkov photon's unit direction at the DOM.
 

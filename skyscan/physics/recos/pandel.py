@@ -39,6 +39,7 @@ from skyscan.physics.pandel_model import (
     GEO_FACTOR,
     ICE_MODELS,
     SIN_CHERENKOV,
+    clamp,
     convolved_pandel_table,
     transverse_basis,
     travel_direction,
@@ -286,9 +287,7 @@ class PandelTrackReco:
             pu = du[None, :] - a
             pv = dv[None, :] - b
             rho = np.sqrt(pu * pu + pv * pv)
-            cos_eta = np.minimum(  # not np.clip: the same values without its Python-level wrapper
-                np.maximum(SIN_CHERENKOV * (pu * uz + pv * vz) / np.maximum(rho, 1e-6) + pz_term, -1.0), 1.0
-            )
+            cos_eta = clamp(SIN_CHERENKOV * (pu * uz + pv * vz) / np.maximum(rho, 1e-6) + pz_term, -1.0, 1.0)
             t_res = tau[None, :] - t0 - geo_over_c * rho
             log_l, extra = dom_terms(prep, rho, cos_eta, t_res)
             return extra - np.logaddexp(log_l, log_eps).sum(axis=1)

@@ -34,7 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from skyscan.physics.event import Event
-from skyscan.physics.pandel_model import SIN_CHERENKOV
+from skyscan.physics.pandel_model import SIN_CHERENKOV, clamp
 from skyscan.physics.recos.pandel import PandelPrepared, PandelTrackReco
 from skyscan.physics.tables.photon_table import PathIce, load_table
 
@@ -67,14 +67,9 @@ class FirstOfNTable:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """(ln f_N(t), ln m) by trilinear (bilinear for m) interpolation; ``node`` per DOM.
         ``want_mu=False`` skips m (None), which a timing-only likelihood does not read."""
-        # minimum/maximum rather than np.clip: the same values without its Python-level wrapper
-        fr = np.minimum(
-            np.maximum((np.sqrt(rho) - self.sqrt_rho0) / self.sqrt_rho_step, 0.0), self.n_rho - 1.000001
-        )
-        fc = np.minimum(np.maximum((cos_eta + 1.0) / self.cos_step, 0.0), self.n_cos - 1.000001)
-        fu = np.minimum(
-            np.maximum((np.arcsinh(t / _T_SCALE_NS) - self.u0) / self.u_step, 0.0), self.n_u - 1.000001
-        )
+        fr = clamp((np.sqrt(rho) - self.sqrt_rho0) / self.sqrt_rho_step, 0.0, self.n_rho - 1.000001)
+        fc = clamp((cos_eta + 1.0) / self.cos_step, 0.0, self.n_cos - 1.000001)
+        fu = clamp((np.arcsinh(t / _T_SCALE_NS) - self.u0) / self.u_step, 0.0, self.n_u - 1.000001)
         ir, ic, iu = fr.astype(np.intp), fc.astype(np.intp), fu.astype(np.intp)
         wr, wc, wu = fr - ir, fc - ic, fu - iu
         keep_u = 1.0 - wu

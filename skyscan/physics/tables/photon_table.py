@@ -36,7 +36,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.interpolate import make_smoothing_spline
 
-from skyscan.physics.pandel_model import C_VACUUM_M_PER_NS, COS_CHERENKOV, GEO_FACTOR, SIN_CHERENKOV
+from skyscan.physics.pandel_model import C_VACUUM_M_PER_NS, COS_CHERENKOV, GEO_FACTOR, SIN_CHERENKOV, clamp
 from skyscan.physics.photonsim.ice import LayeredIce, homogeneous_ice
 from skyscan.physics.photonsim.propagate import DOM_RADIUS_M, Photons, propagate, rotate
 from skyscan.physics.photonsim.simulate import angular_acceptance
@@ -315,8 +315,7 @@ class PathIce:
         if not width:
             return (np.interp(z, edges, self.cum_eff_scattering), np.interp(z, edges, self.cum_absorption))
         n_layers = len(edges) - 1
-        # minimum/maximum rather than np.clip: the same values without its Python-level wrapper
-        f = np.minimum(np.maximum((z - edges[0]) * (1.0 / width), 0.0), n_layers)
+        f = clamp((z - edges[0]) * (1.0 / width), 0.0, n_layers)
         k = np.minimum(f.astype(np.intp), n_layers - 1)
         w = f - k
         ds, da = self._layer_steps
