@@ -23,7 +23,6 @@ shifts the seed by ``variation_radius_m`` in the plane transverse to the track a
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -45,6 +44,7 @@ from skyscan.physics.pandel_model import (
     travel_direction,
 )
 from skyscan.physics.recos.base import FitResult, RecoUnsuitable
+from skyscan.physics.recos.pattern_search import AXES, CUBE, pattern_search
 from skyscan.wire import Direction, Vertex
 
 # Rough energy proxy: GeV of muon energy per PE of total charge (order of magnitude only; E_tot is
@@ -60,8 +60,6 @@ ICECUBE_SPE_OPTIONS: dict[str, dict[str, Any]] = {
     "HESE_SPEFit2": {"pulse_cleaning": "hlc", "noise_floor": 1e-8},
     "SPEFit2": {"pulse_cleaning": "srt", "noise_floor": 1e-8},
 }
-_CUBE = np.array([o for o in itertools.product((-1.0, 0.0, 1.0), repeat=3) if any(o)])
-_AXES = np.vstack([np.eye(3), -np.eye(3)])
 
 
 @dataclass(frozen=True, eq=False)
@@ -315,25 +313,23 @@ class PandelTrackReco:
         # max_time_shift_ns of the light front.
         limit2 = self.max_offset_m**2
         max_shift = self.max_time_shift_ns
-        iterations = 0
-        for stencil, first_step in ((_AXES, self._START_STEP), (_CUBE, self._POLISH_STEP)):
-            steps = np.full(3, first_step)
-            while iterations < self.max_iterations:
-                iterations += 1
-                points = centre + stencil * steps
-                values = neg_llh(points)
-                outside = (points[:, 0] ** 2 + points[:, 1] ** 2 > limit2) | (
-                    np.abs(points[:, 2] - t_ref) > max_shift
-                )
-                values[outside] = np.inf
-                n_evals += len(points)
-                k = int(np.argmin(values))
-                if values[k] < best - 1e-9:
-                    centre, best = points[k].copy(), float(values[k])
-                else:
-                    steps *= 0.5
-                    if steps[0] < self.min_step_m:
-                        break
+
+        def feasible(points: np.ndarray) -> np.ndarray:
+            return (points[:, 0] ** 2 + points[:, 1] ** 2 <= limit2) & (
+                np.abs(points[:, 2] - t_ref) <= max_shift
+            )
+
+        search = pattern_search(
+            neg_llh,
+            centre,
+            best,
+            ((AXES, self._START_STEP), (CUBE, self._POLISH_STEP)),
+            self.min_step_m,
+            self.max_iterations,
+            feasible,
+        )
+        centre, best = search.point, search.value
+        n_evals += search.evaluations
         if not math.isfinite(best):
             return FitResult(math.nan, status="failed", error="likelihood is not finite")
 
@@ -355,7 +351,7 @@ class PandelTrackReco:
                 "rlogl": best / max(1, n_doms - 5),
                 "n_doms": float(n_doms),
                 "n_evals": float(n_evals),
-                "converged": float(iterations < self.max_iterations),
+                "converged": float(search.converged),
             },
         )
 
