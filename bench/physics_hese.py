@@ -7,13 +7,19 @@ alert tracks written by ``skydriver import-realtime``). For each event and reco:
 the angle to the reference fit (the first of ``--references`` the event carries), 2dLLH at the
 reference in our map (the best fit at that direction over several vertex seeds), and whether the
 reference lies inside our 90% region of the reco's default level set (calibrated where the reco
-has a calibration, else Wilks).
+has a calibration, else Wilks). ``--descend`` adds, per row, a local simplex over the direction on
+our profiled likelihood started at the reference: where it ends, and how far its -lnL is below the
+reference's. Ending at our best pixel says our likelihood prefers it (not our minimiser); ending
+near the reference says the scan jumped to another minimum.
 
     nice -n 10 python bench/physics_hese.py --recos table-mpe,pandel-mpe --processes 2
     # IceCube's own SPE fit settings (ICECUBE_SPE_OPTIONS), the like-for-like check of HESE_SPEFit2:
     nice -n 10 python bench/physics_hese.py --recos pandel-spe \
         --reco-options '{"pulse_cleaning": "hlc", "noise_floor": 1e-8}'
     nice -n 10 python bench/physics_hese.py --event-json GOLD.json BRONZE.json 138632.json
+    # the HESE filter's pulses for the table recos, and a descent from HESE_SPEFit2:
+    nice -n 10 python bench/physics_hese.py --recos table-spe --hese 0,2,3 \
+        --reco-options '{"pulse_cleaning": "hlc"}' --descend
 """
 
 from __future__ import annotations
@@ -24,14 +30,17 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from scipy.optimize import minimize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from skydriver_api.local_scan import run_local_scan  # noqa: E402
 from skyscan.physics.event import Event, load_event  # noqa: E402
 from skyscan.physics.geometry import load_geometry_csv, shared_data_dir  # noqa: E402
+from skyscan.physics.recos.base import Reco  # noqa: E402
 from skyscan.physics.recos.evaluate import detector_direction, fit_direction  # noqa: E402
 from skyscan.physics.recos.registry import get_reco  # noqa: E402
 from skyscan.readers.realtime import read_realtime_event  # noqa: E402
@@ -54,6 +63,28 @@ HESE_FILES = {
     "3": "hese_event_03.json",
     "2017": "event_HESE_2017-11-28.json",
 }
+
+
+def descend_from(
+    reco: Reco, prepared: Any, event: Event, start: tuple[float, float], seeds: tuple[Vertex | None, ...]
+) -> tuple[float, float, float]:
+    """Local Nelder-Mead over (zenith, azimuth) from ``start`` on the likelihood profiled over the
+    vertex (best of ``seeds``): (zenith, azimuth, -lnL) where it stops. Initial steps 0.5 deg."""
+
+    def profiled(x: np.ndarray) -> float:
+        zenith = min(max(float(x[0]), 0.0), math.pi)
+        direction = detector_direction(zenith, float(x[1]), event.mjd)
+        return min(fit_direction(reco, prepared, direction, seed).llh for seed in seeds)
+
+    step = math.radians(0.5)
+    simplex = np.array([start, (start[0] + step, start[1]), (start[0], start[1] + step)])
+    found = minimize(
+        profiled,
+        np.array(start),
+        method="Nelder-Mead",
+        options={"initial_simplex": simplex, "xatol": 1e-4, "fatol": 1e-3},
+    )
+    return float(found.x[0]), float(found.x[1]) % (2 * math.pi), float(found.fun)
 
 
 def hese_events(data: Path, numbers: list[str]) -> list[tuple[str, Event]]:
@@ -88,6 +119,9 @@ def main() -> int:
         help='JSON options for every reco, e.g. \'{"pulse_cleaning": "hlc"}\'',
     )
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument(
+        "--descend", action="store_true", help="also descend our likelihood from the reference (see above)"
+    )
     args = parser.parse_args()
     if args.event_json:
         events = [(p.stem, load_event(p)) for p in args.event_json]
@@ -105,8 +139,14 @@ def main() -> int:
         "| event | pulses | reco | best zenith, azimuth (deg) | reference | "
         "reference zenith, azimuth (deg) | angle (deg) | 2dLLH at reference | our 90% level (set) | "
         "inside our 90%? | scan (s) | CPU ms per fit |"
+        + (
+            " descent from reference ends at (deg) | its angle to reference / to best (deg) | "
+            "its -lnL below reference's |"
+            if args.descend
+            else ""
+        )
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if args.descend else ""))
     for label, event in events:
         ref_name = next((r for r in references if r in event.reference_fits), None)
         if ref_name is None:
@@ -132,13 +172,23 @@ def main() -> int:
             delta = 2.0 * (llh_ref - best["llh"])
             level = doc["regions"]["levels"]["90"]["level"]
             zen, az = math.radians(best["zenith_deg"]), math.radians(best["azimuth_deg"])
+            descent = ""
+            if args.descend:
+                d_zen, d_az, d_llh = descend_from(
+                    reco_obj, prepared, event, (ref.zenith, ref.azimuth), (ours, None)
+                )
+                descent = (
+                    f" {np.degrees(d_zen):.2f}, {np.degrees(d_az):.2f} | "
+                    f"{angle_deg(d_zen, d_az, ref.zenith, ref.azimuth):.2f} / "
+                    f"{angle_deg(d_zen, d_az, zen, az):.2f} | {llh_ref - d_llh:.2f} |"
+                )
             print(
                 f"| {label} (run {event.run_id}, event {event.event_id}) | {len(event.pulses)} | {reco} | "
                 f"{best['zenith_deg']:.2f}, {best['azimuth_deg']:.2f} | {ref_name} | "
                 f"{np.degrees(ref.zenith):.2f}, {np.degrees(ref.azimuth % (2 * math.pi)):.2f} | "
                 f"{angle_deg(zen, az, ref.zenith, ref.azimuth):.2f} | {delta:.1f} | "
                 f"{level:.1f} ({doc['regions']['level_set']}) | {'yes' if delta <= level else '**no**'} | "
-                f"{wall:.0f} | {stats['fit_ms_mean']:.1f} |",
+                f"{wall:.0f} | {stats['fit_ms_mean']:.1f} |" + descent,
                 flush=True,
             )
     return 0
