@@ -20,6 +20,11 @@ def handles(api: LiveApi, scan_id: str) -> dict:  # type: ignore[type-arg]
     return api.db().scans.find_one({"_id": scan_id})["launch"]["handles"]
 
 
+def logs_with_worker_summary(api: LiveApi, scan_id: str) -> dict[str, str] | None:
+    logs = api.scan_logs(scan_id)
+    return logs if "worker done:" in logs.get("worker-0.log", "") else None
+
+
 def test_warm_processes_serve_one_scan_after_another(warm_api: LiveApi) -> None:
     api = warm_api
     first_dispatch = []
@@ -39,9 +44,14 @@ def test_warm_processes_serve_one_scan_after_another(warm_api: LiveApi) -> None:
         assert first["server_pid"] == second["server_pid"]
         assert first["worker_pids"] == second["worker_pids"]
         # each scan's logs are its own, and the first scan is seen as done although its
-        # processes live on, serving the second
+        # processes live on, serving the second. A worker writes its summary once it sees the
+        # scan's queue go, which can be just after the scan reads as completed.
         for scan_id in scans:
-            logs = api.scan_logs(scan_id)
+            logs = wait_until(
+                lambda scan_id=scan_id: logs_with_worker_summary(api, scan_id),
+                60,
+                f"scan {scan_id}'s worker to log its summary",
+            )
             assert logs["worker-0.log"].count(f"worker done: {12 * 16} fits") == 1
             assert logs["server-0.log"].count("scan completed: 192 pixels") == 1
         workforce = wait_until(
