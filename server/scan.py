@@ -259,14 +259,13 @@ class ScanServer:
         return self.plans[0].take(n) if self.plans else []
 
     def _build_messages(self) -> None:
-        """Fill the outstanding window: dead batches' pixels one by one, stale tasks, then the plan."""
+        """Fill the outstanding window: dead batches' pixels and stale tasks one by one, then the plan."""
         built = self.unconfirmed
-        built.extend(self._message([t]) for t in self.singles)
-        self.singles = []
-        size = self.sizer.batch_size(self.unpublished + len(self.resend))
-        while self.resend:
-            chunk, self.resend = self.resend[:size], self.resend[size:]
-            built.append(self._message(chunk))
+        # A stale task (no result in redeliver_after_s) goes out alone: it may be the one that hangs
+        # or kills its worker, and in a batch it would hold back every batch-mate by a timeout
+        # and a fit-process restart each time it came round.
+        built.extend(self._message([t]) for t in (*self.singles, *self.resend))
+        self.singles, self.resend = [], []
         in_flight = len(self.outstanding) + sum(len(m[2]) for m in built)
         while unpublished := self.unpublished:
             size = self.sizer.batch_size(unpublished)

@@ -160,3 +160,68 @@ def test_a_late_writer_cannot_replace_the_final_skymap(database, tmp_path) -> No
     docs = list(db.skymaps.find({"scan_id": scan_id}))
     assert len(docs) == 1
     assert docs[0]["result"] == {"n_pixels": 768, "writer": "first"} and docs[0]["final"] is True
+
+
+def test_a_stale_task_is_republished_alone(database, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A task with no result in redeliver_after_s goes out again in a message of its own: it may be
+    the one that hangs its worker, and batched it would hold back its batch-mates each round."""
+    name, db = database
+    event = make_event()
+    scan_id = insert_scan(db, event)
+    settings = Settings(
+        mongodb_database=name,
+        mongodb_uri=MONGO_URI,
+        rabbitmq_url=AMQP_URL,
+        scan_key_file=scan_key_file(tmp_path),
+        redeliver_after_s=1.0,
+    )
+    thread, exit_codes = run_server_in_thread(settings, scan_id)
+
+    reco = DummyReco()
+    prepared = reco.prepare(parse_event(event))
+    queues = queue_names(scan_id)
+    conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    ch = conn.channel()
+    held: set[str] = set()  # the task ids of the one batch left unanswered
+    seen: set[str] = set()
+    answered: set[str] = set()
+    republished_sizes: list[int] = []
+    try:
+        for _ in range(600):
+            try:
+                ch.queue_declare(queues["pixels"], passive=True)
+                break
+            except pika.exceptions.ChannelClosedByBroker:
+                ch = conn.channel()
+                conn.sleep(0.1)
+        ch.basic_qos(prefetch_count=100)
+        for method, _props, body in ch.consume(queues["pixels"], inactivity_timeout=20):
+            if method is None:
+                break
+            batch = decode_tasks(body)
+            ids = [t.task_id for t in batch.tasks]
+            if any(i in seen for i in ids):
+                republished_sizes.append(len(ids))
+            seen.update(ids)
+            ch.basic_ack(method.delivery_tag)
+            if not held and len(ids) > 1:
+                held = set(ids)  # acked, never answered: the server must publish these again
+                continue
+            message = answer(reco, prepared, scan_id, batch)
+            ch.basic_publish("", queues["results"], message, signed(TEST_SCAN_KEY, message))
+            answered.update(ids)
+            if len(answered) == 768:
+                break
+        ch.cancel()
+    finally:
+        conn.close()
+
+    thread.join(120)
+    assert exit_codes == [0]
+    assert len(answered) == 768
+    assert len(held) > 1
+    assert len(republished_sizes) >= len(held)
+    assert set(republished_sizes) == {1}
+    scan = db.scans.find_one({"_id": scan_id})
+    assert scan["state"] == "completed"
+    assert scan["counters"]["republished"] >= len(held)
