@@ -61,6 +61,30 @@ def answer(reco: DummyReco, prepared, scan_id: str, batch: TaskBatch) -> bytes: 
     return encode(ResultBatch(scan_id=scan_id, worker="test", results=results))
 
 
+def server_settings(database: str, tmp_path, **overrides) -> Settings:  # type: ignore[no-untyped-def]
+    return Settings(
+        mongodb_database=database,
+        mongodb_uri=MONGO_URI,
+        rabbitmq_url=AMQP_URL,
+        scan_key_file=scan_key_file(tmp_path),
+        **overrides,
+    )
+
+
+def pixels_channel(conn: pika.BlockingConnection, queue: str):  # type: ignore[no-untyped-def]
+    """A channel that may consume the scan's task queue, once the server has declared it."""
+    ch = conn.channel()
+    for _ in range(600):
+        try:
+            ch.queue_declare(queue, passive=True)
+            break
+        except pika.exceptions.ChannelClosedByBroker:  # not declared yet: the channel is gone
+            ch = conn.channel()
+            conn.sleep(0.1)
+    ch.basic_qos(prefetch_count=100)
+    return ch
+
+
 def run_server_in_thread(settings: Settings, scan_id: str) -> tuple[threading.Thread, list[int]]:
     exit_codes: list[int] = []
 
@@ -83,29 +107,15 @@ def test_duplicate_result_messages_store_one_result_each(database, tmp_path) -> 
     name, db = database
     event = make_event()
     scan_id = insert_scan(db, event)
-    settings = Settings(
-        mongodb_database=name,
-        mongodb_uri=MONGO_URI,
-        rabbitmq_url=AMQP_URL,
-        scan_key_file=scan_key_file(tmp_path),
-    )
-    thread, exit_codes = run_server_in_thread(settings, scan_id)
+    thread, exit_codes = run_server_in_thread(server_settings(name, tmp_path), scan_id)
 
     reco = DummyReco()
     prepared = reco.prepare(parse_event(event))
     queues = queue_names(scan_id)
     conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    ch = conn.channel()
     answered = 0
     try:
-        for _ in range(600):  # wait for the server to declare the queues
-            try:
-                ch.queue_declare(queues["pixels"], passive=True)
-                break
-            except pika.exceptions.ChannelClosedByBroker:
-                ch = conn.channel()
-                conn.sleep(0.1)
-        ch.basic_qos(prefetch_count=100)
+        ch = pixels_channel(conn, queues["pixels"])
         for method, _props, body in ch.consume(queues["pixels"], inactivity_timeout=10):
             if method is None:
                 break
@@ -140,12 +150,7 @@ def test_duplicate_result_messages_store_one_result_each(database, tmp_path) -> 
 def test_a_late_writer_cannot_replace_the_final_skymap(database, tmp_path) -> None:  # type: ignore[no-untyped-def]
     name, db = database
     scan_id = insert_scan(db, make_event())
-    settings = Settings(
-        mongodb_database=name,
-        mongodb_uri=MONGO_URI,
-        rabbitmq_url=AMQP_URL,
-        scan_key_file=scan_key_file(tmp_path),
-    )
+    settings = server_settings(name, tmp_path)
 
     async def main() -> None:
         server = ScanServer(settings, scan_id)
@@ -168,33 +173,18 @@ def test_a_stale_task_is_republished_alone(database, tmp_path) -> None:  # type:
     name, db = database
     event = make_event()
     scan_id = insert_scan(db, event)
-    settings = Settings(
-        mongodb_database=name,
-        mongodb_uri=MONGO_URI,
-        rabbitmq_url=AMQP_URL,
-        scan_key_file=scan_key_file(tmp_path),
-        redeliver_after_s=1.0,
-    )
-    thread, exit_codes = run_server_in_thread(settings, scan_id)
+    thread, exit_codes = run_server_in_thread(server_settings(name, tmp_path, redeliver_after_s=1.0), scan_id)
 
     reco = DummyReco()
     prepared = reco.prepare(parse_event(event))
     queues = queue_names(scan_id)
     conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    ch = conn.channel()
     held: set[str] = set()  # the task ids of the one batch left unanswered
     seen: set[str] = set()
     answered: set[str] = set()
     republished_sizes: list[int] = []
     try:
-        for _ in range(600):
-            try:
-                ch.queue_declare(queues["pixels"], passive=True)
-                break
-            except pika.exceptions.ChannelClosedByBroker:
-                ch = conn.channel()
-                conn.sleep(0.1)
-        ch.basic_qos(prefetch_count=100)
+        ch = pixels_channel(conn, queues["pixels"])
         for method, _props, body in ch.consume(queues["pixels"], inactivity_timeout=20):
             if method is None:
                 break
