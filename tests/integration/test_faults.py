@@ -98,13 +98,15 @@ def sum_worker_fits(api: LiveApi, scan_id: str) -> int:
     """Fits reported by every worker of the scan once they have all exited."""
     handles = scan_doc(api, scan_id)["launch"]["handles"]
     wait_until(lambda: not any(_alive(p) for p in handles.get("worker_pids", [])), 30, "workers to exit")
-    total = 0
-    for name, text in api.scan_logs(scan_id).items():
-        if name.startswith("worker"):
-            for line in text.splitlines():
-                if "worker done:" in line:
-                    total += int(line.split("worker done:")[1].split()[0])
-    return total
+    logs = "".join(t for n, t in api.scan_logs(scan_id).items() if n.startswith("worker"))
+    return sum(worker_fit_counts(logs))
+
+
+def worker_fit_counts(logs: str) -> list[int]:
+    """The fit count of each worker summary line ("worker done: N fits") in ``logs``."""
+    return [
+        int(line.split("worker done:")[1].split()[0]) for line in logs.splitlines() if "worker done:" in line
+    ]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -294,9 +296,7 @@ def test_sigterm_worker_hands_its_pixel_back(api_with) -> None:  # type: ignore[
     logs = "".join(t for n, t in api.scan_logs(scan_id).items() if n.startswith("worker"))
     assert "handing task" in logs and "back" in logs
     # it stopped in the fit it was in, not after the scan's other pixels: its own count says so
-    fitted = [
-        int(line.split("worker done:")[1].split()[0]) for line in logs.splitlines() if "worker done:" in line
-    ]
+    fitted = worker_fit_counts(logs)
     assert len(fitted) == 1 and 2 <= fitted[0] < 12, fitted
     status = final_status(api, scan_id)  # the reconciler starts a new worker
     assert status["state"] == "completed"
