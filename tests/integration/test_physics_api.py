@@ -9,7 +9,7 @@ from skyscan.physics.simulate import simulate_track
 from skyscan.records.spec import ScanSpec
 from tests.conftest import LiveApi
 
-NSIDES = "8:0,64:12"
+NSIDES = "8:0,32:6"
 
 
 def test_api_scan_matches_local_scan(shared_api: LiveApi) -> None:

@@ -18,6 +18,7 @@ from skyscan.physics.pandel_model import (
     convolved_log_pdf,
     convolved_pandel_table,
     get_ice_model,
+    log_add_floor,
     pandel_pdf,
     pandel_sf,
     track_geometry,
@@ -120,6 +121,28 @@ def test_table_interpolation_accuracy(t: float, d: float) -> None:
     if exact > -25.0:  # below the noise floor the likelihood does not care
         # Worst case ~0.06 at d_eff ~ 3 m, where ln Gamma(xi) curves fastest; typically 1e-4.
         assert float(looked[0]) == pytest.approx(exact, abs=0.07)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.floats(-800.0, 50.0), st.sampled_from([math.inf, -math.inf, math.nan])),
+        min_size=1,
+        max_size=40,
+    ),
+    st.floats(-40.0, 0.0),
+)
+def test_log_add_floor_is_numpys_logaddexp(values: list[float], log_floor: float) -> None:
+    """The fit's noise floor term equals np.logaddexp to one ulp, and treats NaN and infinities alike."""
+    log_l = np.array(values)
+    ours = log_add_floor(log_l, log_floor)
+    with np.errstate(invalid="ignore"):  # numpy's own warns on NaN
+        numpys = np.logaddexp(log_l, log_floor)
+    assert np.array_equal(np.isnan(ours), np.isnan(numpys))
+    finite = np.isfinite(numpys)
+    assert np.array_equal(ours[~finite & ~np.isnan(numpys)], numpys[~finite & ~np.isnan(numpys)])
+    assert np.all(np.abs(ours[finite] - numpys[finite]) <= 2 * np.spacing(np.abs(numpys[finite])))
+    assert np.all(ours[np.isfinite(log_l)] >= log_floor)
 
 
 def test_track_geometry_hand_case() -> None:

@@ -40,6 +40,7 @@ from skyscan.physics.pandel_model import (
     SIN_CHERENKOV,
     clamp,
     convolved_pandel_table,
+    log_add_floor,
     transverse_basis,
     travel_direction,
 )
@@ -288,7 +289,7 @@ class PandelTrackReco:
             cos_eta = clamp(SIN_CHERENKOV * (pu * uz + pv * vz) / np.maximum(rho, 1e-6) + pz_term, -1.0, 1.0)
             t_res = tau[None, :] - t0 - geo_over_c * rho
             log_l, extra = dom_terms(prep, rho, cos_eta, t_res)
-            return extra - np.logaddexp(log_l, log_eps).sum(axis=1)
+            return extra - log_add_floor(log_l, log_eps).sum(axis=1)
 
         # Coarse time scan at the anchor: the light front sits near the early residuals.
         rho0 = np.hypot(du, dv)
