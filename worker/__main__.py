@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from skyinfra.logs import setup_logging
+from skyinfra.settings import RecoSettings
 from skyinfra.warm import process_arguments, serve_claims
 from worker.fitter import Fitter
 from worker.run import Worker, tls_context
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging("worker", args.scan_id)
         return _run(args.scan_id, None)
     tls_context()  # made now, not in the first scan's event request
-    fitter = Fitter()
+    fitter = Fitter(warm_recos=RecoSettings().recos())  # a claim's reco is imported already
     fitter.wait_warm(WARM_UP_TIMEOUT_S)  # ready means ready: a claim never waits for the fit process
 
     def serve(scan_id: str) -> int:

@@ -16,34 +16,40 @@ import math
 import multiprocessing as mp
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
 from skyinfra.processes import die_with_parent
-from skyscan.physics.event import parse_event
 from skyscan.physics.recos.base import FitResult
-from skyscan.physics.recos.registry import get_reco
-from skyscan.sky.coordinates import astrometry_context
 from skyscan.wire import decode_tasks
 
 
-def warm_up() -> None:
-    """Load what the first fit would otherwise wait for: healpy, which recos import when they first
-    need a pixel (its import is seconds on a busy machine and must not count against the per-pixel
-    timeout), and the astrometry tables."""
-    import healpy  # noqa: F401
+def warm_up(recos: Iterable[str] = ()) -> None:
+    """Load what the first fit would otherwise wait for: the astrometry tables, and the modules of
+    ``recos`` (a warm worker names its service's recos). A cold worker's fit process imports its
+    scan's reco with the first batch, before the per-pixel timeout starts: a reco's imports (healpy
+    for crash-dummy, scipy for the table recos) are seconds on a busy machine."""
+    from skyscan.physics.recos.registry import RECOS
+    from skyscan.sky.coordinates import astrometry_context
 
     astrometry_context(51544.5)
+    for name in recos:
+        RECOS[name]
 
 
-def _child(conn: Connection, warmed: Any) -> None:
+def _child(conn: Connection, warmed: Any, warm_recos: tuple[str, ...]) -> None:
+    # the physics is imported here, in the fit process only: the worker process relays messages and
+    # starts faster without astropy and the recos (about half a second of CPU per worker)
+    from skyscan.physics.event import parse_event
+    from skyscan.physics.recos.registry import get_reco
+
     die_with_parent()  # a fit never outlives its worker, however the worker ends
     signal.signal(
         signal.SIGTERM, signal.SIG_IGN
     )  # a SIGTERM to the group is for the parent: it hands the task back
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    warm_up()
+    warm_up(warm_recos)
     warmed.set()
     event = None
     cache: dict[str, tuple[Any, Any]] = {}
@@ -91,8 +97,9 @@ class FitInterrupted(Exception):
 
 
 class Fitter:
-    def __init__(self, event_doc: dict[str, Any] | None = None) -> None:
+    def __init__(self, event_doc: dict[str, Any] | None = None, warm_recos: Iterable[str] = ()) -> None:
         self.event_doc = event_doc  # set before the first fit (a warm worker learns it late)
+        self.warm_recos = tuple(sorted(warm_recos))  # imported by the fit process before it says warm
         # spawn, not fork: a forked child of a process holding BLAS thread pools, an AMQP socket and
         # import locks can deadlock; a fresh interpreter costs ~1 s once per worker (and per kill).
         self._ctx = mp.get_context("spawn")
@@ -106,7 +113,8 @@ class Fitter:
         if self._proc is None or not self._proc.is_alive():
             parent, child = self._ctx.Pipe()
             self._warmed = self._ctx.Event()
-            self._proc = self._ctx.Process(target=_child, args=(child, self._warmed), daemon=True)
+            args = (child, self._warmed, self.warm_recos)
+            self._proc = self._ctx.Process(target=_child, args=args, daemon=True)
             self._proc.start()
             child.close()
             self._conn = parent

@@ -367,6 +367,10 @@ def test_silent_task_is_republished_under_the_same_id(api_with) -> None:  # type
     status = final_status(api, scan_id, timeout_s=120)
     assert status["state"] == "completed", status
     assert status["counters"]["republished"] >= 1
-    assert status["counters"]["duplicates"] >= 1  # the second copy's result was ignored
+    # Each copy hangs until its worker's 5 s timeout, so the copy sent 1.5 s later answers 1.5 s
+    # after the first: usually after the scan has ended. Whether it is counted as a duplicate is a
+    # race, not asserted here; a second answer to one task id is stored once (test_redelivery,
+    # test_batching) and this map holds one result per pixel.
     result = assert_each_pixel_once(api, scan_id, nside=1)
-    assert [p["pixel"] for p in result["pixels"] if p["status"] == "failed"] == [4]
+    failed = {p["pixel"]: p.get("error", "") for p in result["pixels"] if p["status"] == "failed"}
+    assert list(failed) == [4] and "timeout" in failed[4]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from skyscan.wire import Direction, PixelTask, TaskBatch, encode, task_id
 from tests.conftest import make_event
 from worker.fitter import Fitter
@@ -30,3 +33,24 @@ def test_a_fit_process_is_warm_before_its_first_event_and_then_fits_without_star
         assert fitter.wait_warm(0)  # the same process, still warm
     finally:
         fitter.close()
+
+
+def test_warm_up_imports_the_named_recos_and_only_those() -> None:
+    """A warm worker names its service's recos, so a claim never waits for a reco's imports; a cold
+    worker's fit process imports only its scan's reco, with the first batch."""
+    code = (
+        "import sys; from worker.fitter import warm_up; warm_up({names}); "
+        "print(sorted(m for m in ('skyscan.physics.recos.table_spe', 'skyscan.physics.recos.pandel') "
+        "if m in sys.modules))"
+    )
+
+    def imported_after(names: list[str]) -> str:
+        run = subprocess.run([sys.executable, "-c", code.format(names=names)], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        return run.stdout.strip()
+
+    assert imported_after([]) == "[]"
+    # table-spe builds on the pandel recos' shared implementation: both modules, nothing unasked
+    assert imported_after(["table-spe"]) == str(
+        ["skyscan.physics.recos.pandel", "skyscan.physics.recos.table_spe"]
+    )

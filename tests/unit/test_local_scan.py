@@ -15,7 +15,7 @@ from skydriver_api.local_scan import ScanProgress, run_local_scan
 from skyscan.physics.event import save_event
 from skyscan.physics.recos.base import FitResult
 from skyscan.physics.recos.dummy import DummyReco
-from skyscan.physics.recos.registry import RECOS
+from skyscan.physics.recos.registry import _ENTRIES, RecoEntry
 from skyscan.physics.simulate import simulate_track
 from skyscan.records.spec import ScanSpec
 from skyscan.records.spec import parse_options as parse_reco_options
@@ -63,6 +63,11 @@ def test_dummy_scan_and_options(track) -> None:  # type: ignore[no-untyped-def]
         run_local_scan(track, ScanSpec(reco="pandel-mpe", nsides="3:0"), processes=1)
 
 
+def _register(monkeypatch: pytest.MonkeyPatch, cls: type) -> None:
+    """Register a reco defined here for one test (the scan's pool processes are forked: they see it)."""
+    monkeypatch.setitem(_ENTRIES, cls.name, RecoEntry(f"{__name__}:{cls.__name__}", test_only=True))  # type: ignore[attr-defined]
+
+
 class _Flaky(DummyReco):
     """Fails or raises on some pixels: the scan must carry on and never pick a failed pixel."""
 
@@ -78,7 +83,7 @@ class _Flaky(DummyReco):
 
 
 def test_failures_do_not_stop_the_scan(track, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setitem(RECOS, _Flaky.name, _Flaky)
+    _register(monkeypatch, _Flaky)
     doc = run_local_scan(track, ScanSpec(reco=_Flaky.name, nsides="2:0,4:4"), processes=1)
     assert doc["complete"] and 0 < doc["n_failed_pixels"] < doc["n_pixels"]
     assert doc["best_fit"] is not None and doc["best_fit"]["llh"] is not None
@@ -150,6 +155,6 @@ class _Dying(DummyReco):
 
 
 def test_a_dead_worker_fails_the_scan(track, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setitem(RECOS, _Dying.name, _Dying)
+    _register(monkeypatch, _Dying)
     with pytest.raises(RuntimeError, match="worker process died"):
         run_local_scan(track, ScanSpec(reco=_Dying.name, nsides="1:0"), processes=2)

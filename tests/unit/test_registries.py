@@ -5,14 +5,17 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import json
 import pkgutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import skyscan.physics.recos as recos_pkg
 import skyscan.refinement as refinement_pkg
-from skyscan.physics.recos.registry import RECOS, UnknownReco, _by_name, get_reco
+from skyscan.physics.recos.registry import _ENTRIES, RECOS, UnknownReco, get_reco
 from skyscan.refinement.strategies import STRATEGIES, make_strategy
 from skyscan.skymap import exports
 
@@ -37,13 +40,26 @@ def test_every_reco_class_is_registered() -> None:
     # pandel's base class ('pandel') is the shared implementation of the two registered variants
     assert concrete - {"pandel"} <= set(RECOS)
     assert {"dummy", "crash-dummy", "pandel-spe", "pandel-mpe"} <= set(RECOS)
-    for name, cls in RECOS.items():
-        assert cls.name == name
+    for name, cls in RECOS.items():  # each entry names its class's own name and test_only flag
+        assert (cls.name, cls.test_only) == (name, _ENTRIES[name].test_only)
+    assert len({e.target for e in _ENTRIES.values()}) == len(_ENTRIES)  # no class under two names
 
 
-def test_two_recos_with_one_name_are_refused() -> None:
-    with pytest.raises(RuntimeError, match="two recos are named 'dummy'"):
-        _by_name((RECOS["dummy"], RECOS["dummy"]))
+def test_the_registry_imports_no_reco_until_one_is_asked_for() -> None:
+    """Every process reads the registry at start (settings check the enabled recos); a reco's module
+    (the table recos pull in scipy's interpolation and the photon tables) waits until it is asked for."""
+    modules = sorted({e.target.partition(":")[0] for e in _ENTRIES.values()})
+    code = (
+        "import sys, json; import skyinfra.settings, worker.__main__; "
+        "from skyscan.physics.recos import registry; "
+        f"mods = {modules!r} + ['scipy.interpolate', 'astropy']; "
+        "print(json.dumps([m for m in mods if m in sys.modules])); "
+        "registry.get_reco('table-spe'); print(json.dumps([m for m in mods if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    at_start, after = (json.loads(line) for line in out.splitlines())
+    assert at_start == []
+    assert {"skyscan.physics.recos.table_spe", "scipy.interpolate"} <= set(after)
 
 
 def test_an_unknown_reco_names_the_known_ones() -> None:

@@ -9,10 +9,13 @@ behaves like ``dummy``.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
 from typing import ClassVar
+
+import healpy as hp
 
 from skyscan.physics.recos.base import FitResult
 from skyscan.physics.recos.dummy import DummyPrepared, DummyReco
@@ -46,9 +49,7 @@ class CrashDummyReco(DummyReco):
     def fit(
         self, prepared: DummyPrepared, direction: Direction, variation: int, seed: Vertex | None
     ) -> FitResult:
-        import healpy as hp
-
-        pixel = self._pixel_of(direction, hp)
+        pixel = self._pixel_of(direction)
         if pixel in self.raise_pixels:
             raise CrashDummyError(f"crash-dummy raises on pixel {pixel}")
         if pixel in self.hang_pixels:
@@ -59,7 +60,5 @@ class CrashDummyReco(DummyReco):
             time.sleep(3600)
         return super().fit(prepared, direction, variation, seed)
 
-    def _pixel_of(self, direction: Direction, hp) -> int:  # type: ignore[no-untyped-def]
-        import math
-
+    def _pixel_of(self, direction: Direction) -> int:
         return int(hp.ang2pix(self.nside, math.pi / 2 - direction.dec, direction.ra))

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from skyscan.physics.recos.registry import RECOS, UnknownReco
-
-TEST_RECOS: frozenset[str] = frozenset(n for n, cls in RECOS.items() if cls.test_only)  # type: ignore[attr-defined]
+from skyscan.physics.recos.registry import RECOS, TEST_RECOS, UnknownReco
 
 
 def enabled_recos(names: Iterable[str] = (), test_recos: bool = False) -> frozenset[str]:

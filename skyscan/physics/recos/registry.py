@@ -1,45 +1,66 @@
 """The reco registry: stable names in scan requests -> reco classes.
 
 A new reco is one module with a class that follows :class:`skyscan.physics.recos.base.Reco`, plus
-one line in ``_ENTRIES``. Imports are eager, so a misspelt entry fails at import, and a test checks
-that every reco class under this package is registered (none can be dropped silently).
+one line in ``_ENTRIES``. A reco's module is imported when the reco is first asked for, not when
+this module is: the table recos pull in scipy's interpolation and the photon tables, about a
+second of CPU that every API, server and worker process would otherwise pay at start whatever reco
+it runs. A test imports every entry and checks its name and ``test_only`` flag against the class
+(a misspelt or stale line fails there), and that every reco class under this package is registered
+(none can be dropped silently).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from collections.abc import Iterator, Mapping
+from functools import cache
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from skyscan.physics.recos.base import Reco
-
-# one line per reco: "module:Class", imported when this module is (a misspelt entry fails at import)
-_ENTRIES: tuple[str, ...] = (
-    "skyscan.physics.recos.dummy:DummyReco",
-    "skyscan.physics.recos.crash_dummy:CrashDummyReco",
-    "skyscan.physics.recos.pandel:PandelSPE",
-    "skyscan.physics.recos.pandel:PandelMPE",
-    "skyscan.physics.recos.pandel_layered:PandelLayeredSPE",
-    "skyscan.physics.recos.table_mpe:TableMPE",
-    "skyscan.physics.recos.table_spe:TableSPE",
-)
+if TYPE_CHECKING:  # the protocol's module imports the event model (numpy): not needed at run time
+    from skyscan.physics.recos.base import Reco
 
 
-def _load(entry: str) -> type:
-    module, _, name = entry.partition(":")
+class RecoEntry(NamedTuple):
+    target: str  # "module:Class"
+    test_only: bool  # the class's own flag, repeated so that enabling recos imports none of them
+
+
+# one line per reco, by the name scan requests use
+_ENTRIES: dict[str, RecoEntry] = {
+    "dummy": RecoEntry("skyscan.physics.recos.dummy:DummyReco", test_only=True),
+    "crash-dummy": RecoEntry("skyscan.physics.recos.crash_dummy:CrashDummyReco", test_only=True),
+    "pandel-spe": RecoEntry("skyscan.physics.recos.pandel:PandelSPE", test_only=False),
+    "pandel-mpe": RecoEntry("skyscan.physics.recos.pandel:PandelMPE", test_only=False),
+    "pandel-layered": RecoEntry("skyscan.physics.recos.pandel_layered:PandelLayeredSPE", test_only=False),
+    "table-mpe": RecoEntry("skyscan.physics.recos.table_mpe:TableMPE", test_only=False),
+    "table-spe": RecoEntry("skyscan.physics.recos.table_spe:TableSPE", test_only=False),
+}
+
+
+@cache
+def _load(target: str) -> type:
+    module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
 
-def _by_name(classes: tuple[type, ...]) -> dict[str, type]:
-    table: dict[str, type] = {}
-    for cls in classes:
-        name = cls.name  # type: ignore[attr-defined]
-        if name in table:
-            raise RuntimeError(f"two recos are named {name!r}: {table[name].__name__} and {cls.__name__}")
-        table[name] = cls
-    return table
+class _Recos(Mapping[str, type]):
+    """Name -> reco class; names and membership need no import, a class is imported when read."""
+
+    def __getitem__(self, name: str) -> type:
+        return _load(_ENTRIES[name].target)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_ENTRIES)
+
+    def __len__(self) -> int:
+        return len(_ENTRIES)
+
+    def __contains__(self, name: object) -> bool:
+        return name in _ENTRIES
 
 
-RECOS: dict[str, type] = _by_name(tuple(_load(entry) for entry in _ENTRIES))
+RECOS: Mapping[str, type] = _Recos()
+TEST_RECOS: frozenset[str] = frozenset(n for n, e in _ENTRIES.items() if e.test_only)
 
 
 class UnknownReco(ValueError):
@@ -48,10 +69,9 @@ class UnknownReco(ValueError):
 
 def get_reco(name: str, options: dict[str, Any] | None = None) -> Reco:
     """Instantiate a reco by name; options that the reco does not take raise ValueError."""
-    try:
-        cls = RECOS[name]
-    except KeyError:
-        raise UnknownReco(f"unknown reco {name!r}; known: {', '.join(sorted(RECOS))}") from None
+    if name not in RECOS:
+        raise UnknownReco(f"unknown reco {name!r}; known: {', '.join(sorted(RECOS))}")
+    cls = RECOS[name]
     try:
         return cls(**(options or {}))  # type: ignore[no-any-return]
     except TypeError as err:
