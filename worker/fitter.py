@@ -26,16 +26,17 @@ from skyscan.wire import decode_tasks
 
 
 def warm_up(recos: Iterable[str] = ()) -> None:
-    """Load what the first fit would otherwise wait for: the astrometry tables, and the modules of
-    ``recos`` (a warm worker names its service's recos). A cold worker's fit process imports its
-    scan's reco with the first batch, before the per-pixel timeout starts: a reco's imports (healpy
-    for crash-dummy, scipy for the table recos) are seconds on a busy machine."""
+    """Load what the first fit of ``recos`` would otherwise wait for (a warm worker names its
+    service's recos): their modules, and what a reco's own ``warm_up`` loads (the dummy's astrometry
+    tables). A cold worker's fit process does this for its scan's reco with the first batch, before
+    the per-pixel timeout starts: a reco's imports (healpy for crash-dummy, scipy for the table
+    recos) are seconds on a busy machine."""
     from skyscan.physics.recos.registry import RECOS
-    from skyscan.sky.coordinates import astrometry_context
 
-    astrometry_context(51544.5)
     for name in recos:
-        RECOS[name]
+        reco_warm_up = getattr(RECOS[name], "warm_up", None)
+        if reco_warm_up is not None:
+            reco_warm_up()
 
 
 def _child(conn: Connection, warmed: Any, warm_recos: tuple[str, ...]) -> None:
@@ -122,7 +123,7 @@ class Fitter:
 
     def wait_warm(self, timeout_s: float) -> bool:
         """Wait until the fit process has warmed up (a warm worker says it is ready only then, so
-        a scan it takes never waits for the fit process's imports and astrometry tables)."""
+        a scan it takes never waits for the fit process's imports or its recos' warm-up)."""
         self.start()
         return bool(self._warmed.wait(timeout_s))
 

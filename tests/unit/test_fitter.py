@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ from worker.fitter import Fitter
 def test_a_fit_process_is_warm_before_its_first_event_and_then_fits_without_start_up() -> None:
     fitter = Fitter()
     try:
-        assert fitter.wait_warm(120)  # imports and astrometry tables loaded, no scan yet
+        assert fitter.wait_warm(120)  # imports loaded, no scan yet
         fitter.use_event(make_event())
         tasks = [
             PixelTask(
@@ -36,21 +37,26 @@ def test_a_fit_process_is_warm_before_its_first_event_and_then_fits_without_star
 
 
 def test_warm_up_imports_the_named_recos_and_only_those() -> None:
-    """A warm worker names its service's recos, so a claim never waits for a reco's imports; a cold
-    worker's fit process imports only its scan's reco, with the first batch."""
+    """A warm worker names its service's recos, so a claim never waits for a reco's imports or its
+    tables; a cold worker's fit process imports only its scan's reco, with the first batch."""
     code = (
-        "import sys; from worker.fitter import warm_up; warm_up({names}); "
-        "print(sorted(m for m in ('skyscan.physics.recos.table_spe', 'skyscan.physics.recos.pandel') "
-        "if m in sys.modules))"
+        "import sys, json; from worker.fitter import warm_up; warm_up({names}); "
+        "mods = ('skyscan.physics.recos.table_spe', 'skyscan.physics.recos.pandel', 'astropy'); "
+        "loaded = [m for m in mods if m in sys.modules]; "
+        "c = sys.modules.get('skyscan.sky.coordinates'); "
+        "print(json.dumps([loaded, c is not None and c.astrometry_context.cache_info().currsize]))"
     )
 
-    def imported_after(names: list[str]) -> str:
+    def after_warm_up(names: list[str]) -> list:  # type: ignore[type-arg]
         run = subprocess.run([sys.executable, "-c", code.format(names=names)], capture_output=True, text=True)
         assert run.returncode == 0, run.stderr
-        return run.stdout.strip()
+        return json.loads(run.stdout)  # type: ignore[no-any-return]
 
-    assert imported_after([]) == "[]"
-    # table-spe builds on the pandel recos' shared implementation: both modules, nothing unasked
-    assert imported_after(["table-spe"]) == str(
-        ["skyscan.physics.recos.pandel", "skyscan.physics.recos.table_spe"]
-    )
+    assert after_warm_up([]) == [[], False]
+    # table-spe builds on the pandel recos' shared implementation; the physics recos fit in detector
+    # coordinates: no astropy, no astrometry tables
+    assert after_warm_up(["table-spe"]) == [
+        ["skyscan.physics.recos.table_spe", "skyscan.physics.recos.pandel"],
+        False,
+    ]
+    assert after_warm_up(["dummy"]) == [["astropy"], 1]  # the dummy converts its truth to the sky

@@ -16,7 +16,7 @@ import numpy as np
 
 from skyscan.physics.event import Event
 from skyscan.physics.recos.base import FitResult, RecoUnsuitable
-from skyscan.sky.coordinates import detector_to_equatorial
+from skyscan.sky.coordinates import astrometry_context, detector_to_equatorial
 from skyscan.wire import Direction, Vertex
 
 LLH_SCALE = 1000.0
@@ -41,6 +41,12 @@ class DummyReco:
         if not 0.0 <= delay_s <= 3600.0:
             raise ValueError("delay_s must be within [0, 3600]")
         self.delay_s = delay_s
+
+    @staticmethod
+    def warm_up() -> None:
+        """Load the astrometry tables ``prepare`` converts the truth with (a warm worker calls this
+        before it says ready; the physics recos fit in detector coordinates and never need them)."""
+        astrometry_context(51544.5)
 
     def n_variations(self) -> int:
         return 1
