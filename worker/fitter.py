@@ -28,9 +28,10 @@ from skyscan.wire import decode_tasks
 def warm_up(recos: Iterable[str] = ()) -> None:
     """Load what the first fit of ``recos`` would otherwise wait for (a warm worker names its
     service's recos): their modules, and what a reco's own ``warm_up`` loads (the dummy's astrometry
-    tables). A cold worker's fit process does this for its scan's reco with the first batch, before
-    the per-pixel timeout starts: a reco's imports (healpy for crash-dummy, scipy for the table
-    recos) are seconds on a busy machine."""
+    tables). A cold worker's fit process names none: it imports its scan's reco with the first
+    batch and the reco's ``prepare`` loads the rest, both before the per-pixel timeout starts (a
+    reco's imports, healpy for crash-dummy or scipy for the table recos, are seconds on a busy
+    machine)."""
     from skyscan.physics.recos.registry import RECOS
 
     for name in recos:
@@ -41,7 +42,7 @@ def warm_up(recos: Iterable[str] = ()) -> None:
 
 def _child(conn: Connection, warmed: Any, warm_recos: tuple[str, ...]) -> None:
     # the physics is imported here, in the fit process only: the worker process relays messages and
-    # starts faster without astropy and the recos (about half a second of CPU per worker)
+    # starts faster without astropy and the recos (about a second of CPU per worker)
     from skyscan.physics.event import parse_event
     from skyscan.physics.recos.registry import get_reco
 
