@@ -31,7 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # (process, code run after the clock starts); a fit process re-imports the worker's main module
 # (multiprocessing's spawn) and then warms up for its reco
 PROBES: dict[str, str] = {
-    "API (skydriver api)": "import skydriver_api.cli, skydriver_api.app",
+    "API (skydriver api)": (
+        "import skydriver_api.cli, skydriver_api.app; from skydriver_api.settings import ApiSettings; "
+        "from skyscan.physics.recos import registry; "
+        "getattr(registry, 'load_recos', lambda names: None)(ApiSettings().recos())"
+    ),
     "scan server": (
         "import server.__main__; from skyscan.sky.coordinates import astrometry_context; "
         "astrometry_context(51544.5)"

@@ -36,9 +36,14 @@ def api(
     from skydriver_api.app import create_app
     from skydriver_api.settings import ApiSettings
     from skyinfra.logs import setup_logging
+    from skyscan.physics.recos.registry import RecoUnavailable, load_recos
 
     overrides = {k: v for k, v in (("api_host", host), ("api_port", port)) if v is not None}
     settings = ApiSettings(**overrides)
+    try:
+        load_recos(settings.recos())
+    except RecoUnavailable as err:
+        fail(f"{err} (SKYDRIVER_ENABLED_RECOS lists the recos this service runs)")
     setup_logging("api")
     uvicorn.run(
         create_app(settings),

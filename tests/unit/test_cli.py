@@ -95,6 +95,27 @@ def test_a_configuration_that_does_not_hold_is_one_line(
     )
 
 
+def test_a_reco_that_cannot_be_imported_stops_the_api_before_it_serves(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recos are imported when first asked for; the API imports the ones it serves at start, so a
+    broken install stops it with the reason instead of failing a scan request later."""
+    import uvicorn
+
+    from skyscan.physics.recos import registry
+
+    served: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(app))  # would block: never reached
+    broken = registry.RecoEntry("skyscan.physics.recos.no_such_module:TableSPE", test_only=False)
+    monkeypatch.setitem(registry._ENTRIES, "table-spe", broken)
+    code, out, err = cli(capsys, "api")
+    assert code == 1 and served == []
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out + err
+    assert "reco 'table-spe' cannot be loaded: ModuleNotFoundError" in lines[0]
+    assert "SKYDRIVER_ENABLED_RECOS" in lines[0]
+
+
 def test_submit_and_scan_local_share_the_default_progression() -> None:
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
 

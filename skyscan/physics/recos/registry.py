@@ -12,7 +12,7 @@ it runs. A test imports every entry and checks its name and ``test_only`` flag a
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -65,6 +65,20 @@ TEST_RECOS: frozenset[str] = frozenset(n for n, e in _ENTRIES.items() if e.test_
 
 class UnknownReco(ValueError):
     pass
+
+
+class RecoUnavailable(RuntimeError):
+    """A registered reco whose module cannot be imported (a missing dependency, a broken install)."""
+
+
+def load_recos(names: Iterable[str]) -> None:
+    """Import the recos a long-lived process serves (the API), so that one that cannot be imported
+    stops it at start with the reason, as a misspelt name does, not a request later."""
+    for name in sorted(names):
+        try:
+            RECOS[name]
+        except Exception as err:  # any import-time failure: say which reco and why
+            raise RecoUnavailable(f"reco {name!r} cannot be loaded: {type(err).__name__}: {err}") from None
 
 
 def get_reco(name: str, options: dict[str, Any] | None = None) -> Reco:
