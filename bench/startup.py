@@ -28,38 +28,36 @@ from harness import machine_line  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+def _fit_process(reco: str) -> str:
+    # Before the lazy reco registry a fit process imported every reco with the worker's modules and
+    # warmed up without names (``warm_up()`` took none): an older tree gets that call.
+    return (
+        "import inspect, worker.__main__; from worker.fitter import warm_up; "
+        f"warm_up([{reco!r}]) if inspect.signature(warm_up).parameters else warm_up()"
+    )
+
+
 # (process, code run after the clock starts); a fit process re-imports the worker's main module
 # (multiprocessing's spawn) and then warms up for its reco
 PROBES: dict[str, str] = {
     "API (skydriver api)": (
         "import skydriver_api.cli, skydriver_api.app; from skydriver_api.settings import ApiSettings; "
         "from skyscan.physics.recos import registry; "
-        "getattr(registry, 'load_recos', lambda names: None)(ApiSettings().recos())"
+        "getattr(registry, 'load_recos', lambda names: None)(ApiSettings().recos())"  # older trees: none
     ),
     "scan server": (
         "import server.__main__; from skyscan.sky.coordinates import astrometry_context; "
         "astrometry_context(51544.5)"
     ),
     "worker process": "import worker.__main__",
-    "fit process, dummy": "import worker.__main__; from worker.fitter import warm_up; warm_up(['dummy'])",
-    "fit process, pandel-mpe": (
-        "import worker.__main__; from worker.fitter import warm_up; warm_up(['pandel-mpe'])"
-    ),
-    "fit process, table-spe": (
-        "import worker.__main__; from worker.fitter import warm_up; warm_up(['table-spe'])"
-    ),
+    **{f"fit process, {reco}": _fit_process(reco) for reco in ("dummy", "pandel-mpe", "table-spe")},
 }
 
-# Before the lazy reco registry a fit process imported every reco with the worker's modules and
-# warmed up with no arguments; ``warm_up(names)`` did not exist. The probe degrades to that.
 _RUN = """
 import time, json
 t = time.process_time()
-try:
-    exec({code!r})
-except TypeError:  # an older tree: warm_up() takes no reco names
-    from worker.fitter import warm_up
-    warm_up()
+exec({code!r})
 print(json.dumps(time.process_time() - t))
 """
 

@@ -42,7 +42,7 @@ def warm_up(recos: Iterable[str] = ()) -> None:
 
 def _child(conn: Connection, warmed: Any, warm_recos: tuple[str, ...]) -> None:
     # the physics is imported here, in the fit process only: the worker process relays messages and
-    # starts faster without astropy and the recos (about a second of CPU per worker)
+    # starts faster without astropy and the recos (1.2 -> 0.4 s of CPU, bench/startup.py)
     from skyscan.physics.event import parse_event
     from skyscan.physics.recos.registry import get_reco
 
