@@ -8,10 +8,9 @@ misspelt one fails there rather than at a deployment's start.
 
 from __future__ import annotations
 
-import importlib
-
 from skydriver_api.launchers.base import Launcher
 from skydriver_api.settings import ApiSettings
+from skyscan.entry_points import load_entry
 
 #: name -> "module:class"
 LAUNCHERS: dict[str, str] = {
@@ -32,8 +31,7 @@ def launcher_class(name: str) -> type[Launcher]:
         raise UnknownLauncherError(
             f"unknown launcher {name!r} (SKYDRIVER_LAUNCHER); known launchers: {known}"
         )
-    module_name, _, class_name = LAUNCHERS[name].partition(":")
-    cls = vars(importlib.import_module(module_name)).get(class_name)
+    cls = load_entry(LAUNCHERS[name])
     if not (isinstance(cls, type) and issubclass(cls, Launcher)):
         raise TypeError(f"launcher {name!r}: {LAUNCHERS[name]} is not a Launcher subclass")
     return cls

@@ -8,9 +8,9 @@ region the scan's result must resolve (90%, from the scan's level set).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 
+from skyscan.entry_points import load_entry
 from skyscan.refinement.state import Strategy
 from skyscan.skymap.contours import flagged_containment, resolve_levels
 
@@ -21,12 +21,7 @@ _ENTRIES: tuple[str, ...] = (
 )
 
 
-def _load(entry: str) -> type:
-    module, _, name = entry.partition(":")
-    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
-
-
-STRATEGIES: dict[str, type] = {cls.name: cls for cls in map(_load, _ENTRIES)}  # type: ignore[attr-defined]
+STRATEGIES: dict[str, type] = {cls.name: cls for cls in map(load_entry, _ENTRIES)}  # type: ignore[attr-defined]
 
 
 def make_strategy(

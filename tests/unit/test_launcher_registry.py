@@ -160,7 +160,7 @@ def test_an_unknown_name_is_an_error_naming_the_known_ones(
 @pytest.mark.parametrize(
     "entry, error, message",
     [
-        ("skydriver_api.launchers.local:LocalLaunchr", TypeError, "LocalLaunchr is not a Launcher"),
+        ("skydriver_api.launchers.local:LocalLaunchr", ValueError, "local has no 'LocalLaunchr'"),
         ("skydriver_api.launchers.base:LaunchSpec", TypeError, "LaunchSpec is not a Launcher"),
         ("skydriver_api.launchers.locall:LocalLauncher", ModuleNotFoundError, "launchers.locall"),
     ],

@@ -15,6 +15,7 @@ import pytest
 
 import skyscan.physics.recos as recos_pkg
 import skyscan.refinement as refinement_pkg
+from skyscan.entry_points import load_entry
 from skyscan.physics.recos.registry import _ENTRIES, RECOS, UnknownReco, get_reco
 from skyscan.refinement.strategies import STRATEGIES, make_strategy
 from skyscan.skymap import exports
@@ -60,6 +61,29 @@ def test_the_registry_imports_no_reco_until_one_is_asked_for() -> None:
     at_start, after = (json.loads(line) for line in out.splitlines())
     assert at_start == []
     assert {"skyscan.physics.recos.table_spe", "scipy.interpolate"} <= set(after)
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("skyscan.wire", "is not 'module:attribute'"),
+        ("skyscan.wire:", "is not 'module:attribute'"),
+        (":Direction", "is not 'module:attribute'"),
+        ("skyscan.wire:Directoin", "skyscan.wire has no 'Directoin'"),
+    ],
+)
+def test_a_malformed_registry_entry_names_itself(target: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as caught:
+        load_entry(target)
+    assert repr(target) in str(caught.value)
+
+
+def test_a_registry_entry_loads_the_attribute_it_names() -> None:
+    from skyscan.wire import Direction
+
+    assert load_entry("skyscan.wire:Direction") is Direction
+    with pytest.raises(ModuleNotFoundError, match="skyscan.wirre"):
+        load_entry("skyscan.wirre:Direction")
 
 
 def test_an_unknown_reco_names_the_known_ones() -> None:

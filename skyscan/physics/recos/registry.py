@@ -11,10 +11,11 @@ it runs. A test imports every entry and checks its name and ``test_only`` flag a
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any, NamedTuple
+
+from skyscan.entry_points import load_entry
 
 if TYPE_CHECKING:  # the protocol's module imports the event model (numpy): not needed at run time
     from skyscan.physics.recos.base import Reco
@@ -37,10 +38,7 @@ _ENTRIES: dict[str, RecoEntry] = {
 }
 
 
-@cache
-def _load(target: str) -> type:
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+_load = cache(load_entry)
 
 
 class _Recos(Mapping[str, type]):

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from skyscan.entry_points import load_entry
 from skyscan.physics.event import Event
 
 
@@ -54,9 +55,7 @@ def _json(doc: Mapping[str, Any], event: Event | None) -> bytes:
 
 def _lazy(module: str, func: str) -> Renderer:
     def call(doc: Mapping[str, Any], event: Event | None) -> bytes:
-        import importlib
-
-        return getattr(importlib.import_module(f"skyscan.skymap.exports.{module}"), func)(doc, event)  # type: ignore[no-any-return]
+        return load_entry(f"skyscan.skymap.exports.{module}:{func}")(doc, event)  # type: ignore[no-any-return]
 
     return call
 
