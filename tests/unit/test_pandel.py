@@ -22,6 +22,7 @@ from skyscan.physics.pandel_model import (
     pandel_pdf,
     pandel_sf,
     track_geometry,
+    transverse_basis,
     travel_direction,
 )
 from skyscan.physics.recos.base import RecoUnsuitable
@@ -200,6 +201,29 @@ def test_fit_is_deterministic_and_seed_and_variations_agree(event) -> None:  # t
     assert reco.fit(prepared, d, 0, seed).llh <= first.llh + 0.05
     best = fit_direction(reco, prepared, d)
     assert best.llh == pytest.approx(min(llhs))
+
+
+@pytest.mark.parametrize("name", ["pandel-spe", "pandel-mpe", "pandel-layered", "table-mpe", "table-spe"])
+def test_the_whole_track_likelihood_is_the_fits_at_its_vertex(event, name: str) -> None:  # type: ignore[no-untyped-def]
+    """``track_neg_llh`` (one whole track, no vertex fit: for replaying other fitters) gives the fit's
+    -lnL at the fitted vertex, the same for any point of the same track, and more off it."""
+    reco = get_reco(name)
+    prepared = reco.prepare(event)
+    zenith, azimuth = ZENITH + 0.02, AZIMUTH
+    fit = reco.fit(prepared, direction(zenith, azimuth), 0, None)
+    position = np.array([fit.params[k] for k in ("X", "Y", "Z")])
+    time = fit.params["T"]
+    assert reco.track_neg_llh(prepared, zenith, azimuth, position, time) == pytest.approx(fit.llh, rel=1e-9)
+    track = travel_direction(zenith, azimuth)
+    along = 80.0  # m further along the same track, reached 80 m / c later
+    later = reco.track_neg_llh(
+        prepared, zenith, azimuth, position + along * track, time + along / C_VACUUM_M_PER_NS
+    )
+    assert later == pytest.approx(fit.llh, rel=1e-9)
+    u, v = transverse_basis(track)
+    for off in (position + 20.0 * u, position - 20.0 * v):
+        assert reco.track_neg_llh(prepared, zenith, azimuth, off, time) > fit.llh + 1.0
+    assert reco.track_neg_llh(prepared, zenith, azimuth, position, time + 30.0) > fit.llh + 1.0
 
 
 def test_nan_safety(event) -> None:  # type: ignore[no-untyped-def]

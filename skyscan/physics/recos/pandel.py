@@ -24,6 +24,7 @@ shifts the seed by ``variation_radius_m`` in the plane transverse to the track a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -221,6 +222,17 @@ class PandelTrackReco:
         except Exception as err:  # NaN-safe contract: a bad fit is a failed result, never an exception
             return FitResult(math.nan, status="failed", error=f"{type(err).__name__}: {err}")
 
+    def track_neg_llh(
+        self, prepared: PandelPrepared, zenith: float, azimuth: float, position: np.ndarray, time: float
+    ) -> float:
+        """-lnL of one whole track, no vertex fit: the muon passes ``position`` (detector frame, m)
+        at ``time`` (ns) coming from (zenith, azimuth). For replaying another fitter's minimiser on
+        this likelihood (``bench/icecube_minimiser.py``)."""
+        track = travel_direction(zenith, azimuth)
+        u, v = transverse_basis(track)
+        neg_llh = self._objective(prepared, track, u, v, np.asarray(position, dtype=float))[0]
+        return float(neg_llh(np.array([[0.0, 0.0, time]]))[0])
+
     # -- the likelihood per DOM --------------------------------------------------------------
     def _dom_terms(
         self, prep: PandelPrepared, rho: np.ndarray, cos_eta: np.ndarray, t_res: np.ndarray
@@ -241,6 +253,39 @@ class PandelTrackReco:
     ) -> np.ndarray | float:
         """Factor on d_eff (1 in bulk ice; the layered Pandel divides by the local effective scattering)."""
         return 1.0
+
+    def _objective(
+        self, prep: PandelPrepared, track: np.ndarray, u: np.ndarray, v: np.ndarray, anchor: np.ndarray
+    ) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+        """-lnL over (points, 3) arrays of (a, b, t0): the track through ``anchor + a u + b v`` at time
+        t0, direction ``track``; also the hits' times less the longitudinal travel (tau) and their
+        transverse coordinates (du, dv) about the anchor."""
+        rel = prep.positions - anchor
+        along = rel @ track
+        du = rel @ u
+        dv = rel @ v
+        tau = prep.times - along / C_VACUUM_M_PER_NS  # arrival time minus the longitudinal travel
+        if not (np.isfinite(tau).all() and np.isfinite(du).all() and np.isfinite(dv).all()):
+            raise ValueError("non-finite hit times or positions")
+        uz, vz = float(u[2]), float(v[2])
+        pz_term = COS_CHERENKOV * float(track[2])
+        log_eps = self.log_noise_floor
+        geo_over_c = GEO_FACTOR / C_VACUUM_M_PER_NS
+        dom_terms = self._dom_terms
+
+        def neg_llh(points: np.ndarray) -> np.ndarray:
+            a = points[:, 0:1]
+            b = points[:, 1:2]
+            t0 = points[:, 2:3]
+            pu = du[None, :] - a
+            pv = dv[None, :] - b
+            rho = np.sqrt(pu * pu + pv * pv)
+            cos_eta = clamp(SIN_CHERENKOV * (pu * uz + pv * vz) / np.maximum(rho, 1e-6) + pz_term, -1.0, 1.0)
+            t_res = tau[None, :] - t0 - geo_over_c * rho
+            log_l, extra = dom_terms(prep, rho, cos_eta, t_res)
+            return extra - log_add_floor(log_l, log_eps).sum(axis=1)
+
+        return neg_llh, tau, du, dv
 
     # -- the fit ---------------------------------------------------------------------------
     def _fit(
@@ -266,30 +311,8 @@ class PandelTrackReco:
             angle = 2.0 * math.pi * (variation - 1) / max(1, self.variations - 1)
             anchor = anchor + self.variation_radius_m * (math.cos(angle) * u + math.sin(angle) * v)
 
-        rel = prep.positions - anchor
-        along = rel @ track
-        du = rel @ u
-        dv = rel @ v
-        tau = prep.times - along / C_VACUUM_M_PER_NS  # arrival time minus the longitudinal travel
-        if not (np.isfinite(tau).all() and np.isfinite(du).all() and np.isfinite(dv).all()):
-            raise ValueError("non-finite hit times or positions")
-        uz, vz = float(u[2]), float(v[2])
-        pz_term = COS_CHERENKOV * float(track[2])
-        log_eps = self.log_noise_floor
+        neg_llh, tau, du, dv = self._objective(prep, track, u, v, anchor)
         geo_over_c = GEO_FACTOR / C_VACUUM_M_PER_NS
-        dom_terms = self._dom_terms
-
-        def neg_llh(points: np.ndarray) -> np.ndarray:
-            a = points[:, 0:1]
-            b = points[:, 1:2]
-            t0 = points[:, 2:3]
-            pu = du[None, :] - a
-            pv = dv[None, :] - b
-            rho = np.sqrt(pu * pu + pv * pv)
-            cos_eta = clamp(SIN_CHERENKOV * (pu * uz + pv * vz) / np.maximum(rho, 1e-6) + pz_term, -1.0, 1.0)
-            t_res = tau[None, :] - t0 - geo_over_c * rho
-            log_l, extra = dom_terms(prep, rho, cos_eta, t_res)
-            return extra - log_add_floor(log_l, log_eps).sum(axis=1)
 
         # Coarse time scan at the anchor: the light front sits near the early residuals.
         rho0 = np.hypot(du, dv)

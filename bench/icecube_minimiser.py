@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""IceCube's HESE SPE fit replayed on our likelihood: is a disagreement the likelihood or the minimiser?
+
+``bench/icecube_likelihood.py`` shows that ``pandel-spe`` with IceCube's settings gives IceCube's
+-lnL at IceCube's fitted direction (vertex fitted). This goes one step further, on the HESE events
+of the shared data folder, which carry IceCube's full tracks (vertex, time, direction):
+
+1. **At IceCube's own track** (its vertex and time, no fit of ours): our -lnL against the ``logl``
+   IceCube stored with HESE_SPEFitSingle and HESE_SPEFit2.
+2. **IceCube's minimiser on our likelihood.** lilliput's ``I3SinglePandelFitter`` as the HESE filter
+   runs it for HESE_SPEFitSingle: the seed is HESE_MuonImprovedLineFit, moved along its track to
+   the point nearest the charge-weighted centre of the pulses, its time shifted so that the
+   earliest time residual is zero (``TFirst``); then a simplex over x, y, z, zenith and azimuth with
+   the time held (``I3SimpleParametrization``: steps 20 m, 0.1 rad, 0.2 rad). Minuit's SIMPLEX is
+   not scipy's Nelder-Mead, so this is the same method, not the same code.
+3. The same simplex started at IceCube's own track: does it stay?
+
+Where 2 ends where IceCube's fit did, the likelihoods agree along the whole path as well as at the
+end; where 3 moves to a lower -lnL, IceCube's fit is not a minimum of that likelihood.
+
+``--icecube-pdf`` swaps our convolved Pandel (exact: a table of the closed form) for the one
+IceCube's ``GaussConvolutedPEP`` evaluates: exact only in van Eijndhoven et al.'s region 1
+(-5 sigma <= t <= 30 sigma, xi <= 5), their approximations elsewhere (plain Pandel with a jitter
+factor late, the Gaussian tail early, the saddle-point series for xi > 5: Astropart. Phys. 28
+(2007) 456, arXiv:0704.1706), and a floor at FLT_MIN. It is slow (special functions per DOM) and
+for this comparison only.
+
+    python bench/icecube_minimiser.py                 # the table in docs/physics.md
+    python bench/icecube_minimiser.py --icecube-pdf   # the same with IceCube's approximated PDF
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import special
+from scipy.optimize import minimize
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from skyscan.physics.geometry import load_geometry_csv, shared_data_dir  # noqa: E402
+from skyscan.physics.pandel_model import (  # noqa: E402
+    C_VACUUM_M_PER_NS,
+    GEO_FACTOR,
+    IceModel,
+    convolved_log_pdf,
+    transverse_basis,
+    travel_direction,
+)
+from skyscan.physics.recos.pandel import (  # noqa: E402
+    ICECUBE_SPE_OPTIONS,
+    PandelPrepared,
+    PandelSPE,
+    PandelTrackReco,
+)
+from skyscan.physics.recos.registry import get_reco  # noqa: E402
+from skyscan.readers.realtime import read_realtime_event  # noqa: E402
+from skyscan.sky.coordinates import angular_distance  # noqa: E402
+
+HESE_FILES = tuple(f"hese_event_0{k}.json" for k in range(4)) + ("event_HESE_2017-11-28.json",)
+SEED, SINGLE, ITERATIVE = "HESE_MuonImprovedLineFit", "HESE_SPEFitSingle", "HESE_SPEFit2"
+# I3SimpleParametrization's steps in lilliput's standard segments: x, y, z (m), zenith, azimuth (rad)
+STEPS = np.array([20.0, 20.0, 20.0, 0.1, 0.2])
+
+
+LOG_FLT_MIN = math.log(np.finfo(np.float32).tiny)
+
+
+def icecube_log_pdf(t: np.ndarray, d_eff: np.ndarray, ice: IceModel, sigma: float) -> np.ndarray:
+    """ln of the convolved Pandel as IceCube's GaussConvolutedPEP evaluates it (see the module text)."""
+    t, d_eff = np.broadcast_arrays(np.asarray(t, float), np.asarray(d_eff, float))
+    xi = d_eff / ice.scattering_m
+    r = ice.rate_per_ns
+    rs = r * sigma
+    eta = rs - t / sigma
+    out = np.empty_like(t)
+    exact = (t >= -5 * sigma) & (t <= 30 * sigma) & (xi <= 5)
+    late = ~exact & (xi <= 1) & (t > 30 * sigma)
+    early = ~exact & (xi <= 1) & (t < -5 * sigma)
+    series = ~(exact | late | early)
+    out[exact] = convolved_log_pdf(t[exact], d_eff[exact], ice, sigma)
+    tl, xl = t[late], xi[late]
+    out[late] = xl * np.log(r * tl) - r * tl + 0.5 * rs * rs - np.log(tl) - special.gammaln(xl)
+    te, xe = t[early], xi[early]
+    out[early] = (
+        xe * np.log(rs / eta[early]) - 0.5 * te**2 / sigma**2 - math.log(sigma * math.sqrt(2 * math.pi))
+    )
+    ts, xs, es = t[series], xi[series], eta[series]
+    x21 = 2 * xs - 1
+    z = np.abs(es) / np.sqrt(2 * x21)
+    root = np.sqrt(1 + z * z)
+    k = 0.5 * (z * root + np.arcsinh(z))
+    b = 0.5 * (z / root - 1)
+    n1 = (20 * b**3 + 30 * b**2 + 9 * b) / 12
+    n2 = (6160 * b**6 + 18480 * b**5 + 19404 * b**4 + 8028 * b**3 + 945 * b**2) / 288
+    n3 = (
+        b**3
+        * (
+            27227200 * b**6
+            + 122522400 * b**5
+            + 220540320 * b**4
+            + 200166120 * b**3
+            + 94064328 * b**2
+            + 20546550 * b
+            + 1403325
+        )
+        / 51840
+    )
+    gauss = -0.5 * ts**2 / sigma**2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        before = (  # eta <= 0: the light front has passed (t >= r sigma^2)
+            gauss
+            + 0.25 * es**2
+            - 0.5 * xs
+            + 0.25
+            + k * x21
+            - 0.5 * np.log(root)
+            - 0.5 * xs * math.log(2)
+            + 0.5 * (xs - 1) * np.log(x21)
+            + xs * math.log(rs)
+            + np.log(1 - n1 / x21 + n2 / x21**2 - n3 / x21**3)
+            - special.gammaln(xs)
+            - math.log(sigma)
+        )
+        after = (  # eta > 0
+            xs * math.log(rs)
+            - math.log(sigma)
+            + gauss
+            + 0.25 * es**2
+            - 0.5 * math.log(2 * math.pi)
+            + 0.5 * xs * (1 + math.log(2) - np.log(x21))
+            - 0.25
+            - 0.5 * math.log(2)
+            - k * x21
+            + np.log(1 + n1 / x21 + n2 / x21**2 + n3 / x21**3)
+            - 0.5 * np.log(root)
+        )
+    out[series] = np.where(es <= 0, before, after)
+    return np.where(np.isfinite(out) & (out > LOG_FLT_MIN), out, LOG_FLT_MIN)
+
+
+class IceCubePdfSPE(PandelSPE):
+    """``pandel-spe`` with IceCube's approximated PDF instead of our table (slow: diagnostics only)."""
+
+    def _dom_terms(
+        self, prep: PandelPrepared, rho: np.ndarray, cos_eta: np.ndarray, t_res: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | float]:
+        ice = prep.table.ice
+        d_eff = ice.p1 * rho + ice.p0_m + cos_eta * (ice.pc1_m + ice.pc2_m * cos_eta)
+        return icecube_log_pdf(t_res, d_eff, ice, self.sigma_ns), 0.0
+
+
+def angle_deg(zen1: float, azi1: float, zen2: float, azi2: float) -> float:
+    return math.degrees(float(angular_distance(azi1, math.pi / 2 - zen1, azi2, math.pi / 2 - zen2)))
+
+
+def tweaked_seed(reco: PandelTrackReco, prep: Any, fit: dict[str, float]) -> tuple[np.ndarray, float]:
+    """(vertex, time) of a first guess as I3BasicSeedService hands it over with ``TFirst``: the vertex
+    moved along the track to the point nearest the charge-weighted centre of gravity of the hits,
+    the time such that the earliest (first-hit) time residual is zero."""
+    track = travel_direction(fit["zenith"], fit["azimuth"])
+    vertex = np.array([fit["x"], fit["y"], fit["z"]])
+    cog = (prep.positions * prep.charges[:, None]).sum(axis=0) / prep.charges.sum()
+    shift = float((cog - vertex) @ track)
+    vertex = vertex + shift * track
+    u, v = transverse_basis(track)
+    _, tau, du, dv = reco._objective(prep, track, u, v, vertex)
+    residual0 = tau - GEO_FACTOR / C_VACUUM_M_PER_NS * np.hypot(du, dv)  # residuals at time 0
+    return vertex, float(residual0.min())
+
+
+def simplex(
+    reco: PandelTrackReco, prep: Any, vertex: np.ndarray, time: float, zenith: float, azimuth: float
+) -> tuple[np.ndarray, float, int]:
+    """Nelder-Mead over (x, y, z, zenith, azimuth) at fixed time, IceCube's steps as the first simplex."""
+    start = np.array([*vertex, zenith, azimuth])
+
+    def objective(p: np.ndarray) -> float:
+        if not 0.0 <= p[3] <= math.pi:  # zenith outside its range: reflect, as a bounded parameter
+            return math.inf
+        return reco.track_neg_llh(prep, float(p[3]), float(p[4]), p[:3], time)
+
+    found = minimize(
+        objective,
+        start,
+        method="Nelder-Mead",
+        options={
+            "initial_simplex": np.vstack([start, start + np.diag(STEPS)]),
+            "xatol": 1e-4,
+            "fatol": 1e-6,
+            "maxfev": 5000,
+        },
+    )
+    return found.x, float(found.fun), int(found.nfev)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=shared_data_dir(), help="shared data folder")
+    parser.add_argument("--icecube-pdf", action="store_true", help="IceCube's approximated PDF (see above)")
+    args = parser.parse_args()
+    if args.data is None or not (args.data / "realtime_events").is_dir():
+        print("shared data folder not found (pass --data)", file=sys.stderr)
+        return 2
+    geometry = load_geometry_csv(args.data / "icecube" / "ic86_geometry.csv")
+    options = dict(ICECUBE_SPE_OPTIONS[ITERATIVE])
+    reco = IceCubePdfSPE(**options) if args.icecube_pdf else get_reco("pandel-spe", options)
+    assert isinstance(reco, PandelTrackReco)
+    print(
+        "| event | -lnL ours at IceCube's track / IceCube's logl | simplex from LineFit: zenith, azimuth "
+        "(deg) | -lnL | evaluations | angle to SPEFitSingle (deg) | simplex from SPEFitSingle: "
+        "moved (deg) | -lnL |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name in HESE_FILES:
+        event = read_realtime_event(args.data / "realtime_events" / name, geometry)
+        fits = {k: f.model_dump() for k, f in event.reference_fits.items()}
+        if not {SEED, SINGLE} <= fits.keys():
+            continue
+        prep = reco.prepare(event)
+        single = fits[SINGLE]
+        ours_at = reco.track_neg_llh(
+            prep,
+            single["zenith"],
+            single["azimuth"],
+            np.array([single["x"], single["y"], single["z"]]),
+            single["time"],
+        )
+        vertex, time = tweaked_seed(reco, prep, fits[SEED])
+        end, llh, n_evals = simplex(reco, prep, vertex, time, fits[SEED]["zenith"], fits[SEED]["azimuth"])
+        stay, stay_llh, _ = simplex(
+            reco,
+            prep,
+            np.array([single["x"], single["y"], single["z"]]),
+            single["time"],
+            single["zenith"],
+            single["azimuth"],
+        )
+        print(
+            f"| {Path(name).stem} | {ours_at:.2f} / {single['logl']:.2f} | "
+            f"{math.degrees(end[3]):.2f}, {math.degrees(end[4]) % 360:.2f} | {llh:.2f} | {n_evals} | "
+            f"{angle_deg(end[3], end[4], single['zenith'], single['azimuth']):.2f} | "
+            f"{angle_deg(stay[3], stay[4], single['zenith'], single['azimuth']):.2f} | {stay_llh:.2f} |",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
