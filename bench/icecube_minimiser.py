@@ -27,6 +27,7 @@ for this comparison only.
 
     python bench/icecube_minimiser.py                 # the table in docs/physics.md
     python bench/icecube_minimiser.py --icecube-pdf   # the same with IceCube's approximated PDF
+    python bench/icecube_minimiser.py --step-scale 0.2   # a first simplex 5x smaller than IceCube's
 """
 
 from __future__ import annotations
@@ -175,9 +176,16 @@ def tweaked_seed(reco: PandelTrackReco, prep: Any, fit: dict[str, float]) -> tup
 
 
 def simplex(
-    reco: PandelTrackReco, prep: Any, vertex: np.ndarray, time: float, zenith: float, azimuth: float
+    reco: PandelTrackReco,
+    prep: Any,
+    vertex: np.ndarray,
+    time: float,
+    zenith: float,
+    azimuth: float,
+    step_scale: float = 1.0,
 ) -> tuple[np.ndarray, float, int]:
-    """Nelder-Mead over (x, y, z, zenith, azimuth) at fixed time, IceCube's steps as the first simplex."""
+    """Nelder-Mead over (x, y, z, zenith, azimuth) at fixed time, IceCube's steps (times
+    ``step_scale``) as the first simplex."""
     start = np.array([*vertex, zenith, azimuth])
 
     def objective(p: np.ndarray) -> float:
@@ -190,7 +198,7 @@ def simplex(
         start,
         method="Nelder-Mead",
         options={
-            "initial_simplex": np.vstack([start, start + np.diag(STEPS)]),
+            "initial_simplex": np.vstack([start, start + np.diag(step_scale * STEPS)]),
             "xatol": 1e-4,
             "fatol": 1e-6,
             "maxfev": 5000,
@@ -205,6 +213,9 @@ def main() -> int:
     )
     parser.add_argument("--data", type=Path, default=shared_data_dir(), help="shared data folder")
     parser.add_argument("--icecube-pdf", action="store_true", help="IceCube's approximated PDF (see above)")
+    parser.add_argument(
+        "--step-scale", type=float, default=1.0, help="first simplex: IceCube's steps times this (default 1)"
+    )
     args = parser.parse_args()
     if args.data is None or not (args.data / "realtime_events").is_dir():
         print("shared data folder not found (pass --data)", file=sys.stderr)
@@ -234,7 +245,9 @@ def main() -> int:
             single["time"],
         )
         vertex, time = tweaked_seed(reco, prep, fits[SEED])
-        end, llh, n_evals = simplex(reco, prep, vertex, time, fits[SEED]["zenith"], fits[SEED]["azimuth"])
+        end, llh, n_evals = simplex(
+            reco, prep, vertex, time, fits[SEED]["zenith"], fits[SEED]["azimuth"], args.step_scale
+        )
         stay, stay_llh, _ = simplex(
             reco,
             prep,
@@ -242,6 +255,7 @@ def main() -> int:
             single["time"],
             single["zenith"],
             single["azimuth"],
+            args.step_scale,
         )
         print(
             f"| {Path(name).stem} | {ours_at:.2f} / {single['logl']:.2f} | "
