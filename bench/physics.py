@@ -290,12 +290,25 @@ def main() -> int:
     if (args.ice_systematics or args.ice_anisotropy) and args.simulator != "photonsim":
         parser.error("--ice-systematics and --ice-anisotropy need --simulator photonsim")
 
+    from skyscan.physics.recos.registry import get_reco
     from skyscan.records.spec import parse_options as parse_reco_options
 
     options = parse_reco_options(args.reco_option)
     recos = [r for r in args.recos.split(",") if r]
-    started = time.perf_counter()
+    for name in recos:  # before any simulation: a typo or a bad option would fail in the pool, late
+        try:
+            get_reco(name, options)
+        except ValueError as err:
+            parser.error(str(err))
     reused = args.events is not None and args.events.is_file()
+    if not reused and args.simulator == "photonsim":
+        from skyscan.physics.photonsim.ice import IceDataMissing, spice_mie
+
+        try:
+            spice_mie()
+        except IceDataMissing as err:
+            parser.error(f"{err} (or --simulator pandel, which needs no data)")
+    started = time.perf_counter()
     events = make_events(args)
     simulated = time.perf_counter() - started
     jobs = [(ev.to_json_dict(), reco, args.nsides, options) for reco in recos for ev in events]
