@@ -21,7 +21,7 @@ _ENTRIES: tuple[str, ...] = (
 )
 
 
-STRATEGIES: dict[str, type] = {cls.name: cls for cls in map(load_entry, _ENTRIES)}  # type: ignore[attr-defined]
+STRATEGIES: dict[str, type] = {cls.name: cls for cls in map(load_entry, _ENTRIES)}
 
 
 def make_strategy(
