@@ -11,8 +11,11 @@ of the shared data folder, which carry IceCube's full tracks (vertex, time, dire
    runs it for HESE_SPEFitSingle: the seed is HESE_MuonImprovedLineFit, moved along its track to
    the point nearest the charge-weighted centre of the pulses, its time shifted so that the
    earliest time residual is zero (``TFirst``); then a simplex over x, y, z, zenith and azimuth with
-   the time held (``I3SimpleParametrization``: steps 20 m, 0.1 rad, 0.2 rad). Minuit's SIMPLEX is
-   not scipy's Nelder-Mead, so this is the same method, not the same code.
+   the time held (``I3SimpleParametrization``: steps 20 m, 0.1 rad, 0.2 rad), by scipy's Nelder-Mead
+   or (``--minimiser minuit``) by Minuit's SIMPLEX as its reference manual describes it:
+   single-parameter line searches build the first simplex, reflections with a parabolic step,
+   a restart when a contraction fails, convergence when the simplex is less than ``--edm`` tall
+   (tolerance 0.001 times UP 0.5 by default). Written from that description, not from Minuit's code.
 3. The same simplex started at IceCube's own track: does it stay?
 
 Where 2 ends where IceCube's fit did, the likelihoods agree along the whole path as well as at the
@@ -28,6 +31,7 @@ for this comparison only.
     python bench/icecube_minimiser.py                 # the table in docs/physics.md
     python bench/icecube_minimiser.py --icecube-pdf   # the same with IceCube's approximated PDF
     python bench/icecube_minimiser.py --step-scale 0.2   # a first simplex 5x smaller than IceCube's
+    python bench/icecube_minimiser.py --minimiser minuit [--icecube-pdf]
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +72,8 @@ HESE_FILES = tuple(f"hese_event_0{k}.json" for k in range(4)) + ("event_HESE_201
 SEED, SINGLE, ITERATIVE = "HESE_MuonImprovedLineFit", "HESE_SPEFitSingle", "HESE_SPEFit2"
 # I3SimpleParametrization's steps in lilliput's standard segments: x, y, z (m), zenith, azimuth (rad)
 STEPS = np.array([20.0, 20.0, 20.0, 0.1, 0.2])
+MAX_CALLS = 1000  # lilliput's Minuit: max_iterations=1000
+OUT_OF_RANGE = 1e30
 
 
 LOG_FLT_MIN = math.log(np.finfo(np.float32).tiny)
@@ -175,6 +182,129 @@ def tweaked_seed(reco: PandelTrackReco, prep: Any, fit: dict[str, float]) -> tup
     return vertex, float(residual0.min())
 
 
+# Minuit's SIMPLEX coefficients: reflection, contraction, expansion, the parabolic step's range
+_ALPHA, _BETA, _GAMMA, _RHO_MIN, _RHO_MAX = 1.0, 0.5, 2.0, 4.0, 8.0
+
+
+def minuit_simplex(
+    f: Callable[[np.ndarray], float], start: np.ndarray, steps: np.ndarray, edm: float, max_calls: int
+) -> tuple[np.ndarray, float, int]:
+    """Minimise ``f`` as Minuit's SIMPLEX does (see the module text); (point, value, calls)."""
+    n = len(start)
+    calls = 0
+
+    def call(point: np.ndarray) -> float:
+        nonlocal calls
+        calls += 1
+        return float(f(point))
+
+    points = np.zeros((n + 1, n))
+    values = np.zeros(n + 1)
+    step = np.array(steps, float)
+    best = np.array(start, float)
+    best_value = call(best)
+    high = low = n
+    height = math.inf
+
+    def replace_highest(value: float, point: np.ndarray) -> None:
+        nonlocal best, best_value, high, low, height
+        points[high], values[high] = point, value
+        if value < best_value:
+            best, best_value, low = point.copy(), value, high
+        high = int(np.argmax(values))
+        height = values[high] - values[low]
+        if height > 0:  # the next round's steps: the simplex's extent per parameter
+            step[:] = points.max(axis=0) - points.min(axis=0)
+
+    while True:
+        # The first simplex: from the best point, a line search along each parameter in turn
+        # (x3 after a success, x-0.4 after a failure; six successes or three failures end it).
+        x = best.copy()
+        start_value = best_value
+        origin = x.copy()
+        points[n], values[n] = origin, start_value  # the round's start is the simplex's last point
+        low, lowest = n, best_value
+        for i in range(n):
+            found, value_i, line_best = False, best_value, x[i]
+            successes = failures = 0
+            while True:
+                x[i] = line_best + step[i]
+                value = call(x)
+                if value < value_i:
+                    line_best, value_i, found = x[i], value, True
+                    step[i] *= 3.0
+                    successes += 1
+                    if successes < 6:
+                        continue
+                    break
+                if found:
+                    break
+                failures += 1
+                step[i] *= -0.4
+                if failures < 3:
+                    continue
+                line_best, value_i = x[i], value  # three failures: the last trial is kept
+                step[i] *= 3.0
+                break
+            values[i] = value_i
+            if value_i < lowest:
+                low, lowest = i, value_i
+            x[i] = line_best
+            points[i] = x
+        high = n
+        best, best_value = points[low].copy(), values[low]
+        replace_highest(start_value, origin)
+        height = previous = math.inf
+        restart = False
+        while not (previous < edm and height < edm) and calls <= max_calls:
+            previous = height
+            centroid = (points.sum(axis=0) - points[high]) / n
+            reflected = (1 + _ALPHA) * centroid - _ALPHA * points[high]
+            y_reflected = call(reflected)
+            if y_reflected < best_value:
+                expanded = _GAMMA * reflected + (1 - _GAMMA) * centroid
+                y_expanded = call(expanded)
+                y1 = (y_reflected - values[high]) * (1 + _ALPHA + _ALPHA * _GAMMA)
+                y2 = (y_expanded - values[high]) * (1 + _ALPHA)
+                rho = (
+                    0.5 * ((1 + _ALPHA + _ALPHA * _GAMMA) * y1 - (1 + _ALPHA) * y2) / (y1 - y2)
+                    if y1 != y2
+                    else 0.0
+                )
+                if rho >= _RHO_MIN:  # the minimum of a parabola through the three points
+                    parabola = min(rho, _RHO_MAX) * centroid + (1 - min(rho, _RHO_MAX)) * points[high]
+                    y_parabola = call(parabola)
+                    if (y_parabola < values[low] and y_parabola < y_expanded) or (
+                        y_expanded >= values[low] and y_parabola <= values[low]
+                    ):
+                        replace_highest(y_parabola, parabola)
+                        continue
+                if y_expanded < values[low]:
+                    replace_highest(y_expanded, expanded)
+                else:
+                    replace_highest(y_reflected, reflected)
+                continue
+            if y_reflected < values[high]:
+                was = high
+                replace_highest(y_reflected, reflected)
+                if was != high:
+                    continue
+            contracted = _BETA * points[high] + (1 - _BETA) * centroid
+            y_contracted = call(contracted)
+            if y_contracted > values[high]:
+                restart = True
+                break
+            replace_highest(y_contracted, contracted)
+        if restart:
+            continue
+        centroid = (points.sum(axis=0) - points[high]) / n
+        y_centroid = call(centroid)
+        if y_centroid < best_value:
+            replace_highest(y_centroid, centroid)
+        if max_calls - calls < 3 * n or height <= 2.0 * edm:
+            return best, best_value, calls
+
+
 def simplex(
     reco: PandelTrackReco,
     prep: Any,
@@ -183,22 +313,27 @@ def simplex(
     zenith: float,
     azimuth: float,
     step_scale: float = 1.0,
+    minimiser: str = "nelder-mead",
+    edm: float = 5e-4,
 ) -> tuple[np.ndarray, float, int]:
-    """Nelder-Mead over (x, y, z, zenith, azimuth) at fixed time, IceCube's steps (times
-    ``step_scale``) as the first simplex."""
+    """A simplex over (x, y, z, zenith, azimuth) at fixed time, IceCube's steps (times
+    ``step_scale``) to start: scipy's Nelder-Mead or Minuit's SIMPLEX."""
     start = np.array([*vertex, zenith, azimuth])
+    steps = step_scale * STEPS
 
     def objective(p: np.ndarray) -> float:
-        if not 0.0 <= p[3] <= math.pi:  # zenith outside its range: reflect, as a bounded parameter
-            return math.inf
+        if not 0.0 <= p[3] <= math.pi:  # a zenith outside its range is refused, as at a bound
+            return OUT_OF_RANGE
         return reco.track_neg_llh(prep, float(p[3]), float(p[4]), p[:3], time)
 
+    if minimiser == "minuit":
+        return minuit_simplex(objective, start, steps, edm, MAX_CALLS)
     found = minimize(
         objective,
         start,
         method="Nelder-Mead",
         options={
-            "initial_simplex": np.vstack([start, start + np.diag(step_scale * STEPS)]),
+            "initial_simplex": np.vstack([start, start + np.diag(steps)]),
             "xatol": 1e-4,
             "fatol": 1e-6,
             "maxfev": 5000,
@@ -216,7 +351,16 @@ def main() -> int:
     parser.add_argument(
         "--step-scale", type=float, default=1.0, help="first simplex: IceCube's steps times this (default 1)"
     )
+    parser.add_argument("--minimiser", choices=("nelder-mead", "minuit"), default="nelder-mead")
+    parser.add_argument(
+        "--edm",
+        type=float,
+        default=5e-4,
+        help="minuit: converged when the simplex is less tall (default 5e-4)",
+    )
     args = parser.parse_args()
+    if not (args.step_scale > 0 and args.edm > 0):
+        parser.error("--step-scale and --edm must be positive")
     if args.data is None or not (args.data / "realtime_events").is_dir():
         print("shared data folder not found (pass --data)", file=sys.stderr)
         return 2
@@ -226,7 +370,7 @@ def main() -> int:
     assert isinstance(reco, PandelTrackReco)
     print(
         "| event | -lnL ours at IceCube's track / IceCube's logl | simplex from LineFit: zenith, azimuth "
-        "(deg) | -lnL | evaluations | angle to SPEFitSingle (deg) | simplex from SPEFitSingle: "
+        "(deg) | -lnL | calls (IceCube's) | angle to SPEFitSingle (deg) | simplex from SPEFitSingle: "
         "moved (deg) | -lnL |"
     )
     print("|---|---|---|---|---|---|---|---|")
@@ -245,8 +389,9 @@ def main() -> int:
             single["time"],
         )
         vertex, time = tweaked_seed(reco, prep, fits[SEED])
+        how = {"step_scale": args.step_scale, "minimiser": args.minimiser, "edm": args.edm}
         end, llh, n_evals = simplex(
-            reco, prep, vertex, time, fits[SEED]["zenith"], fits[SEED]["azimuth"], args.step_scale
+            reco, prep, vertex, time, fits[SEED]["zenith"], fits[SEED]["azimuth"], **how
         )
         stay, stay_llh, _ = simplex(
             reco,
@@ -255,11 +400,12 @@ def main() -> int:
             single["time"],
             single["zenith"],
             single["azimuth"],
-            args.step_scale,
+            **how,
         )
         print(
             f"| {Path(name).stem} | {ours_at:.2f} / {single['logl']:.2f} | "
-            f"{math.degrees(end[3]):.2f}, {math.degrees(end[4]) % 360:.2f} | {llh:.2f} | {n_evals} | "
+            f"{math.degrees(end[3]):.2f}, {math.degrees(end[4]) % 360:.2f} | {llh:.2f} | "
+            f"{n_evals} ({single['nmini']:.0f}) | "
             f"{angle_deg(end[3], end[4], single['zenith'], single['azimuth']):.2f} | "
             f"{angle_deg(stay[3], stay[4], single['zenith'], single['azimuth']):.2f} | {stay_llh:.2f} |",
             flush=True,
