@@ -304,13 +304,19 @@ def build_result(
 def analysis_from_result(
     doc: Mapping[str, Any], level_set: str | Mapping[float, float] | None = None
 ) -> Analysis:
-    """Rebuild the analysis of a stored result document (its own level set unless one is given)."""
-    stored = (doc.get("regions") or {}).get("level_set")
+    """Rebuild the analysis of a stored result document (its own level set unless one is given).
+
+    A named fixed set is looked up by its name; any other (a reco's calibrated levels, which depend
+    on the event, or a custom set) is rebuilt from the levels the document stores, so that every
+    product of a scan draws the regions its result states."""
+    regions = doc.get("regions") or {}
+    stored = regions.get("level_set")
     if level_set is None:
-        level_set = stored if stored in contours.LEVEL_SETS else contours.DEFAULT_LEVEL_SET
-        if stored == "custom":
-            levels = doc["regions"]["levels"]
-            level_set = {v["containment"]: v["level"] for v in levels.values()}
+        stored_levels = {v["containment"]: v["level"] for v in (regions.get("levels") or {}).values()}
+        if stored in contours.LEVEL_SETS or not stored_levels:
+            level_set = stored if stored in contours.LEVEL_SETS else contours.DEFAULT_LEVEL_SET
+        else:
+            level_set = contours.LevelSet(str(stored), stored_levels)
     nsides = doc.get("nsides") or []
     return analyse(pixels_from_result(doc), level_set, max(nsides) if nsides else None)
 

@@ -177,6 +177,47 @@ def test_level_set_is_selectable_and_survives_the_round_trip() -> None:
     assert wide is not None and narrow is not None and wide.area_deg2 > 5 * narrow.area_deg2
 
 
+@pytest.mark.parametrize("fmt", ["geojson", "gcn", "fits"])
+def test_products_of_a_calibrated_scan_draw_the_regions_its_result_states(fmt: str) -> None:
+    """A reco's calibrated levels depend on the event, so they are no fixed named set: a product
+    rebuilt from the stored result must use the stored levels, not fall back to Wilks. It did: every
+    product of a physics scan, the plots included, drew Wilks regions, about 4x too small in area for
+    `pandel-mpe`, the default reco (its calibrated 90% level is about 19, Wilks' 4.61)."""
+    from skyscan.skymap.contours import LevelSet
+    from skyscan.skymap.exports import render
+
+    complete = full_map(32, gaussian_llh(2.0, 0.5, 3.0))
+    calibrated = LevelSet("table-spe-sim", {0.5: 3.1, 0.9: 11.7})
+    doc = json.loads(json.dumps(make_doc(complete, make_event(), [32], level_set=calibrated)))
+    stored = doc["regions"]
+    area90 = stored["levels"]["90"]["area_deg2"]
+    assert stored["level_set"] == "table-spe-sim"
+    again = analysis_from_result(doc)
+    assert again.level_set == "table-spe-sim" and again.levels == {0.5: 3.1, 0.9: 11.7}
+    assert [r.to_dict() for r in again.regions] == list(stored["levels"].values())
+    wilks = analysis_from_result(doc, "wilks").region_for(0.9)
+    assert wilks is not None and area90 > 2 * wilks.area_deg2
+    content = render(doc, None, fmt).content
+    if fmt == "geojson":
+        features = json.loads(content)["features"]
+        assert [f["properties"]["level_2dllh"] for f in features] == [3.1, 11.7]
+        assert {f["properties"]["level_set"] for f in features} == {"table-spe-sim"}
+        assert features[1]["properties"]["area_deg2"] == area90
+    elif fmt == "gcn":
+        notice = json.loads(content)
+        assert notice["additional_info"]["level_set"] == "table-spe-sim"
+        assert notice["additional_info"]["area_90_deg2"] == pytest.approx(area90, abs=1e-4)
+        assert notice["systematic_included"] is True
+    else:
+        import io
+
+        from astropy.io import fits
+
+        header = fits.open(io.BytesIO(content))[1].header
+        assert header["LEVELSET"] == "table-spe-sim"
+        assert header["AREA90"] == pytest.approx(area90)
+
+
 def test_all_failed_gives_no_best_fit_and_no_regions() -> None:
     complete = {(1, p): pb(1, p, 0.0, failed=True) for p in range(12)}
     doc = make_doc(complete, make_event(), [1])
