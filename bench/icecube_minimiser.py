@@ -159,8 +159,7 @@ class IceCubePdfSPE(PandelSPE):
         self, prep: PandelPrepared, rho: np.ndarray, cos_eta: np.ndarray, t_res: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray | float]:
         ice = prep.table.ice
-        d_eff = ice.p1 * rho + ice.p0_m + cos_eta * (ice.pc1_m + ice.pc2_m * cos_eta)
-        return icecube_log_pdf(t_res, d_eff, ice, self.sigma_ns), 0.0
+        return icecube_log_pdf(t_res, ice.effective_distance(rho, cos_eta), ice, self.sigma_ns), 0.0
 
 
 def angle_deg(zen1: float, azi1: float, zen2: float, azi2: float) -> float:
