@@ -12,10 +12,11 @@ of the shared data folder, which carry IceCube's full tracks (vertex, time, dire
    the point nearest the charge-weighted centre of the pulses, its time shifted so that the
    earliest time residual is zero (``TFirst``); then a simplex over x, y, z, zenith and azimuth with
    the time held (``I3SimpleParametrization``: steps 20 m, 0.1 rad, 0.2 rad), by scipy's Nelder-Mead
-   or (``--minimiser minuit``) by Minuit's SIMPLEX as its reference manual describes it:
-   single-parameter line searches build the first simplex, reflections with a parabolic step,
-   a restart when a contraction fails, convergence when the simplex is less than ``--edm`` tall
-   (tolerance 0.001 times UP 0.5 by default). Written from that description, not from Minuit's code.
+   or (``--minimiser minuit``) by the algorithm of MINUIT's SIMPLEX (MNSIMP), re-expressed here in
+   Python: single-parameter line searches build the first simplex, reflections take a parabolic
+   step, a failed contraction restarts, and it converges when the simplex is less than ``--edm``
+   tall (tolerance 0.001 times UP 0.5 by default). It is not MINUIT's code and not exact (see
+   docs/physics.md).
 3. The same simplex started at IceCube's own track: does it stay?
 
 Where 2 ends where IceCube's fit did, the likelihoods agree along the whole path as well as at the
@@ -25,8 +26,9 @@ end; where 3 moves to a lower -lnL, IceCube's fit is not a minimum of that likel
 IceCube's ``GaussConvolutedPEP`` evaluates: exact only in van Eijndhoven et al.'s region 1
 (-5 sigma <= t <= 30 sigma, xi <= 5), their approximations elsewhere (plain Pandel with a jitter
 factor late, the Gaussian tail early, the saddle-point series for xi > 5: Astropart. Phys. 28
-(2007) 456, arXiv:0704.1706), and a floor at FLT_MIN. It is slow (special functions per DOM) and
-for this comparison only.
+(2007) 456, arXiv:0704.1706), and a floor at FLT_MIN. The formulas are the paper's; the region
+boundaries are those IceCube's ipdf documents (icetray-public, BSD-2). It is slow (special functions
+per DOM) and for this comparison only.
 
     python bench/icecube_minimiser.py                 # the table in docs/physics.md
     python bench/icecube_minimiser.py --icecube-pdf   # the same with IceCube's approximated PDF
