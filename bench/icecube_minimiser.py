@@ -75,6 +75,7 @@ SEED, SINGLE, ITERATIVE = "HESE_MuonImprovedLineFit", "HESE_SPEFitSingle", "HESE
 # I3SimpleParametrization's steps in lilliput's standard segments: x, y, z (m), zenith, azimuth (rad)
 STEPS = np.array([20.0, 20.0, 20.0, 0.1, 0.2])
 MAX_CALLS = 1000  # lilliput's Minuit: max_iterations=1000
+VERTEX_BOUND_M = 2000.0  # I3SimpleParametrization's BoundsX, BoundsY, BoundsZ: +-2000 m
 OUT_OF_RANGE = 1e30
 
 
@@ -328,7 +329,19 @@ def simplex(
         return reco.track_neg_llh(prep, float(p[3]), float(p[4]), p[:3], time)
 
     if minimiser == "minuit":
-        return minuit_simplex(objective, start, steps, edm, MAX_CALLS)
+        # Minuit fits a bounded parameter in an internal angle, x = -B + B (sin u + 1) for the
+        # parametrization's vertex bounds of +-B, its step divided by dx/du
+        inner = np.arcsin(np.clip(start[:3] / VERTEX_BOUND_M, -1.0, 1.0))
+        inner_steps = steps.copy()
+        inner_steps[:3] = steps[:3] / (VERTEX_BOUND_M * np.cos(inner))
+
+        def inner_objective(q: np.ndarray) -> float:
+            return objective(np.concatenate([VERTEX_BOUND_M * np.sin(q[:3]), q[3:]]))
+
+        found_q, value, calls = minuit_simplex(
+            inner_objective, np.concatenate([inner, start[3:]]), inner_steps, edm, MAX_CALLS
+        )
+        return np.concatenate([VERTEX_BOUND_M * np.sin(found_q[:3]), found_q[3:]]), value, calls
     found = minimize(
         objective,
         start,
