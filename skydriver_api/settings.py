@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -96,7 +97,14 @@ class ApiSettings(BrokerSettings, DatabaseSettings, RecoSettings, KafkaSettings)
 
     # --- realtime alerts ------------------------------------------------------------------
     alert_reco: str = Field("pandel-mpe", description="Reco of scans launched by POST /api/v1/alerts.")
-    alert_nsides: str = Field("8:0,64:12,512:24", description="nside progression of alert scans.")
+    alert_nsides: str = Field(
+        "8:0,64:12,512:24",
+        description="nside progression of alert scans (with the contour strategy, its nsides: 8,64,512).",
+    )
+    alert_strategy: Literal["progression", "contour"] = Field(
+        "progression",
+        description="Refinement strategy of alert scans; contour refines until the 90% region is resolved.",
+    )
     alert_workers: int = Field(4, ge=1, le=10000, description="Workers of an alert scan.")
     alert_webhook_url: str = Field(
         "",
@@ -168,10 +176,14 @@ class ApiSettings(BrokerSettings, DatabaseSettings, RecoSettings, KafkaSettings)
                 "a scan may have"
             )
         limits = TaskLimits(per_step=self.max_tasks_per_step, per_scan=self.max_tasks_per_scan)
+        spec = ScanSpec(reco=self.alert_reco, nsides=self.alert_nsides, strategy=self.alert_strategy)
         try:
-            ScanSpec(reco=self.alert_reco, nsides=self.alert_nsides).checked(None, self.max_nside, limits)
+            spec.checked(None, self.max_nside, limits)
         except ScanSpecError as err:
-            raise ValueError(f"SKYDRIVER_ALERT_NSIDES {self.alert_nsides!r}: {err}") from None
+            raise ValueError(
+                f"SKYDRIVER_ALERT_NSIDES {self.alert_nsides!r} (SKYDRIVER_ALERT_STRATEGY "
+                f"{self.alert_strategy}): {err}"
+            ) from None
         return self
 
     @field_validator("worker_profiles")

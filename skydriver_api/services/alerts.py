@@ -177,6 +177,7 @@ async def submit(
         event=event,
         reco=settings.alert_reco,
         nsides=settings.alert_nsides,
+        strategy=settings.alert_strategy,
         workers=settings.alert_workers,
         priority=REALTIME_PRIORITY,
         classifiers={"alert_stream": meta.stream or "unknown", "alert_revision": meta.revision},

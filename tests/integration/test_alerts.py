@@ -246,6 +246,40 @@ def real_alert_api(services: None, tmp_path_factory: pytest.TempPathFactory) -> 
         yield api
 
 
+@pytest.fixture(scope="module")
+def contour_alert_api(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsApi]:
+    api = start_api(
+        tmp_path_factory.mktemp("contour-alert"),
+        alert_reco="dummy",
+        alert_strategy="contour",
+        alert_nsides="8,32",
+        alert_workers="2",
+    )
+    try:
+        ops = OpsApi(api)
+        make_tokens(ops)
+        yield ops
+    finally:
+        stop_api(api)
+
+
+def test_alert_scans_follow_the_configured_strategy(contour_alert_api: OpsApi) -> None:
+    """SKYDRIVER_ALERT_STRATEGY=contour: the alert's scan refines until its 90% region is resolved
+    at the finest nside, which a fixed progression does not promise."""
+    with contour_alert_api.http("owner") as http:
+        resp = http.post("/api/v1/alerts", json=alert(7001, 1))
+        assert resp.status_code == 201, resp.text
+        scan_id = resp.json()["scan_id"]
+    with contour_alert_api.api.client() as client:
+        status = client.wait(scan_id, timeout_s=180)
+        result = client.result(scan_id).json()
+    assert status["state"] == "completed", status
+    assert (status["strategy"], status["nsides"], status["priority"]) == ("contour", "8,32", 100)
+    region = result["regions"]["levels"]["90"]
+    assert region["resolved_fraction"] == 1.0 and region["area_deg2"] > 0
+    assert result["best_fit"]["nside"] == 32
+
+
 def test_a_completed_alert_scan_posts_its_gcn_summary_to_the_webhook(webhook_api: OpsApi) -> None:
     with webhook_api.http("owner") as http:
         scan_id = http.post("/api/v1/alerts", json=alert(6001, 3, stream="bronze")).json()["scan_id"]

@@ -60,6 +60,12 @@ def test_misconfigured_recos_fail_at_start_up() -> None:
         ApiSettings(max_total_workers=2)
     with pytest.raises(ValueError, match="SKYDRIVER_ALERT_NSIDES '256:0'.*tasks per step"):
         ApiSettings(alert_nsides="256:0")
+    with pytest.raises(ValueError, match="alert_strategy"):
+        ApiSettings(alert_strategy="spiral")
+    contour_too_fine = r"SKYDRIVER_ALERT_NSIDES '8,2048' \(SKYDRIVER_ALERT_STRATEGY contour\)"
+    with pytest.raises(ValueError, match=contour_too_fine):
+        ApiSettings(alert_strategy="contour", alert_nsides="8,2048", max_nside=1024)
+    assert ApiSettings(alert_strategy="contour", alert_nsides="8,64,512").alert_strategy == "contour"
 
 
 # -- profiles, clusters, images ----------------------------------------------------------------------
