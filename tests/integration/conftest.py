@@ -4,11 +4,13 @@ straight into MongoDB in the state a test needs."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -144,10 +146,22 @@ def hold_the_only_slot(api: LiveApi) -> None:
     )
 
 
+@contextlib.contextmanager
+def ops_api(tmp: Path, **settings: str) -> Iterator[OpsApi]:
+    """A live API (``start_api``'s settings) with a token per role; stopped and cleaned up on exit."""
+    api = start_api(tmp, **settings)
+    try:
+        ops = OpsApi(api)
+        make_tokens(ops)
+        yield ops
+    finally:
+        stop_api(api)
+
+
 @pytest.fixture(scope="module")
 def quiet_api(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsApi]:
     """An API that stores and answers but launches nothing (its single slot is taken)."""
-    api = start_api(
+    with ops_api(
         tmp_path_factory.mktemp("quiet"),
         max_concurrent_scans="1",
         alert_reco="pandel-mpe",
@@ -155,25 +169,15 @@ def quiet_api(services: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
         alert_workers="3",
         worker_clusters='["default", "osg", "k8s"]',
         metrics_refresh_s="0.3",
-    )
-    try:
-        hold_the_only_slot(api)
-        ops = OpsApi(api)
-        make_tokens(ops)
+    ) as ops:
+        hold_the_only_slot(ops.api)
         yield ops
-    finally:
-        stop_api(api)
 
 
 @pytest.fixture(scope="module")
 def running_api(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsApi]:
     """An API that really launches scans (local processes), with role tokens."""
-    api = start_api(
+    with ops_api(
         tmp_path_factory.mktemp("running"), alert_reco="dummy", alert_nsides="8:0", alert_workers="1"
-    )
-    try:
-        ops = OpsApi(api)
-        make_tokens(ops)
+    ) as ops:
         yield ops
-    finally:
-        stop_api(api)

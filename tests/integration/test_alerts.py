@@ -18,8 +18,8 @@ import pytest
 
 from skyscan.physics.geometry import find_default_geometry
 from skyscan.readers.realtime import decode_frames, load_realtime_document
-from tests.conftest import make_event, start_api, stop_api, wait_until
-from tests.integration.conftest import OpsApi, make_tokens
+from tests.conftest import make_event, wait_until
+from tests.integration.conftest import OpsApi, ops_api
 from tests.support.gcn_schema import SKIP_REASON, schema_dir, validation_errors
 from tests.support.i3frames import with_object
 
@@ -215,13 +215,10 @@ def api_with_webhook(tmp: Path, **settings: str) -> Iterator[OpsApi]:
     server = HTTPServer(("127.0.0.1", 0), Receiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    api = start_api(tmp, alert_webhook_url=f"http://127.0.0.1:{server.server_port}/gcn", **settings)
     try:
-        ops = OpsApi(api)
-        make_tokens(ops)
-        yield ops
+        with ops_api(tmp, alert_webhook_url=f"http://127.0.0.1:{server.server_port}/gcn", **settings) as ops:
+            yield ops
     finally:
-        stop_api(api)
         server.shutdown()
 
 
@@ -248,19 +245,14 @@ def real_alert_api(services: None, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def contour_alert_api(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsApi]:
-    api = start_api(
+    with ops_api(
         tmp_path_factory.mktemp("contour-alert"),
         alert_reco="dummy",
         alert_strategy="contour",
         alert_nsides="8,32",
         alert_workers="2",
-    )
-    try:
-        ops = OpsApi(api)
-        make_tokens(ops)
+    ) as ops:
         yield ops
-    finally:
-        stop_api(api)
 
 
 def test_alert_scans_follow_the_configured_strategy(contour_alert_api: OpsApi) -> None:

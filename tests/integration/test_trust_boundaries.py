@@ -26,7 +26,7 @@ import pytest
 
 from skyscan.wire import Direction, PixelTask, TaskBatch, encode, queue_names, task_id
 from tests.conftest import AMQP_URL, make_event, signed, start_api, stop_api, wait_until
-from tests.integration.conftest import OpsApi, make_tokens
+from tests.integration.conftest import OpsApi, ops_api
 from tests.support.stored_results import stored_count
 
 BODY_LIMIT = 1024 * 1024
@@ -34,7 +34,7 @@ BODY_LIMIT = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def guarded(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsApi]:
-    api = start_api(
+    with ops_api(
         tmp_path_factory.mktemp("guarded"),
         test_recos="false",
         enabled_recos='["dummy", "pandel-mpe"]',
@@ -42,13 +42,8 @@ def guarded(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         alert_workers="1",
         max_concurrent_scans="2",
         max_event_bytes=str(BODY_LIMIT),
-    )
-    try:
-        ops = OpsApi(api)
-        make_tokens(ops)
+    ) as ops:
         yield ops
-    finally:
-        stop_api(api)
 
 
 def counts(ops: OpsApi) -> dict[str, int]:
@@ -220,10 +215,7 @@ def test_an_event_too_large_for_the_database_is_refused_and_the_catalog_left_out
 ) -> None:
     """A catalog whose second event would make a stored document over MongoDB's 16 MiB: 413 naming
     it, and neither the catalog nor the first event nor any scan is stored."""
-    api = start_api(tmp_path)  # the default body limit of 16 MiB: the JSON is smaller than that
-    try:
-        ops = OpsApi(api)
-        make_tokens(ops)
+    with ops_api(tmp_path) as ops:  # the default body limit of 16 MiB: the JSON is smaller than that
         big = make_event(n_pulses=1)
         pulse = {"x": 0, "y": 0, "z": 0, "time": 0, "charge": 1, "string": 1, "om": 1, "hlc": True}
         big["pulses"] = [pulse] * 190_000  # 12.6 MB as JSON, over 19 MB as BSON
@@ -244,8 +236,6 @@ def test_an_event_too_large_for_the_database_is_refused_and_the_catalog_left_out
             resp = http.post("/api/v1/scans", json=body(event=big), timeout=120)
             assert resp.status_code == 413 and "the event" in resp.json()["detail"]
         assert counts(ops) == before
-    finally:
-        stop_api(api)
 
 
 def test_a_cursor_cannot_carry_query_operators(guarded: OpsApi) -> None:
