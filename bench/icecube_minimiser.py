@@ -68,7 +68,7 @@ from skyscan.physics.recos.pandel import (  # noqa: E402
 )
 from skyscan.physics.recos.registry import get_reco  # noqa: E402
 from skyscan.readers.realtime import read_realtime_event  # noqa: E402
-from skyscan.sky.coordinates import angular_distance  # noqa: E402
+from skyscan.sky.coordinates import detector_separation  # noqa: E402
 
 HESE_FILES = tuple(f"hese_event_0{k}.json" for k in range(4)) + ("event_HESE_2017-11-28.json",)
 SEED, SINGLE, ITERATIVE = "HESE_MuonImprovedLineFit", "HESE_SPEFitSingle", "HESE_SPEFit2"
@@ -165,10 +165,6 @@ class IceCubePdfSPE(PandelSPE):
         return icecube_log_pdf(t_res, ice.effective_distance(rho, cos_eta), ice, self.sigma_ns), 0.0
 
 
-def angle_deg(zen1: float, azi1: float, zen2: float, azi2: float) -> float:
-    return math.degrees(float(angular_distance(azi1, math.pi / 2 - zen1, azi2, math.pi / 2 - zen2)))
-
-
 def tweaked_seed(reco: PandelTrackReco, prep: Any, fit: dict[str, float]) -> tuple[np.ndarray, float]:
     """(vertex, time) of a first guess as I3BasicSeedService hands it over with ``TFirst``: the vertex
     moved along the track to the point nearest the charge-weighted centre of gravity of the hits,
@@ -221,11 +217,10 @@ def minuit_simplex(
     while True:
         # The first simplex: from the best point, a line search along each parameter in turn
         # (x3 after a success, x-0.4 after a failure; six successes or three failures end it).
-        x = best.copy()
-        start_value = best_value
-        origin = x.copy()
+        origin, start_value = best.copy(), best_value
         points[n], values[n] = origin, start_value  # the round's start is the simplex's last point
-        low, lowest = n, best_value
+        x = origin.copy()
+        low = n
         for i in range(n):
             found, value_i, line_best = False, best_value, x[i]
             successes = failures = 0
@@ -249,8 +244,8 @@ def minuit_simplex(
                 step[i] *= 3.0
                 break
             values[i] = value_i
-            if value_i < lowest:
-                low, lowest = i, value_i
+            if value_i < values[low]:
+                low = i
             x[i] = line_best
             points[i] = x
         high = n
@@ -420,8 +415,9 @@ def main() -> int:
             f"| {Path(name).stem} | {ours_at:.2f} / {single['logl']:.2f} | "
             f"{math.degrees(end[3]):.2f}, {math.degrees(end[4]) % 360:.2f} | {llh:.2f} | "
             f"{n_evals} ({single['nmini']:.0f}) | "
-            f"{angle_deg(end[3], end[4], single['zenith'], single['azimuth']):.2f} | "
-            f"{angle_deg(stay[3], stay[4], single['zenith'], single['azimuth']):.2f} | {stay_llh:.2f} |",
+            f"{np.degrees(detector_separation(end[3], end[4], single['zenith'], single['azimuth'])):.2f} | "
+            f"{np.degrees(detector_separation(stay[3], stay[4], single['zenith'], single['azimuth'])):.2f} | "
+            f"{stay_llh:.2f} |",
             flush=True,
         )
     return 0

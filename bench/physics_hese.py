@@ -45,15 +45,10 @@ from skyscan.physics.recos.evaluate import detector_direction, fit_direction  # 
 from skyscan.physics.recos.registry import get_reco  # noqa: E402
 from skyscan.readers.realtime import read_realtime_event  # noqa: E402
 from skyscan.records.spec import ScanSpec  # noqa: E402
-from skyscan.sky.coordinates import angular_distance  # noqa: E402
+from skyscan.sky.coordinates import detector_separation  # noqa: E402
 from skyscan.wire import Vertex  # noqa: E402
 
 DEFAULT_REFERENCES = "HESE_SPEFit2,OnlineL2_SplineMPE,l2_online_SplineMPE,SplineMPE"
-
-
-def angle_deg(zen1: float, az1: float, zen2: float, az2: float) -> float:
-    """Angle between two detector directions (zenith/azimuth as latitude-like coordinates)."""
-    return math.degrees(float(angular_distance(az1, math.pi / 2 - zen1, az2, math.pi / 2 - zen2)))
 
 
 HESE_FILES = {
@@ -179,14 +174,14 @@ def main() -> int:
                 )
                 descent = (
                     f" {np.degrees(d_zen):.2f}, {np.degrees(d_az):.2f} | "
-                    f"{angle_deg(d_zen, d_az, ref.zenith, ref.azimuth):.2f} / "
-                    f"{angle_deg(d_zen, d_az, zen, az):.2f} | {llh_ref - d_llh:.2f} |"
+                    f"{np.degrees(detector_separation(d_zen, d_az, ref.zenith, ref.azimuth)):.2f} / "
+                    f"{np.degrees(detector_separation(d_zen, d_az, zen, az)):.2f} | {llh_ref - d_llh:.2f} |"
                 )
             print(
                 f"| {label} (run {event.run_id}, event {event.event_id}) | {len(event.pulses)} | {reco} | "
                 f"{best['zenith_deg']:.2f}, {best['azimuth_deg']:.2f} | {ref_name} | "
                 f"{np.degrees(ref.zenith):.2f}, {np.degrees(ref.azimuth % (2 * math.pi)):.2f} | "
-                f"{angle_deg(zen, az, ref.zenith, ref.azimuth):.2f} | {delta:.1f} | "
+                f"{np.degrees(detector_separation(zen, az, ref.zenith, ref.azimuth)):.2f} | {delta:.1f} | "
                 f"{level:.1f} ({doc['regions']['level_set']}) | {'yes' if delta <= level else '**no**'} | "
                 f"{wall:.0f} | {stats['fit_ms_mean']:.1f} |" + descent,
                 flush=True,

@@ -105,3 +105,14 @@ def angular_distance(
     num = np.hypot(c2 * np.sin(dra), c1 * s2 - s1 * c2 * np.cos(dra))
     den = s1 * s2 + c1 * c2 * np.cos(dra)
     return np.arctan2(num, den)
+
+
+def detector_separation(
+    zenith1: np.ndarray | float,
+    azimuth1: np.ndarray | float,
+    zenith2: np.ndarray | float,
+    azimuth2: np.ndarray | float,
+) -> np.ndarray:
+    """Angle in radians between two directions given in detector coordinates (zenith, azimuth)."""
+    lat1, lat2 = np.pi / 2 - np.asarray(zenith1), np.pi / 2 - np.asarray(zenith2)
+    return angular_distance(azimuth1, lat1, azimuth2, lat2)

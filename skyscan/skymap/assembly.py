@@ -313,10 +313,12 @@ def analysis_from_result(
     stored = regions.get("level_set")
     if level_set is None:
         stored_levels = {v["containment"]: v["level"] for v in (regions.get("levels") or {}).values()}
-        if stored in contours.LEVEL_SETS or not stored_levels:
-            level_set = stored if stored in contours.LEVEL_SETS else contours.DEFAULT_LEVEL_SET
-        else:
+        if stored in contours.LEVEL_SETS:
+            level_set = stored
+        elif stored_levels:
             level_set = contours.LevelSet(str(stored), stored_levels)
+        else:
+            level_set = contours.DEFAULT_LEVEL_SET
     nsides = doc.get("nsides") or []
     return analyse(pixels_from_result(doc), level_set, max(nsides) if nsides else None)
 
